@@ -1,0 +1,3 @@
+from edge_kd.cli import run
+
+run()

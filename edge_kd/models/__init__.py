@@ -1,0 +1,1 @@
+"""Models: how users hand over networks (ModelSpec), teachers' adapters and student families."""

@@ -1,0 +1,265 @@
+"""Target profiles: where a model will run, and the budgets it must meet there.
+
+A profile is a TOML file (``targets/*.toml``, documented field by field in ``targets/README.md``).
+A user's own profile can be passed by path and ``extends`` a shipped one, overriding a few fields::
+
+    extends = "android-arm64-xnnpack"
+    [budgets]
+    artifact_size = "512KiB"
+
+Loading is strict: unknown keys, wrong types, bad units, negative or missing budgets are ConfigErrors
+that name the file and the key. This module imports nothing heavy (it runs for ``edge-kd targets``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from edge_kd.config import from_dict, parsed, to_dict
+from edge_kd.errors import ConfigError, InputError
+from edge_kd.units import AccuracyDrop, parse_accuracy_drop, parse_bytes, parse_ms
+
+#: Folder of the shipped profiles. EDGE_KD_TARGETS_DIR points elsewhere (tests, packaged installs).
+SHIPPED_TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
+
+RUNTIME_FORMATS: dict[str, tuple[str, ...]] = {
+    "executorch": ("pte",),
+    "onnxruntime": ("onnx", "ort"),
+    "litert": ("tflite",),
+}
+#: Range-estimation methods for int8 calibration (implemented in edge_kd.quantize).
+CALIBRATION_METHODS = ("auto", "minmax", "moving_average", "percentile", "entropy", "mse")
+OP_POLICIES = ("xnnpack-full-delegation", "tflite-builtin-only", "ort-mobile-operators", "any")
+
+
+def targets_dir() -> Path:
+    return Path(os.environ.get("EDGE_KD_TARGETS_DIR", SHIPPED_TARGETS_DIR))
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """Which runtime runs the artifact and how it is configured on the device."""
+
+    name: Literal["executorch", "onnxruntime", "litert"]
+    formats: tuple[str, ...]
+    delegate: Literal["xnnpack"] | None = None
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        allowed = RUNTIME_FORMATS[self.name]
+        bad = [f for f in self.formats if f not in allowed]
+        if bad or not self.formats:
+            raise ValueError(f"runtime.formats: {list(self.formats)} is not valid for runtime "
+                             f"{self.name!r}; allowed: {list(allowed)}")
+        if self.delegate is not None and self.name != "executorch":
+            raise ValueError(f"runtime.delegate {self.delegate!r} only applies to executorch")
+        if self.threads < 1:
+            raise ValueError(f"runtime.threads must be >= 1, got {self.threads}")
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """How latency is measured to imitate a phone core (see edge_kd.bench)."""
+
+    warmup_runs: int = 10
+    min_runs: int = 50
+    min_seconds: float = 1.0
+    max_runs: int = 5000
+    pin_core: bool = True
+
+    def __post_init__(self) -> None:
+        if self.warmup_runs < 0 or self.min_runs < 1 or self.max_runs < self.min_runs:
+            raise ValueError("bench: need warmup_runs >= 0, min_runs >= 1 and max_runs >= min_runs")
+        if self.min_seconds < 0:
+            raise ValueError("bench.min_seconds must not be negative")
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Hard limits a release must meet. All four are required."""
+
+    artifact_size: int = parsed(parse_bytes, metadata={"to_json": int})
+    download_size: int = parsed(parse_bytes, metadata={"to_json": int})
+    latency_p90: float = parsed(parse_ms, metadata={"to_json": lambda v: f"{v:g}ms"})
+    accuracy_drop: AccuracyDrop = parsed(parse_accuracy_drop, metadata={"to_json": str})
+
+    def __post_init__(self) -> None:
+        if self.artifact_size <= 0 or self.download_size <= 0:
+            raise ValueError("budgets: artifact_size and download_size must be positive")
+        if self.latency_p90 <= 0:
+            raise ValueError("budgets.latency_p90 must be positive")
+
+
+@dataclass(frozen=True)
+class QuantizationSettings:
+    """The int8 scheme the target's kernels expect and how ranges are calibrated."""
+
+    mode: Literal["int8", "fp32"] = "int8"
+    weights: Literal["per-channel-symmetric", "per-tensor-symmetric"] = "per-channel-symmetric"
+    activations: Literal["per-tensor-asymmetric", "per-tensor-symmetric"] = "per-tensor-asymmetric"
+    calibration_method: str = "auto"
+    calibration_samples: int = 256
+    percentile: float = 99.99
+    onnx_format: Literal["qdq"] = "qdq"
+
+    def __post_init__(self) -> None:
+        if self.calibration_method not in CALIBRATION_METHODS:
+            raise ValueError(f"quantization.calibration_method {self.calibration_method!r} is unknown; "
+                             f"known: {', '.join(CALIBRATION_METHODS)}")
+        if self.calibration_samples < 1:
+            raise ValueError("quantization.calibration_samples must be >= 1")
+        if not 50.0 < self.percentile <= 100.0:
+            raise ValueError("quantization.percentile must be in (50, 100]")
+
+
+@dataclass(frozen=True)
+class PruningSettings:
+    """Channel counts are rounded to multiples of round_to: what the int8 kernels are fastest on."""
+
+    round_to: int = 8
+
+    def __post_init__(self) -> None:
+        if self.round_to < 1:
+            raise ValueError("pruning.round_to must be >= 1")
+
+
+@dataclass(frozen=True)
+class OpPolicy:
+    """Which operators the artifact may contain (checked by the gate on the recorded op list)."""
+
+    policy: Literal["xnnpack-full-delegation", "tflite-builtin-only", "ort-mobile-operators", "any"] = "any"
+
+
+@dataclass(frozen=True)
+class TargetProfile:
+    """A resolved deployment target (after ``extends``)."""
+
+    name: str
+    runtime: RuntimeSettings
+    budgets: Budgets
+    description: str = ""
+    bench: BenchSettings = field(default_factory=BenchSettings)
+    quantization: QuantizationSettings = field(default_factory=QuantizationSettings)
+    pruning: PruningSettings = field(default_factory=PruningSettings)
+    ops: OpPolicy = field(default_factory=OpPolicy)
+    #: Where it was loaded from (not a TOML key).
+    source: str = field(default="", compare=False, metadata={"internal": True})
+
+    @property
+    def primary_format(self) -> str:
+        """The format the app ships (``ort`` for ONNX Runtime Mobile, else the only format)."""
+        return self.runtime.formats[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; ``TargetProfile.from_dict`` reads it back (units kept as strings)."""
+        data = to_dict(self)
+        data.pop("source", None)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "<dict>") -> "TargetProfile":
+        data = {k: v for k, v in data.items() if k != "source"}
+        profile = from_dict(cls, data, source=source)
+        return dataclasses.replace(profile, source=source)
+
+    def summary(self) -> dict[str, Any]:
+        """The flat row of ``edge-kd targets list --json``."""
+        return {
+            "name": self.name,
+            "runtime": self.runtime.name,
+            "format": self.primary_format,
+            "formats": list(self.runtime.formats),
+            "size_budget_bytes": self.budgets.artifact_size,
+            "download_budget_bytes": self.budgets.download_size,
+            "latency_budget_ms": self.budgets.latency_p90,
+            "accuracy_drop": str(self.budgets.accuracy_drop),
+            "threads": self.runtime.threads,
+            "quantization": self.quantization.mode,
+            "op_policy": self.ops.policy,
+            "source": self.source,
+        }
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such profile file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", source=str(path)) from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _locate(ref: str, relative_to: Path | None) -> Path:
+    """A profile reference is a path (has a slash or ends in .toml) or a shipped profile's name."""
+    if ref.endswith(".toml") or "/" in ref or os.sep in ref:
+        path = Path(ref)
+        if not path.is_absolute() and relative_to is not None:
+            candidate = relative_to / path
+            if candidate.exists():
+                return candidate
+        return path
+    path = targets_dir() / f"{ref}.toml"
+    if not path.exists():
+        raise InputError(f"unknown target {ref!r}; known: {', '.join(list_target_names()) or '(none)'}")
+    return path
+
+
+def _load_raw(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    path = path.resolve()
+    if path in chain:
+        cycle = " -> ".join(p.name for p in (*chain, path))
+        raise ConfigError(f"'extends' forms a cycle: {cycle}", source=str(chain[0]), key="extends")
+    raw = _read_toml(path)
+    raw.setdefault("name", path.stem)
+    parent_ref = raw.pop("extends", None)
+    if parent_ref is None:
+        return raw
+    if not isinstance(parent_ref, str):
+        raise ConfigError(f"expected a profile name or path, got {parent_ref!r}", source=str(path), key="extends")
+    try:
+        parent_path = _locate(parent_ref, path.parent)
+        if not parent_path.exists():
+            raise InputError(f"no such profile file {parent_ref!r}")
+    except InputError as exc:
+        raise ConfigError(f"cannot extend: {exc}", source=str(path), key="extends") from None
+    parent = _load_raw(parent_path, (*chain, path))
+    parent.pop("name", None)
+    parent.pop("description", None)
+    return _deep_merge(parent, raw)
+
+
+def load_target(ref: str | os.PathLike[str]) -> TargetProfile:
+    """Load a profile by shipped name (``"ort-mobile"``) or by path, resolving ``extends``.
+
+    >>> load_target("tflite-int8").runtime.name
+    'litert'
+    """
+    path = _locate(str(ref), None)
+    raw = _load_raw(path, ())
+    return TargetProfile.from_dict(raw, source=str(path))
+
+
+def list_target_names() -> list[str]:
+    folder = targets_dir()
+    return sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
+
+
+def list_targets() -> list[TargetProfile]:
+    return [load_target(name) for name in list_target_names()]

@@ -1,0 +1,1 @@
+"""Tiny models with example inputs, for tests and docs (each exports to all three runtimes)."""
