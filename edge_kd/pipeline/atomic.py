@@ -15,6 +15,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; on success it is renamed onto ``final``.
@@ -32,6 +38,8 @@ def atomic_path(final: str | os.PathLike[str], suffix: str | None = None) -> Ite
                                     dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp creates 0600; artifacts should get the permissions any other file of the user gets.
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield tmp
         if tmp.is_dir():
