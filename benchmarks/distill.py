@@ -1,0 +1,335 @@
+"""Distillation to a size budget on real data (banking77 intents), measured through the runtimes.
+
+Side by side, in one run: the fp32 teacher (all-MiniLM-L6-v2 + head), the hashed n-gram student
+trained on hard labels, and the same student distilled from the teacher; each student sized by
+``edge_kd.distill.sizing`` to a bundle budget (int8 artifact + preprocessing spec with the label
+names), exported per target profile, and judged by accuracy THROUGH THE RUNTIME
+(``edge_kd.bench.evaluate_artifact``) and p50 latency (``edge_kd.bench.benchmark_artifact``).
+
+    .venv/bin/python benchmarks/distill.py                       # ../shared/data, all targets
+    .venv/bin/python benchmarks/distill.py --targets ort-mobile --budgets 1MiB,256KiB --epochs 15
+
+Writes benchmarks/results/distill.json and distill.md (rewritten after every row, so a long run
+that is stopped still leaves the rows it finished). Teacher outputs, sizing decisions and trained
+students are cached under --cache, so a re-run only redoes what changed.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from edge_kd.errors import InputError  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def export_teacher(teacher, target, out: Path, max_len: int) -> Path:
+    from edge_kd.export import export_model
+    from edge_kd.models.minilm import tokenize
+
+    existing = [p for p in out.glob("teacher.*") if p.suffix.lstrip(".") == target.runtime.formats[-1]]
+    if existing:
+        return existing[0]
+    ids, mask = tokenize(["where is my card?"], max_len)
+    import torch
+
+    result = export_model(teacher, (torch.from_numpy(ids), torch.from_numpy(mask)), target, out, name="teacher",
+                          input_names=["input_ids", "attention_mask"])
+    return result.primary
+
+
+def export_student(model, example, target, calib, out: Path, name: str, int8: bool) -> tuple[Path, str]:
+    existing = [p for p in out.glob(f"{name}*") if p.suffix.lstrip(".") == target.runtime.formats[-1]]
+    if existing:
+        return existing[0], json.loads((out / f"{name}.how").read_text())["how"]
+    how = "fp32"
+    path = None
+    if int8 and target.quantization.mode == "int8":
+        try:
+            from edge_kd.quantize import quantize_model
+
+            result = quantize_model(model, example, target, calib, out / f"{name}-q", method="minmax",
+                                    name=name, max_fallback_layers=0)
+            path, how = result.primary, "int8 (minmax)"
+        except InputError as exc:
+            log(f"int8 export failed for {target.name}: {exc}; shipping fp32")
+    if path is None:
+        from edge_kd.export import export_model
+
+        path = export_model(model, example, target, out / f"{name}-f", name=name).primary
+    final = out / f"{name}{''.join(path.suffixes[-1:])}"
+    final.write_bytes(path.read_bytes())
+    (out / f"{name}.how").write_text(json.dumps({"how": how}))
+    return final, how
+
+
+def write_results(report: dict) -> None:
+    from edge_kd.pipeline import atomic_write_json, atomic_write_text
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(RESULTS / "distill.json", report)
+    t = report.get("teacher", {})
+    lines = [
+        "# Distillation to a size budget: banking77 intents (77 classes)", "",
+        f"Measured {report['finished'] or 'IN PROGRESS'} on {report['machine']}; command: `{report['command']}`.",
+        "Accuracy is measured THROUGH THE RUNTIME on the full test set (3,080 rows) unless marked; bundle = "
+        "artifact + preprocessing spec JSON (hash settings + 77 label names). p50 = `benchmark_artifact` with "
+        "the profile's thread count, pinned core. All rows come from this one run.", "",
+        f"Teacher: all-MiniLM-L6-v2 + linear head fitted on cached embeddings (head-only; the encoder is not "
+        f"fine-tuned): PyTorch test accuracy {t.get('pytorch_test_accuracy', float('nan')):.4f}, "
+        f"val {t.get('pytorch_val_accuracy', float('nan')):.4f}. Student: hashed word 1-2-grams + char "
+        f"3-grams (FNV-1a), embedding dim per budget {report['config']['dims']}, masked mean, linear head; "
+        "knob = buckets (largest that fits, found by edge_kd.distill.sizing with real int8 exports).",
+        "Hard-label and distilled students use the same rows (train + augmented copies with their original "
+        "labels), epochs and optimiser; only the loss differs (CE vs Hinton KD, "
+        f"T={report['config']['temperature']}, alpha={report['config']['alpha']}).", "",
+        "| target | model | budget | buckets x dim | params | bundle bytes | fits | artifact | accuracy (runtime) "
+        "| % of teacher (runtime) | accuracy (PyTorch) | p50 ms | teacher p50 / p50 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["rows"]:
+        def f(key, fmt="{:.4f}"):
+            v = r.get(key)
+            return fmt.format(v) if isinstance(v, (int, float)) else (v if v is not None else "-")
+        lines.append(f"| {r['target']} | {r['model']} | {r.get('budget', '-')} | {f('buckets', '{}')}{'x' + str(r['dim']) if r.get('dim') else ''} | "
+                     f"{f('params', '{:,}')} | {f('bundle_bytes', '{:,}')} | {f('fits', '{}')} | {r.get('how', '-')} | "
+                     f"{f('runtime_accuracy')} | {f('pct_of_teacher', '{:.2f}%')} | {f('pytorch_accuracy')} | "
+                     f"{f('p50_ms', '{:.3f}')} | {f('speedup', '{:.0f}x')} |")
+    lines += ["", "## Targets from the issue", ""]
+    for c in report.get("checks", []):
+        lines.append(f"- {'PASS' if c['passed'] else 'FAIL'}: {c['name']}: {c['detail']}")
+    if report.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
+    atomic_write_text(RESULTS / "distill.md", "\n".join(lines) + "\n")
+
+
+def checks(report: dict) -> list[dict]:
+    out = []
+    rows = report["rows"]
+    for target in sorted({r["target"] for r in rows}):
+        tr = [r for r in rows if r["target"] == target]
+        teacher = next((r for r in tr if r["model"] == "teacher fp32"), None)
+        for budget, need in (("1MiB", 99.5), ("256KiB", 98.5)):
+            d = next((r for r in tr if r["model"] == "student distilled" and r.get("budget") == budget), None)
+            h = next((r for r in tr if r["model"] == "student hard-label" and r.get("budget") == budget), None)
+            if d is None or d.get("pct_of_teacher") is None:
+                continue
+            out.append({"name": f"{target}: bundle <= {budget} keeps >= {need}% of teacher accuracy",
+                        "passed": bool(d["fits"] and d["pct_of_teacher"] >= need),
+                        "detail": f"{d['bundle_bytes']:,} bytes, {d['pct_of_teacher']:.2f}% "
+                                  f"({d['runtime_accuracy']:.4f} vs {teacher['runtime_accuracy']:.4f})"})
+            if h is not None and h.get("runtime_accuracy") is not None:
+                out.append({"name": f"{target} {budget}: distilled beats hard-label (same student)",
+                            "passed": d["runtime_accuracy"] > h["runtime_accuracy"],
+                            "detail": f"{d['runtime_accuracy']:.4f} vs {h['runtime_accuracy']:.4f}"})
+            if d.get("speedup") is not None:
+                out.append({"name": f"{target} {budget}: >= 100x lower p50 than the fp32 teacher",
+                            "passed": d["speedup"] >= 100,
+                            "detail": f"{d['p50_ms']:.3f} ms vs {teacher['p50_ms']:.3f} ms = {d['speedup']:.0f}x"})
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data", help="folder holding banking77/")
+    p.add_argument("--cache", type=Path, default=REPO / ".cache" / "distill-bench")
+    p.add_argument("--targets", default="ort-mobile,tflite-int8,android-arm64-xnnpack")
+    p.add_argument("--budgets", default="1MiB,256KiB")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--dims", default="1MiB=64,256KiB=32",
+                   help="embedding dim per budget (the size search runs over buckets at that dim)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--max-ids", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--alpha", type=float, default=0.9)
+    p.add_argument("--aug-copies", type=int, default=1,
+                   help="augmented copies of train: extra transfer rows the teacher labels")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--eval-rows", type=int, default=0, help="test rows judged through the runtime (0 = all)")
+    args = p.parse_args()
+    try:
+        return run(args)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args) -> int:
+    import torch
+
+    from distill_teacher import teacher_logits
+    from edge_kd.bench import benchmark_artifact, evaluate_artifact
+    from edge_kd.distill.losses import build_loss
+    from edge_kd.distill.sizing import choose_student, default_measurer
+    from edge_kd.distill.trainer import DistillData, EvalData, TrainConfig, metric_value, predict, train_student
+    from edge_kd.models.minilm import tokenize
+    from edge_kd.models.students import make_family
+    from edge_kd.preprocess.text import TextPreprocessSpec, hash_texts, ids_from_hashes
+    from edge_kd.targets import load_target
+    from edge_kd.units import parse_bytes
+
+    torch.set_num_threads(args.threads)
+    started = time.time()
+    report = {"command": "python " + " ".join(sys.argv), "machine": f"{platform.machine()} {platform.system()}, "
+              f"torch threads {args.threads}, shared CPU", "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "finished": None, "config": vars(args) | {"data": str(args.data), "cache": str(args.cache)},
+              "rows": [], "notes": []}
+    t = teacher_logits(args.data, args.cache, aug_copies=args.aug_copies, threads=args.threads, log=log)
+    train, val, test = t["train"], t["val"], t["test"]
+    labels = tuple(train.label_names)
+    report["teacher"] = {"pytorch_test_accuracy": t["teacher_pytorch_test_accuracy"],
+                         "pytorch_val_accuracy": t["teacher_pytorch_val_accuracy"], "finetune": {
+                             k: v for k, v in t["finetune"].items() if isinstance(v, (int, float, str))}}
+    write_results(report)
+
+    base = TextPreprocessSpec(buckets=1, max_ids=args.max_ids, labels=labels)
+    t0 = time.time()
+    n_aug = len(train) * args.aug_copies
+    train_texts = list(train.texts) + list(t["aug_texts"][:n_aug])
+    hashes = {"train": hash_texts(base, train_texts), "val": hash_texts(base, val.texts), "test": hash_texts(base, test.texts)}
+    log(f"hashed n-gram features of {sum(len(h) for h in hashes.values())} texts ({time.time() - t0:.1f}s)")
+    y_train = np.concatenate([train.labels] + [train.labels] * args.aug_copies)
+    teacher_train = np.concatenate([t["logits_train"], t["logits_aug"][:n_aug]]).astype(np.float32)
+    eval_idx = np.arange(len(test)) if not args.eval_rows else np.random.default_rng(0).permutation(len(test))[:args.eval_rows]
+
+    dims = {k.strip(): int(v) for k, v in (item.split("=") for item in args.dims.split(","))}
+
+    def family_for(dim: int):
+        return make_family("text_hashed", num_classes=len(labels), dim=dim, max_ids=args.max_ids,
+                           low=256, high=262144, step=256)
+
+    measure = default_measurer()
+    trained: dict[tuple[int, int, str], tuple] = {}
+
+    def student_for(buckets: int, dim: int, mode: str):
+        if (buckets, dim, mode) in trained:
+            return trained[(buckets, dim, mode)]
+        family = family_for(dim)
+        ids_tr = ids_from_hashes(hashes["train"], buckets, args.max_ids)
+        ids_va = ids_from_hashes(hashes["val"], buckets, args.max_ids)
+        model = family.build(buckets)
+        loss = build_loss("ce") if mode == "hard-label" else build_loss("hinton", temperature=args.temperature,
+                                                                        alpha=args.alpha)
+        cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=1e-4, patience=3,
+                          seed=0, device="cpu", progress=False)
+        ck = args.cache / "students" / (f"b{buckets}-d{dim}-m{args.max_ids}-{mode}-e{args.epochs}-bs{args.batch_size}"
+                                        f"-lr{args.lr}-T{args.temperature}-a{args.alpha}-c{args.aug_copies}")
+        t1 = time.time()
+        res = train_student(model, loss, DistillData((ids_tr,), y_train, teacher_train), EvalData((ids_va,), val.labels),
+                            cfg, checkpoint_dir=ck, resume=True)
+        ids_te = ids_from_hashes(hashes["test"], buckets, args.max_ids)
+        acc = metric_value(predict(model, (ids_te,)), test.labels, "accuracy")
+        log(f"student {mode} buckets={buckets} dim={dim}: val {res.best_metric:.4f} @ {res.best_epoch}/{res.epochs_run}, "
+            f"test (PyTorch) {acc:.4f} ({time.time() - t1:.0f}s)")
+        trained[(buckets, dim, mode)] = (model.eval(), acc, res, ids_te)
+        return trained[(buckets, dim, mode)]
+
+    sizing_cache = args.cache / "sizing.json"
+    sizing_memo = json.loads(sizing_cache.read_text()) if sizing_cache.is_file() else {}
+    art_root = args.cache / "artifacts"
+    for target_name in [s.strip() for s in args.targets.split(",") if s.strip()]:
+        base_target = load_target(target_name)
+        out = art_root / target_name
+        # -- teacher in this runtime
+        try:
+            t1 = time.time()
+            tpath = export_teacher(t["model"], base_target, out, t["max_len"])
+            ids, mask = tokenize([test.texts[i] for i in eval_idx], t["max_len"])
+            ev = evaluate_artifact(tpath, [((ids[j:j + 1], mask[j:j + 1]), int(test.labels[i]))
+                                           for j, i in enumerate(eval_idx)], threads=base_target.runtime.threads)
+            bench = benchmark_artifact(tpath, base_target)
+            trow = {"target": target_name, "model": "teacher fp32", "params": sum(p.numel() for p in t["model"].parameters()),
+                    "bundle_bytes": tpath.stat().st_size, "how": f"fp32 {tpath.suffix}",
+                    "runtime_accuracy": ev["accuracy"], "pytorch_accuracy": t["teacher_pytorch_test_accuracy"],
+                    "p50_ms": bench["latency_ms"]["p50"], "pct_of_teacher": 100.0, "speedup": 1.0}
+            log(f"{target_name} teacher: runtime acc {ev['accuracy']:.4f}, p50 {trow['p50_ms']:.2f} ms ({time.time() - t1:.0f}s)")
+        except InputError as exc:
+            trow = {"target": target_name, "model": "teacher fp32", "error": str(exc)}
+            report["notes"].append(f"{target_name}: teacher export/eval failed: {exc}")
+            log(f"{target_name} teacher failed: {exc}")
+        report["rows"].append(trow)
+        write_results(report)
+        for budget_text in [s.strip() for s in args.budgets.split(",") if s.strip()]:
+            budget = parse_bytes(budget_text)
+            dim = dims.get(budget_text, 64)
+            family = family_for(dim)
+            d = base_target.to_dict()
+            d["budgets"]["artifact_size"] = budget
+            d["budgets"]["download_size"] = budget
+            from edge_kd.targets import TargetProfile
+
+            target = TargetProfile.from_dict(d, source=f"{target_name} with a {budget_text} budget")
+            spec_bytes = TextPreprocessSpec(buckets=262144, max_ids=args.max_ids, labels=labels).spec_bytes()
+            memo_key = f"{target_name}|{budget}|{dim}|{args.max_ids}|{spec_bytes}"
+            t1 = time.time()
+            if memo_key in sizing_memo:
+                decision = sizing_memo[memo_key]
+            else:
+                decision = choose_student(family, target, measure=measure, extra_bytes=spec_bytes,
+                                          log=lambda m: log(f"{target_name} {budget_text} {m}")).to_dict()
+                sizing_memo[memo_key] = decision
+                sizing_cache.parent.mkdir(parents=True, exist_ok=True)
+                sizing_cache.write_text(json.dumps(sizing_memo, indent=1))
+            buckets = int(decision["value"])
+            log(f"{target_name} {budget_text}: buckets={buckets} params={decision['params']:,} predicted "
+                f"{decision['predicted_bytes']:,} real {decision['real_bytes']:,} ({time.time() - t1:.0f}s)")
+            spec = TextPreprocessSpec(buckets=buckets, max_ids=args.max_ids, labels=labels)
+            for mode in ("hard-label", "distilled"):
+                model, pt_acc, res, ids_te = student_for(buckets, dim, mode)
+                calib = [(ids_from_hashes([h], buckets, args.max_ids),) for h in hashes["train"][:64]]
+                example = (torch.from_numpy(ids_te[:1]),)
+                name = f"student-{budget_text}-{mode}"
+                row = {"target": target_name, "model": f"student {mode}", "budget": budget_text, "buckets": buckets,
+                       "dim": dim,
+                       "params": decision["params"], "pytorch_accuracy": pt_acc, "best_val": res.best_metric,
+                       "epochs": res.epochs_run, "sizing": decision}
+                try:
+                    t1 = time.time()
+                    path, how = export_student(model, example, target, calib, out, name, int8=True)
+                    row["how"] = f"{how} {path.suffix}"
+                    row["artifact_bytes"] = path.stat().st_size
+                    row["bundle_bytes"] = row["artifact_bytes"] + spec.spec_bytes()
+                    row["fits"] = row["bundle_bytes"] <= budget
+                    ev = evaluate_artifact(path, [((ids_te[i:i + 1],), int(test.labels[i])) for i in eval_idx],
+                                           threads=target.runtime.threads)
+                    row["runtime_accuracy"] = ev["accuracy"]
+                    bench = benchmark_artifact(path, target)
+                    row["p50_ms"] = bench["latency_ms"]["p50"]
+                    if trow.get("runtime_accuracy"):
+                        row["pct_of_teacher"] = 100.0 * row["runtime_accuracy"] / trow["runtime_accuracy"]
+                        row["speedup"] = trow["p50_ms"] / row["p50_ms"]
+                    log(f"{target_name} {budget_text} {mode}: {row['how']} bundle {row['bundle_bytes']:,} "
+                        f"runtime acc {row['runtime_accuracy']:.4f} p50 {row['p50_ms']:.3f} ms ({time.time() - t1:.0f}s)")
+                except InputError as exc:
+                    row["error"] = str(exc)
+                    report["notes"].append(f"{target_name} {budget_text} {mode}: {exc}")
+                    log(f"{target_name} {budget_text} {mode} failed: {exc}")
+                report["rows"].append(row)
+                report["checks"] = checks(report)
+                write_results(report)
+    report["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    report["seconds"] = round(time.time() - started, 1)
+    report["checks"] = checks(report)
+    write_results(report)
+    log(f"done in {report['seconds']:.0f}s -> {RESULTS / 'distill.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

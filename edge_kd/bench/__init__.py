@@ -1,0 +1,247 @@
+"""Measure an artifact the way a phone app would see it, in the real runtime.
+
+``benchmark_artifact`` runs the artifact in a fresh subprocess pinned to one CPU core with the
+profile's thread count: load time (first inference included), warm-up, then timed runs until both
+``bench.min_runs`` and ``bench.min_seconds`` are reached (at most ``max_runs``), and the peak memory
+above the process's baseline. ``evaluate_artifact`` measures accuracy through the runtime (not
+PyTorch), optionally with agreement against a reference model or artifact.
+
+    metrics = benchmark_artifact(Path("build/model.pte"), load_target("android-arm64-xnnpack"))
+    metrics["latency_ms"]["p90"], metrics["peak_rss_mb"], metrics["ops"]["violations"]
+
+Importing this package is light; runtimes are imported by the worker or when evaluating.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+
+from edge_kd.errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from edge_kd.targets import TargetProfile
+
+#: Environment for the worker: thread pools of every library sized to the profile's thread count.
+_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
+WORKER_TIMEOUT_S = 1800
+
+
+def pick_core() -> int | None:
+    """The last core this process may run on (core 0 takes most interrupts and system work)."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    return allowed[-1] if allowed else None
+
+
+def latency_stats(times_ms: Sequence[float]) -> dict[str, float | int]:
+    """p50/p90/p99/mean/std/min of per-run latencies (ms), linear-interpolated percentiles."""
+    import numpy as np
+
+    t = np.asarray(times_ms, dtype=np.float64)
+    return {"p50": float(np.percentile(t, 50)), "p90": float(np.percentile(t, 90)),
+            "p99": float(np.percentile(t, 99)), "mean": float(t.mean()), "std": float(t.std()),
+            "min": float(t.min()), "runs": int(t.size)}
+
+
+def artifact_facts(path: Path) -> dict[str, Any]:
+    from edge_kd.pipeline.files import file_facts
+
+    return {"path": str(path), **file_facts(path), "format": path.suffix.lstrip(".").lower()}
+
+
+def run_worker(path: Path, *, threads: int, core: int | None, warmup_runs: int, min_runs: int,
+               min_seconds: float, max_runs: int, policy: str | None = None,
+               inputs: Sequence["np.ndarray"] | None = None, ops: bool = True) -> dict[str, Any]:
+    """Run the benchmark worker once and return its raw result (per-run times etc.)."""
+    import numpy as np
+
+    with tempfile.TemporaryDirectory(prefix="edge-kd-bench-") as tmp:
+        tmp_dir = Path(tmp)
+        request: dict[str, Any] = {"path": str(Path(path).resolve()), "threads": threads, "core": core,
+                                   "warmup_runs": warmup_runs, "min_runs": min_runs, "min_seconds": min_seconds,
+                                   "max_runs": max_runs, "policy": policy, "ops": ops}
+        if inputs is not None:
+            np.savez(tmp_dir / "inputs.npz", **{f"x{i}": np.asarray(a) for i, a in enumerate(inputs)})
+            request["inputs"] = str(tmp_dir / "inputs.npz")
+        (tmp_dir / "request.json").write_text(json.dumps(request))
+        env = dict(os.environ)
+        env.update({k: str(threads) for k in _THREAD_ENV})
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        cmd = [sys.executable, "-m", "edge_kd.bench._worker", str(tmp_dir / "request.json"), str(tmp_dir / "result.json")]
+        try:
+            proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  timeout=WORKER_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise InputError(f"{path}: benchmark did not finish within {WORKER_TIMEOUT_S}s") from None
+        result_file = tmp_dir / "result.json"
+        if not result_file.exists():
+            tail = proc.stdout.decode(errors="replace").strip().splitlines()[-5:]
+            raise RuntimeError(f"{path}: benchmark worker died (exit {proc.returncode}) without a result: "
+                               + " | ".join(tail))
+        result = json.loads(result_file.read_text())
+    if not result.get("ok"):
+        if result.get("input_error"):
+            raise InputError(result["error"])
+        raise RuntimeError(f"{path}: benchmark worker failed: {result.get('type')}: {result.get('error')}")
+    return result
+
+
+def benchmark_artifact(path: str | os.PathLike[str], target: "TargetProfile", *,
+                       inputs: tuple["np.ndarray", ...] | None = None) -> dict[str, Any]:
+    """Latency, load time, peak memory, file facts and operators of one artifact on ``target``.
+
+    Runs in a fresh subprocess pinned to one core (the last allowed one, when ``bench.pin_core``)
+    with ``target.runtime.threads`` threads. ``inputs`` default to random arrays of the model's input
+    shapes (latency barely depends on values). Returns the dict recorded in build.json "metrics".
+
+    >>> m = benchmark_artifact(Path("build/model.tflite"), load_target("tflite-int8"))   # doctest: +SKIP
+    >>> sorted(m["latency_ms"])                                                          # doctest: +SKIP
+    ['mean', 'min', 'p50', 'p90', 'p99', 'runs', 'std']
+    """
+    from edge_kd.runtimes import runtime_for
+
+    path = Path(path)
+    runtime = runtime_for(path)
+    if runtime != target.runtime.name:
+        raise InputError(f"{path}: a {path.suffix} file runs in {runtime}, but target {target.name!r} "
+                         f"uses {target.runtime.name} ({', '.join('.' + f for f in target.runtime.formats)})")
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    bench = target.bench
+    core = pick_core() if bench.pin_core else None
+    start = time.perf_counter()
+    raw = run_worker(path, threads=target.runtime.threads, core=core, warmup_runs=bench.warmup_runs,
+                     min_runs=bench.min_runs, min_seconds=bench.min_seconds, max_runs=bench.max_runs,
+                     policy=target.ops.policy, inputs=inputs)
+    return {
+        "latency_ms": latency_stats(raw["times_ms"]),
+        "load_ms": raw["load_ms"],
+        "peak_rss_mb": raw["peak_rss_mb"],
+        "artifact": artifact_facts(path),
+        "runtime": raw["runtime"],
+        "runtime_version": raw["runtime_version"],
+        "threads": target.runtime.threads,
+        "pinned_core": raw["pinned_core"],
+        "warmup_runs": bench.warmup_runs,
+        "inputs": raw["inputs"],
+        "ops": raw["ops"],
+        "bench_seconds": round(time.perf_counter() - start, 3),
+    }
+
+
+def _roc_auc(labels: "np.ndarray", scores: "np.ndarray") -> float | None:
+    """Area under the ROC curve by the rank-sum (Mann-Whitney U) formula, ties averaged."""
+    import numpy as np
+
+    labels = np.asarray(labels).astype(bool)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), dtype=np.float64)
+    sorted_scores = np.asarray(scores)[order]
+    i = 0
+    while i < len(sorted_scores):
+        j = i
+        while j + 1 < len(sorted_scores) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def _binary_scores(output: "np.ndarray") -> "np.ndarray":
+    """Positive-class scores: logit of a single output, or the softmax-free logit difference of two."""
+    import numpy as np
+
+    out = np.asarray(output, dtype=np.float64)
+    if out.ndim >= 1 and out.shape[-1] == 2:
+        return (out[..., 1] - out[..., 0]).reshape(-1)  # monotone in softmax[..., 1]
+    return out.reshape(out.shape[0] if out.ndim else 1, -1)[:, 0]
+
+
+def evaluate_artifact(path: str | os.PathLike[str], samples: Iterable[tuple[tuple["np.ndarray", ...], Any]], *,
+                      task: str = "classification", reference: Callable[..., Any] | str | os.PathLike[str] | None = None,
+                      threads: int = 1) -> dict[str, Any]:
+    """Accuracy (classification) or ROC AUC + accuracy (binary) of an artifact run in its runtime.
+
+    ``samples`` yields ``(inputs, label)`` with inputs in the model's order (batch 1 is typical; a
+    batch of N takes N labels). ``reference`` (a torch callable or another artifact's path) adds
+    ``agreement``: top-1 agreement and max abs output difference between the two.
+
+    >>> evaluate_artifact(Path("build/model.ort"), [((x, ), 3) for x in images])      # doctest: +SKIP
+    {'task_metric': {'name': 'accuracy', 'value': 0.91}, 'accuracy': 0.91, 'n': 500, ...}
+    """
+    import numpy as np
+
+    from edge_kd.runtimes import open_runner
+
+    if task not in ("classification", "binary"):
+        raise InputError(f"unknown task {task!r}; known: classification, binary")
+    start = time.perf_counter()
+    runner = open_runner(path, threads=threads)
+    ref_runner = ref_fn = None
+    if reference is not None:
+        if isinstance(reference, (str, os.PathLike)):
+            ref_runner = open_runner(reference, threads=threads)
+        else:
+            ref_fn = reference
+    labels: list[Any] = []
+    firsts: list[np.ndarray] = []
+    ref_firsts: list[np.ndarray] = []
+    max_err = 0.0
+    for inputs, label in samples:
+        inputs = tuple(inputs) if isinstance(inputs, (list, tuple)) else (inputs,)
+        outputs = runner.run(list(inputs))
+        first = np.asarray(outputs[0])
+        first = first.reshape(first.shape[0] if first.ndim else 1, -1)
+        firsts.append(first)
+        labels.extend(np.atleast_1d(np.asarray(label)).reshape(-1).tolist())
+        if ref_runner is not None or ref_fn is not None:
+            if ref_runner is not None:
+                ref_out = ref_runner.run(list(inputs))
+            else:
+                from edge_kd.export.parity import reference_outputs
+
+                ref_out = reference_outputs(ref_fn, inputs)
+            ref_first = np.asarray(ref_out[0]).reshape(first.shape)
+            ref_firsts.append(ref_first)
+            max_err = max(max_err, float(np.max(np.abs(ref_first.astype(np.float64) - first))) if first.size else 0.0)
+    if not firsts:
+        raise InputError(f"{path}: no samples to evaluate")
+    logits = np.concatenate(firsts, axis=0)
+    y = np.asarray(labels)
+    if len(y) != logits.shape[0]:
+        raise InputError(f"{path}: {len(y)} labels for {logits.shape[0]} model outputs")
+    result: dict[str, Any] = {"n": int(len(y)), "runtime": runner.runtime, "runtime_version": runner.runtime_version}
+    if task == "classification":
+        accuracy = float(np.mean(logits.argmax(-1) == y.astype(np.int64)))
+        result.update(task_metric={"name": "accuracy", "value": accuracy}, accuracy=accuracy)
+    else:
+        scores = _binary_scores(logits)
+        threshold = 0.0  # logit 0 == probability 0.5
+        accuracy = float(np.mean((scores > threshold) == (y > 0.5)))
+        auc = _roc_auc(y > 0.5, scores)
+        result.update(task_metric={"name": "roc_auc", "value": auc}, roc_auc=auc, accuracy=accuracy)
+    if ref_firsts:
+        ref = np.concatenate(ref_firsts, axis=0)
+        if task == "binary" and logits.shape[-1] <= 2:
+            agree = float(np.mean((_binary_scores(ref) > 0) == (_binary_scores(logits) > 0)))
+        else:
+            agree = float(np.mean(ref.argmax(-1) == logits.argmax(-1)))
+        result["agreement"] = {"top1_agreement": agree, "max_abs_error": max_err}
+    result["seconds"] = round(time.perf_counter() - start, 3)
+    return result
+
+
+__all__ = ["artifact_facts", "benchmark_artifact", "evaluate_artifact", "latency_stats", "pick_core", "run_worker"]

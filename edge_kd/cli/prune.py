@@ -1,0 +1,219 @@
+"""``edge-kd prune``: structured pruning to a params / MACs / latency goal, measured in the target runtime."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from edge_kd.cli.common import add_target_argument, print_table
+from edge_kd.errors import InputError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "prune", help="structured pruning (channels, neurons, heads) to a params/MACs/latency goal",
+        description="Remove whole channels, neurons and embedding dimensions from MODEL (a module:factory "
+                    "reference or a ModelSpec .json) with torch-pruning's dependency graph, in --steps steps "
+                    "with a short distillation fine-tune after each when --data is given. After every step "
+                    "the params, MACs, p50 latency in the target runtime and accuracy are recorded in "
+                    "DIR/build.json (stage 'prune'); the pruned model is written as DIR/model.json + "
+                    "DIR/model.safetensors (reload: ModelSpec.load('DIR/model.json').build()). "
+                    "A latency budget that cannot be met writes the best candidate and exits 1.")
+    parser.add_argument("model", metavar="MODEL", help="factory reference (pkg.mod:fn) or a ModelSpec .json")
+    add_target_argument(parser)
+    goal = parser.add_mutually_exclusive_group(required=True)
+    goal.add_argument("--ratio", type=float, metavar="R", help="remove this fraction of the parameters, in (0, 1)")
+    goal.add_argument("--macs", type=float, metavar="R", help="remove this fraction of the MACs, in (0, 1) (0.5 = 2x fewer)")
+    goal.add_argument("--latency-budget", metavar="MS", help="p50 budget in the target runtime, e.g. 12ms")
+    parser.add_argument("--criterion", default="l2", help="l1 | l2 | bn | taylor (taylor needs --data)")
+    parser.add_argument("--protect", nargs="+", default=[], metavar="NAME",
+                        help="module names kept whole (the classifier and embeddings are kept by default)")
+    parser.add_argument("--prune-embeddings", action="store_true", help="also shrink embedding dimensions")
+    parser.add_argument("--steps", type=int, default=1, help="pruning steps (recovery fine-tune after each)")
+    parser.add_argument("--round-to", type=int, default=None,
+                        help="channel multiple (default: the target profile's pruning.round_to)")
+    parser.add_argument("--input", action="append", metavar="SPEC",
+                        help="input spec NAME:SHAPE:DTYPE[:HIGH] (required unless MODEL is a .json spec)")
+    parser.add_argument("--weights", metavar="FILE", help="weights: .safetensors or a torch state dict (weights_only)")
+    parser.add_argument("--kwargs", metavar="JSON", default=None, help="factory keyword arguments as a JSON object")
+    parser.add_argument("--data", metavar="SPEC", help="labelled data for recovery and accuracy, e.g. "
+                        "images:DIR?split=train&size=224 (20%% is held out for accuracy, at most --eval-rows)")
+    parser.add_argument("--eval-rows", type=int, default=300, help="held-out rows for accuracy (default 300)")
+    parser.add_argument("--recovery-batches", type=int, default=50, help="batches per recovery fine-tune (0: none)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--no-latency", action="store_true",
+                        help="skip the per-step export + benchmark (not allowed with --latency-budget)")
+    parser.add_argument("--lowrank", type=float, default=None, metavar="ENERGY",
+                        help="after pruning, try SVD factorization of Linear / 1x1 conv layers at this retained "
+                             "energy (e.g. 0.9); each is kept only if the measured p50 improves and accuracy holds")
+    parser.add_argument("--lowrank-max", type=int, default=8, metavar="N",
+                        help="at most N measured low-rank decisions (each one exports and benchmarks)")
+    parser.add_argument("--lowrank-group", choices=["layer", "shape"], default="shape",
+                        help="decide per layer, or once per group of same-shape layers (default)")
+    parser.add_argument("--max-accuracy-drop", type=float, default=0.01,
+                        help="low-rank: largest accuracy drop (fraction) a factorization may cost (default 0.01)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="build directory (new, empty or an edge_kd build)")
+    parser.set_defaults(func=cmd_prune)
+
+
+def _batches(ds, batch_size: int, indices, shuffle: bool):
+    import numpy as np
+    import torch
+
+    from edge_kd.data.base import iter_batches
+
+    epoch = [0]
+
+    def make():
+        epoch[0] += 1
+        for inputs, labels in iter_batches(ds, batch_size, indices=indices, shuffle=shuffle, seed=epoch[0]):
+            yield tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in inputs), torch.from_numpy(labels)
+
+    return make
+
+
+def _accuracy_fn(ds, indices, batch_size: int):
+    import torch
+
+    batches = _batches(ds, batch_size, indices, shuffle=False)
+
+    def evaluate(model) -> float:
+        correct = total = 0
+        model.eval()
+        with torch.no_grad():
+            for inputs, labels in batches():
+                correct += int((model(*inputs).argmax(-1) == labels).sum())
+                total += int(labels.numel())
+        return correct / max(total, 1)
+
+    return evaluate
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from edge_kd.cli.export import _parse_kwargs
+    from edge_kd.models.spec import ModelSpec
+    from edge_kd.targets import load_target
+    from edge_kd.units import parse_ms
+
+    target = load_target(args.target)
+    if args.latency_budget is not None:
+        goal, amount = "latency", parse_ms(args.latency_budget)
+        if args.no_latency:
+            raise InputError("--no-latency cannot be combined with --latency-budget")
+    elif args.macs is not None:
+        goal, amount = "macs", args.macs
+    else:
+        goal, amount = "params", args.ratio
+    if args.lowrank is not None and args.no_latency:
+        raise InputError("--lowrank keeps a factorization only when the measured latency improves: "
+                         "it cannot be combined with --no-latency")
+    if args.lowrank is not None and not 0 < args.lowrank <= 1:
+        raise InputError(f"--lowrank energy must be in (0, 1], got {args.lowrank:g}")
+    if args.eval_rows < 1 or args.batch_size < 1 or args.recovery_batches < 0:
+        raise InputError("--eval-rows and --batch-size must be >= 1, --recovery-batches >= 0")
+
+    import torch
+
+    from edge_kd.prune.pruner import PruneConfig
+
+    config = PruneConfig(goal=goal, amount=amount, criterion=args.criterion, protect=tuple(args.protect),
+                         protect_embeddings=not args.prune_embeddings, steps=args.steps,
+                         round_to=args.round_to if args.round_to is not None else target.pruning.round_to)
+    if args.model.endswith(".json"):
+        spec = ModelSpec.load(args.model)
+        if args.input:
+            spec = ModelSpec.parse(spec.factory, inputs=[s for i in args.input for s in i.split(",")],
+                                   weights=args.weights or spec.weights, kwargs=spec.kwargs)
+    else:
+        if not args.input:
+            raise InputError("--input is required when MODEL is a factory reference, e.g. --input image:1x3x224x224:float32")
+        spec = ModelSpec.parse(args.model, inputs=[s.strip() for i in args.input for s in i.split(",") if s.strip()],
+                               weights=args.weights, kwargs=_parse_kwargs(args.kwargs))
+    model = spec.build()
+    example = spec.example_inputs()
+
+    train_batches = evaluate = None
+    data_info = None
+    if args.data:
+        import numpy as np
+
+        from edge_kd.data.spec import parse_data_spec
+        from edge_kd.data.splits import stratified_split_indices
+
+        ds = parse_data_spec(args.data)
+        train_idx, eval_idx = stratified_split_indices(ds.labels, [0.8, 0.2], seed=0)
+        eval_idx = np.sort(eval_idx[: args.eval_rows])
+        train_batches = _batches(ds, args.batch_size, train_idx, shuffle=True)
+        evaluate = _accuracy_fn(ds, eval_idx, args.batch_size)
+        data_info = {"spec": args.data, "train_rows": int(len(train_idx)), "eval_rows": int(len(eval_idx))}
+
+    # Fail on an untraceable model, a bad --protect or nothing-to-prune BEFORE the build folder exists.
+    import copy
+
+    from edge_kd.prune.pruner import build_pruner, resolve_protected
+    from edge_kd.prune.macs import count_macs
+
+    torch.set_num_threads(target.runtime.threads)
+    count_macs(model, example)
+    build_pruner(copy.deepcopy(model), example, config, 0.0, resolve_protected(model, example, config))
+
+    from edge_kd.pipeline import Build
+    from edge_kd.pipeline.stage import content_hash
+    from edge_kd.prune.schedule import RecoveryConfig, run_schedule, runtime_latency
+    from edge_kd.prune.serialize import save_pruned
+
+    out = Path(args.out)
+    build = Build.create(out, target=target.to_dict())
+    latency = None
+    if not args.no_latency:
+        def latency(m) -> float:
+            return float(runtime_latency(m, example, target, work_dir=None)["latency_ms"]["p50"])
+
+    with build.stage("prune", cache_key=content_hash({"spec": spec.to_dict(), "config": config.to_dict()})) as record:
+        record["details"].update({"config": config.to_dict(), "model": spec.to_dict(), "data": data_info,
+                                  "steps": []})
+
+        def on_step(report, _model) -> None:
+            record["details"]["steps"].append(report.to_dict())
+            build.save()
+            p50 = f"{report.p50_ms:.3f} ms" if report.p50_ms is not None else "-"
+            acc = f"{report.accuracy:.4f}" if report.accuracy is not None else "-"
+            print(f"step {report.step}: params {report.params}  MACs {report.macs} ({report.macs_ratio:.3f})  "
+                  f"p50 {p50}  accuracy {acc}", file=sys.stderr, flush=True)
+
+        result = run_schedule(model, example, config, teacher=spec.build(), train_batches=train_batches,
+                              recovery=RecoveryConfig(epochs=1, max_batches=args.recovery_batches)
+                              if args.recovery_batches else RecoveryConfig(epochs=0),
+                              evaluate=evaluate, latency=latency, on_step=on_step)
+        final, rewrites = result.model, []
+        if args.lowrank is not None:
+            from edge_kd.prune.lowrank import lowrank_search
+
+            final, rewrites, decisions = lowrank_search(
+                result.model, example, latency_fn=latency, metric_fn=evaluate, energy=args.lowrank,
+                max_metric_drop=args.max_accuracy_drop, round_to=config.round_to, protect=result.protected,
+                max_layers=args.lowrank_max, group_by=args.lowrank_group)
+            record["details"]["lowrank"] = [d.to_dict() for d in decisions]
+            for d in decisions:
+                print(f"low-rank {d.module} rank {d.rank}/{d.full_rank}: {d.reason}", file=sys.stderr)
+        spec_path = save_pruned(final, spec, out, rewrites=rewrites)
+        build.add_artifact(spec_path, role="pruned_model_spec", format="json")
+        build.add_artifact(out / "model.safetensors", role="pruned_model_weights", format="safetensors")
+        record["details"].update({"goal_met": result.goal_met, "missed_by": result.missed_by,
+                                  "protected": result.protected})
+        record["outputs"] = {"spec": spec_path.name, "weights": "model.safetensors"}
+    first, last = result.steps[0], result.steps[-1]
+    build.update_metrics(section="prune", params=last.params, macs=last.macs, macs_ratio=last.macs_ratio,
+                         params_before=first.params, macs_before=first.macs, p50_ms=last.p50_ms,
+                         p50_ms_before=first.p50_ms, accuracy=last.accuracy, accuracy_before=first.accuracy,
+                         goal_met=result.goal_met, missed_by=result.missed_by)
+    rows = [(s.step, s.params, s.macs, f"{s.macs_ratio:.3f}", f"{s.p50_ms:.3f}" if s.p50_ms is not None else "-",
+             f"{s.accuracy:.4f}" if s.accuracy is not None else "-") for s in result.steps]
+    print_table(rows, ["step", "params", "MACs", "MACs ratio", "p50 ms", "accuracy"])
+    print(f"wrote {spec_path} and {out / 'model.safetensors'}")
+    if not result.goal_met:
+        unit = "ms" if goal == "latency" else f"of the original {goal}"
+        print(f"edge-kd: goal missed by {result.missed_by:g} {unit} (best effort written)", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,357 @@
+"""The distillation stage end to end: recipe + target profile -> a student sized to the budget,
+trained against the teacher's cached outputs, saved as safetensors + ModelSpec JSON (+ the
+preprocessing spec), with its decision and metrics recorded in the build manifest.
+
+    from edge_kd.recipe import load_recipe
+    from edge_kd.targets import load_target
+    result = distill(load_recipe("examples/intent_banking77.toml"), load_target("ort-mobile"), "build/intent")
+    result["test_metric"], result["sizing"]["bundle_bytes"]
+
+Recipe fields used: ``[teacher]`` / ``[data]`` (through ``edge_kd.recipe``), ``[student]``
+``family`` + ``options`` (the family's knob and fixed sizes, see ``edge_kd.models.students``) +
+``max_params``; ``[distill]`` ``losses``, ``temperature``, ``alpha``, ``epochs``, ``lr``,
+``weight_decay``, ``batch_size``, ``seed`` and ``options`` (strict keys, see :class:`DistillOptions`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edge_kd.errors import InputError
+
+STUDENT_DIR = "student"
+STUDENT_WEIGHTS = "student.safetensors"
+STUDENT_SPEC = "student.json"
+PREPROCESS_FILE = "preprocess.json"
+LABELS_FILE = "labels.json"
+
+
+@dataclass(frozen=True)
+class HintOption:
+    student: str
+    teacher: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class DistillOptions:
+    """``[distill].options``: trainer and sizing settings beyond the recipe's common fields."""
+
+    patience: int = 4
+    warmup_fraction: float = 0.05
+    grad_clip: float = 0.0
+    min_delta: float = 0.0
+    size_margin: float = 0.05
+    eval_batch_size: int = 512
+    teacher_batch_size: int = 64
+    cache_dir: str | None = None
+    hints: tuple[HintOption, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.patience < 1:
+            raise ValueError("patience must be >= 1")
+        if self.hints:
+            raise ValueError("hints need teacher features cached from named teacher layers; the recipe "
+                             "pipeline caches logits only: use edge_kd.distill.trainer.train_student with "
+                             "DistillData.teacher_features from Python for FitNets hints")
+
+
+def _options(recipe: Any) -> DistillOptions:
+    from edge_kd.config import from_dict
+
+    raw = dict(recipe.distill.options or {})
+    return from_dict(DistillOptions, raw, source=f"{recipe.source}: [distill].options" if recipe.source else None)
+
+
+def build_recipe_loss(names: tuple[str, ...], temperature: float, alpha: float, task: str):
+    """The recipe's loss(es) with their common options applied where the loss takes them."""
+    import inspect
+
+    from torch import nn
+
+    from edge_kd.distill.losses import LOSSES
+
+    modules = []
+    for name in names:
+        cls = LOSSES.get(name)
+        params = inspect.signature(cls.__init__).parameters
+        kw = {k: v for k, v in (("temperature", temperature), ("alpha", alpha)) if k in params}
+        if name == "hinton" and task == "binary_single":
+            raise InputError("hinton needs class logits; for one-logit binary/CTR students use 'bce_soft'")
+        modules.append(cls(**kw))
+    if len(modules) == 1:
+        return modules[0]
+
+    class _Sum(nn.Module):
+        def __init__(self, parts):
+            super().__init__()
+            self.parts = nn.ModuleList(parts)
+            self.alpha = max(getattr(p, "alpha", 1.0) for p in parts)
+
+        def forward(self, s, t, y):
+            return sum(p(s, t, y) for p in self.parts)
+
+    return _Sum(modules)
+
+
+# ---- student inputs per family ------------------------------------------------------------------
+@dataclass
+class StudentData:
+    """Turns a data set into a student's input arrays for a given knob value, and the bundle's assets."""
+
+    family: Any
+    label_names: list[str]
+    kind: str  # text | arrays
+    _hashes: dict[int, list[list[int]]] = field(default_factory=dict)
+
+    def text_spec(self, value: Any):
+        from edge_kd.preprocess.text import TextPreprocessSpec
+
+        kw = self.family.kwargs_for(value)
+        return TextPreprocessSpec(buckets=int(kw["buckets"]), max_ids=int(kw["max_ids"]), labels=tuple(self.label_names))
+
+    def inputs(self, ds: Any, value: Any) -> tuple[np.ndarray, ...]:
+        if self.kind == "text":
+            from edge_kd.preprocess.text import hash_texts, ids_from_hashes
+
+            spec = self.text_spec(value)
+            key = id(ds)
+            if key not in self._hashes:
+                self._hashes[key] = hash_texts(spec, ds.texts)
+            return (ids_from_hashes(self._hashes[key], spec.buckets, spec.max_ids),)
+        return tuple(np.ascontiguousarray(a) for a in ds.inputs())
+
+    def extra_bytes(self, value: Any) -> int:
+        import json
+
+        if self.kind == "text":
+            return self.text_spec(value).spec_bytes()
+        return len(json.dumps(self.label_names, separators=(",", ":")).encode())
+
+    def write_assets(self, out: Path, value: Any) -> list[tuple[Path, str]]:
+        from edge_kd.pipeline.atomic import atomic_write_text
+
+        if self.kind == "text":
+            return [(self.text_spec(value).save(out / PREPROCESS_FILE), "preprocessing")]
+        import json
+
+        path = atomic_write_text(out / LABELS_FILE, json.dumps(self.label_names, separators=(",", ":")))
+        return [(path, "labels")]
+
+
+def make_student_family(recipe: Any, train: Any) -> tuple[Any, StudentData]:
+    """The recipe's student family, completed from the data (class count, feature layout)."""
+    from edge_kd.models.students.base import StudentFamily, make_family
+
+    opts = dict(recipe.student.options or {})
+    name = recipe.student.family
+    n = train.num_classes
+    kind = "arrays"
+    if name == "text_hashed":
+        if not hasattr(train, "texts"):
+            raise InputError(f"student family 'text_hashed' reads text, but the training data is {type(train).__name__}")
+        family = make_family(name, num_classes=n, **opts)
+        kind = "text"
+    elif name == "mobilenet":
+        size = getattr(train, "size", None)
+        if size is None:
+            raise InputError(f"student family 'mobilenet' reads images, but the training data is {type(train).__name__}")
+        opts.setdefault("resolution", size)
+        if opts["resolution"] != size:
+            raise InputError(f"[student].options.resolution = {opts['resolution']} but the images are loaded at "
+                             f"{size}x{size}: load them at the student's resolution (data spec size=...)")
+        family = make_family(name, num_classes=n, **opts)
+    elif name == "tabular_mlp":
+        if not hasattr(train, "num_numeric"):
+            raise InputError(f"student family 'tabular_mlp' reads tabular data, but the training data is "
+                             f"{type(train).__name__}")
+        # Binary tasks keep two logits, like the tabular teacher, so every KD loss applies.
+        family = make_family(name, num_dense=train.num_numeric, num_outputs=n,
+                             cardinalities=list(train.cardinalities) or None, **opts)
+    elif name == "custom":
+        for key in ("factory", "knob", "low", "high", "inputs"):
+            if key not in opts:
+                raise InputError(f"[student] family 'custom' needs options.{key} (factory, knob, low, high, step, inputs)")
+        family = StudentFamily.custom(opts.pop("factory"), knob=opts.pop("knob"), low=opts.pop("low"),
+                                      high=opts.pop("high"), step=opts.pop("step", 1), inputs=opts.pop("inputs"),
+                                      kwargs=opts.pop("kwargs", {}))
+        if opts:
+            raise InputError(f"[student] family 'custom': unknown options {sorted(opts)}")
+    else:
+        make_family(name)  # raises the registry's "unknown student family ... known: ..." error
+        raise InputError(f"student family {name!r} needs data-specific setup this stage does not have")
+    if recipe.student.max_params:
+        allowed = tuple(v for v in family.values if family.num_params(v) <= recipe.student.max_params) \
+            if len(family.values) <= 64 else _values_under(family, recipe.student.max_params)
+        if not allowed:
+            raise InputError(f"[student].max_params = {recipe.student.max_params} is below the smallest "
+                             f"{family.name} student ({family.num_params(family.values[0])} parameters)")
+        family = dataclasses.replace(family, values=allowed)
+    return family, StudentData(family, list(train.label_names), kind)
+
+
+def _values_under(family: Any, max_params: int) -> tuple[Any, ...]:
+    lo, hi = 0, len(family.values) - 1
+    if family.num_params(family.values[0]) > max_params:
+        return ()
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if family.num_params(family.values[mid]) <= max_params:
+            lo = mid
+        else:
+            hi = mid - 1
+    return tuple(family.values[: lo + 1])
+
+
+def check_teacher_labels(teacher: Any, train: Any, logits: np.ndarray) -> None:
+    """Teacher outputs must cover exactly the data's classes (clear error otherwise)."""
+    n = train.num_classes
+    width = logits.shape[1] if logits.ndim == 2 else 1
+    binary_ok = train.task == "binary" and width in (1, 2)
+    if width != n and not binary_ok:
+        raise InputError(f"the teacher outputs {width} classes but the data has {n} labels "
+                         f"({', '.join(map(str, train.label_names[:6]))}{', ...' if n > 6 else ''}): the teacher "
+                         f"must be trained on the same label set")
+    known = list(getattr(teacher, "label_names", []) or [])
+    if known:
+        unknown = [name for name in train.label_names if name not in known]
+        if unknown:
+            raise InputError(f"labels in the data that the teacher does not know: {', '.join(unknown[:8])}"
+                             f"{' ...' if len(unknown) > 8 else ''}")
+        if list(known) != list(train.label_names):
+            raise InputError("the teacher's label order differs from the data's; retrain the teacher's head "
+                             "on this data (teacher.train = true)")
+
+
+def distill(recipe: Any, target: Any, out_dir: str | os.PathLike[str], *, resume: bool = False,
+            device: str = "auto", measure: Callable | None = None, log: Callable[[str], None] = print,
+            shared_data: str | None = None) -> dict[str, Any]:
+    """Run the distillation stage for ``recipe`` on ``target`` into the build folder ``out_dir``.
+
+    Returns the stage details (also written to ``build.json``): sizing decision, epochs, best
+    validation metric and the test metric of student and teacher in PyTorch.
+
+    >>> details = distill(load_recipe("intent.toml"), load_target("ort-mobile"), "build/x")  # doctest: +SKIP
+    """
+    from edge_kd.distill.cache import TeacherCache, weights_fingerprint
+    from edge_kd.distill.ddp import init_distributed
+    from edge_kd.distill.sizing import SizeBudget, choose_student
+    from edge_kd.distill.trainer import DistillData, EvalData, TrainConfig, metric_value, predict, train_student
+    from edge_kd.models.spec import save_state_dict
+    from edge_kd.pipeline import Build, content_hash
+    from edge_kd.recipe import load_splits, teacher_from_recipe
+
+    if not recipe.distill.enabled:
+        raise InputError(f"{recipe.source}: [distill].enabled is false; nothing to do")
+    options = _options(recipe)
+    env = init_distributed(device)
+    out = Path(out_dir)
+    build = Build.create(out, target=target.to_dict(), recipe=recipe.to_dict()) if env.is_main else None
+    cache_root = Path(options.cache_dir or recipe.data.cache_dir or
+                      os.environ.get("EDGE_KD_CACHE", Path.home() / ".cache" / "edge_kd")).expanduser()
+
+    splits = load_splits(recipe.data)
+    train_ds, val_ds, test_ds = splits.train, splits.val, splits.test
+    for name, ds in (("train", train_ds), ("val", val_ds), ("test", test_ds)):
+        if len(ds) == 0:
+            raise InputError(f"the {name} split is empty")
+    task = "binary" if train_ds.task == "binary" else "classification"
+    metric = "roc_auc" if task == "binary" else "accuracy"
+
+    t0 = time.perf_counter()
+    teacher = teacher_from_recipe(recipe.teacher, splits, cache_dir=str(cache_root), seed=recipe.seed)
+    teacher_fp = weights_fingerprint(teacher.model)
+    cache = TeacherCache(cache_root / "teacher-outputs")
+    logits: dict[str, np.ndarray] = {}
+    for name, ds in (("train", train_ds), ("test", test_ds)):
+        key = cache.key(teacher_fp, ds.fingerprint(), "logits")
+        # One predict() call per split: it prepares (tokenizes) the data set once.
+        logits[name] = cache.get_or_compute(
+            key, lambda ds=ds: iter([teacher.predict(ds, batch_size=options.teacher_batch_size)]),
+            n_rows=len(ds), meta={"teacher": teacher.name, "split": name})
+    check_teacher_labels(teacher, train_ds, logits["train"])
+    teacher_seconds = time.perf_counter() - t0
+    teacher_test = metric_value(np.asarray(logits["test"]), test_ds.labels, metric)
+    log(f"teacher {teacher.name}: test {metric} {teacher_test:.4f} (PyTorch; outputs cached in {cache.root})")
+
+    family, sdata = make_student_family(recipe, train_ds)
+    teacher_logits = logits["train"]
+    loss_task = "binary_single" if family.kwargs.get("num_outputs") == 1 else task
+    budget = SizeBudget.from_target(target, options.size_margin)
+    stage_key = content_hash("distill-v1", teacher_fp, train_ds.fingerprint(), val_ds.fingerprint(),
+                             recipe.to_dict().get("student"), recipe.to_dict().get("distill"),
+                             target.to_dict().get("budgets"), target.to_dict().get("runtime"),
+                             target.to_dict().get("quantization"))
+    student_dir = out / STUDENT_DIR
+    if build is not None and resume:
+        done = build.completed_stage("distill", stage_key)
+        if done and (student_dir / STUDENT_WEIGHTS).is_file() and (student_dir / STUDENT_SPEC).is_file():
+            log(f"distill: reusing the completed stage in {out} (same recipe, teacher, data and target)")
+            return done["details"]
+
+    ctx = build.stage("distill", cache_key=stage_key) if build is not None else _null_record()
+    with ctx as record:
+        t1 = time.perf_counter()
+        decision = choose_student(family, target, measure=measure, budget=budget,
+                                  extra_bytes=sdata.extra_bytes(family.values[0]), log=log)
+        value = decision.value
+        log(f"sizing: {family.knob}={value} ({decision.params:,} params) -> bundle "
+            f"{decision.bundle_bytes:,} bytes for a budget of {budget.describe()} ({decision.method})")
+        sizing_seconds = time.perf_counter() - t1
+
+        student = family.build(value)
+        loss = build_recipe_loss(tuple(recipe.distill.losses), recipe.distill.temperature, recipe.distill.alpha,
+                                 loss_task)
+        d = recipe.distill
+        config = TrainConfig(epochs=max(1, d.epochs), batch_size=d.batch_size, lr=d.lr, weight_decay=d.weight_decay,
+                             warmup_fraction=options.warmup_fraction, patience=options.patience,
+                             min_delta=options.min_delta, metric=metric, seed=d.seed, device=device,
+                             grad_clip=options.grad_clip, eval_batch_size=options.eval_batch_size)
+        labels = train_ds.labels
+        train_data = DistillData(sdata.inputs(train_ds, value), labels, teacher_logits)
+        val_data = EvalData(sdata.inputs(val_ds, value), val_ds.labels)
+        result = train_student(student, loss, train_data, val_data, config,
+                               checkpoint_dir=out / "checkpoints" / "distill", resume=resume, env=env)
+        test_out = predict(student, sdata.inputs(test_ds, value), batch_size=config.eval_batch_size,
+                           device=result.device)
+        test_metric = metric_value(test_out, test_ds.labels, metric)
+        student.cpu().eval()
+        log(f"student: best val {metric} {result.best_metric:.4f} at epoch {result.best_epoch}; "
+            f"test {metric} {test_metric:.4f} (teacher {teacher_test:.4f}, PyTorch)")
+        details = {
+            "sizing": decision.to_dict(), "sizing_seconds": round(sizing_seconds, 2),
+            "teacher": {"name": teacher.name, "weights_sha256": teacher_fp, f"test_{metric}": teacher_test,
+                        "seconds": round(teacher_seconds, 2)},
+            "student": {"family": family.name, "knob": family.knob, "value": value, "params": decision.params,
+                        "spec": family.spec(value, STUDENT_WEIGHTS).to_dict()},
+            "loss": {"losses": list(recipe.distill.losses), "temperature": d.temperature, "alpha": d.alpha},
+            "metric": metric, "epochs": result.epochs_run, "best_epoch": result.best_epoch,
+            f"best_val_{metric}": result.best_metric, f"test_{metric}_pytorch": test_metric,
+            "stopped_early": result.stopped_early, "resumed_from_epoch": result.resumed_from_epoch,
+            "history": result.history, "device": result.device, "world_size": result.world_size,
+        }
+        if build is not None:
+            save_state_dict(student, student_dir / STUDENT_WEIGHTS)
+            family.spec(value, STUDENT_WEIGHTS).save(student_dir / STUDENT_SPEC)
+            build.add_artifact(student_dir / STUDENT_WEIGHTS, role="student-weights", format="safetensors")
+            build.add_artifact(student_dir / STUDENT_SPEC, role="student-spec", format="json")
+            for path, role in sdata.write_assets(student_dir, value):
+                build.add_artifact(path, role=role, format="json")
+            record["outputs"] = {"spec": str(Path(STUDENT_DIR) / STUDENT_SPEC),
+                                 "weights": str(Path(STUDENT_DIR) / STUDENT_WEIGHTS)}
+        record["details"] = details
+    return details
+
+
+class _null_record:
+    def __enter__(self) -> dict[str, Any]:
+        return {"details": {}, "outputs": {}}
+
+    def __exit__(self, *exc: Any) -> None:
+        return None

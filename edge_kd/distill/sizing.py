@@ -1,0 +1,274 @@
+"""Budget-driven sizing: the largest student of a family whose shipped bundle fits the profile.
+
+The bundle is the int8 artifact plus its preprocessing assets (e.g. the text spec with the label
+names); both its raw bytes (``budgets.artifact_size``) and its gzip bytes (``budgets.download_size``)
+must fit. The search:
+
+1. **Calibrate** with one real export of the smallest student: ``overhead = bytes - params * bpw``
+   (bytes per weight: 1 for int8, 4 for fp32). If even that bundle is over budget, stop with an
+   InputError that names the smallest achievable size.
+2. **Predict** ``bytes(knob) = overhead + params(knob) * bpw`` (parameter counts come from a meta-device
+   build, free even for big embedding tables) and **binary-search** the monotone knob for the largest
+   value under ``budget * (1 - margin)``.
+3. **Verify** with a real export of that student. Each measurement refits the line through the
+   smallest and the latest point (so a runtime that keeps some tensors in float, e.g. embedding
+   tables, is learned from data); over budget -> shrink and retry, automatically.
+
+The measurer is injectable (``measure(model, example_inputs, target) -> Measurement``). The default
+one builds the int8 artifact with ``edge_kd.quantize.quantize_model`` when the profile is int8; if
+int8 export is unavailable it exports fp32 with ``edge_kd.export.export_model`` and divides by 4,
+and says so (``method = "fp32-export/4 (estimate)"``) in the decision it records.
+
+    decision = choose_student(make_family("text_hashed", num_classes=77), load_target("ort-mobile"),
+                              extra_bytes=spec.spec_bytes())
+    decision.value, decision.real_bytes, decision.to_dict()
+"""
+from __future__ import annotations
+
+import gzip
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from edge_kd.errors import InputError
+from edge_kd.units import format_bytes
+
+if TYPE_CHECKING:
+    from edge_kd.models.students.base import StudentFamily
+    from edge_kd.targets import TargetProfile
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Bytes of the artifact the app ships, raw and gzip, and how they were obtained."""
+
+    bytes: int
+    gzip_bytes: int
+    method: str = "measured"
+
+
+Measurer = Callable[[Any, tuple, "TargetProfile"], Measurement]
+
+
+@dataclass(frozen=True)
+class SizeBudget:
+    """Limits on the bundle: raw bytes and gzip (download) bytes; ``None`` = unlimited."""
+
+    artifact_bytes: int | None
+    download_bytes: int | None = None
+    margin: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.margin < 0.5:
+            raise InputError(f"sizing margin must be in [0, 0.5), got {self.margin}")
+        if self.artifact_bytes is None and self.download_bytes is None:
+            raise InputError("sizing needs a size budget: set budgets.artifact_size or budgets.download_size")
+
+    @classmethod
+    def from_target(cls, target: "TargetProfile", margin: float = 0.05) -> "SizeBudget":
+        return cls(target.budgets.artifact_size, target.budgets.download_size, margin)
+
+    def fits(self, raw: float, gz: float, *, with_margin: bool) -> bool:
+        scale = (1.0 - self.margin) if with_margin else 1.0
+        ok = self.artifact_bytes is None or raw <= self.artifact_bytes * scale
+        return ok and (self.download_bytes is None or gz <= self.download_bytes * scale)
+
+    def describe(self) -> str:
+        parts = []
+        if self.artifact_bytes is not None:
+            parts.append(f"{format_bytes(self.artifact_bytes)} raw")
+        if self.download_bytes is not None:
+            parts.append(f"{format_bytes(self.download_bytes)} gzip")
+        return " and ".join(parts)
+
+
+@dataclass
+class SizingDecision:
+    """What the search chose and why; recorded in the build manifest's distill stage details."""
+
+    family: str
+    knob: str
+    value: Any
+    params: int
+    predicted_bytes: int
+    predicted_gzip_bytes: int
+    real_bytes: int
+    real_gzip_bytes: int
+    extra_bytes: int
+    budget_bytes: int | None
+    budget_gzip_bytes: int | None
+    margin: float
+    method: str
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def bundle_bytes(self) -> int:
+        return self.real_bytes + self.extra_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "bundle_bytes": self.bundle_bytes,
+                "bundle_gzip_bytes": self.real_gzip_bytes + self.extra_bytes}
+
+
+def _nominal_bytes_per_weight(target: "TargetProfile") -> float:
+    return 1.0 if target.quantization.mode == "int8" else 4.0
+
+
+def choose_student(family: "StudentFamily", target: "TargetProfile", *, measure: Measurer | None = None,
+                   budget: SizeBudget | None = None, extra_bytes: int = 0, max_attempts: int = 6,
+                   log: Callable[[str], None] | None = None) -> SizingDecision:
+    """The largest knob value of ``family`` whose bundle fits ``target``'s size budget, verified
+    by a real export. ``extra_bytes`` are the bundle's other files (preprocessing spec, labels).
+
+    Raises InputError when even the smallest student does not fit (naming its size).
+
+    >>> decision = choose_student(family, load_target("tflite-int8"), extra_bytes=1200)  # doctest: +SKIP
+    """
+    budget = budget or SizeBudget.from_target(target)
+    measure = measure or default_measurer()
+    log = log or (lambda msg: None)
+    values = list(family.values)
+    attempts: list[dict[str, Any]] = []
+
+    def real(index: int) -> Measurement:
+        model = family.build(values[index]).eval()
+        m = measure(model, family.example_inputs(values[index]), target)
+        attempts.append({"value": values[index], "params": family.num_params(values[index]), "bytes": m.bytes,
+                         "gzip_bytes": m.gzip_bytes, "bundle_bytes": m.bytes + extra_bytes, "method": m.method})
+        log(f"sizing: {family.knob}={values[index]} -> {format_bytes(m.bytes)} ({m.method})")
+        return m
+
+    params_cache: dict[int, int] = {}
+
+    def params(index: int) -> int:
+        if index not in params_cache:
+            params_cache[index] = family.num_params(values[index])
+        return params_cache[index]
+
+    small = real(0)
+    if not budget.fits(small.bytes + extra_bytes, small.gzip_bytes + extra_bytes, with_margin=False):
+        raise InputError(
+            f"size budget {budget.describe()} of target {target.name!r} is smaller than the smallest "
+            f"{family.name} student: {family.knob}={values[0]} gives a bundle of "
+            f"{format_bytes(small.bytes + extra_bytes)} ({format_bytes(small.gzip_bytes + extra_bytes)} gzip); "
+            f"the smallest achievable size is {format_bytes(small.bytes + extra_bytes)}")
+    bpw = _nominal_bytes_per_weight(target)
+    gzip_ratio = small.gzip_bytes / max(small.bytes, 1)
+    best_ok = 0  # the largest index verified to fit
+    best_m = small
+    upper = len(values) - 1  # the largest index not yet proven too big
+    predicted = (small.bytes, small.gzip_bytes)
+    for _ in range(max_attempts):
+        def predict(i: int) -> tuple[float, float]:
+            raw = small.bytes + (params(i) - params(0)) * bpw
+            return raw + extra_bytes, raw * gzip_ratio + extra_bytes
+
+        lo, hi = best_ok, upper  # invariant: lo fits (verified); search the largest predicted fit in (lo, hi]
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if budget.fits(*predict(mid), with_margin=True):
+                lo = mid
+            else:
+                hi = mid - 1
+        if lo == best_ok:
+            break
+        candidate = lo
+        p_raw, p_gz = predict(candidate)
+        m = real(candidate)
+        attempts[-1].update(predicted_bundle_bytes=int(p_raw), predicted_bundle_gzip_bytes=int(p_gz))
+        if params(candidate) > params(0):
+            bpw = max((m.bytes - small.bytes) / (params(candidate) - params(0)), 1e-6)
+        gzip_ratio = max(gzip_ratio, m.gzip_bytes / max(m.bytes, 1))
+        if budget.fits(m.bytes + extra_bytes, m.gzip_bytes + extra_bytes, with_margin=False):
+            best_ok, best_m, predicted = candidate, m, (int(p_raw) - extra_bytes, int(p_gz) - extra_bytes)
+            if not budget.fits(m.bytes + extra_bytes, m.gzip_bytes + extra_bytes, with_margin=True):
+                break  # fits, inside the margin band: larger students would not
+        else:
+            log(f"sizing: {family.knob}={values[candidate]} is over budget after export; shrinking")
+            upper = candidate - 1
+    value = values[best_ok]
+    return SizingDecision(family.name, family.knob, value, params(best_ok), int(predicted[0]), int(predicted[1]),
+                          best_m.bytes, best_m.gzip_bytes, int(extra_bytes), budget.artifact_bytes,
+                          budget.download_bytes, budget.margin, best_m.method, attempts)
+
+
+# ---- measurers ---------------------------------------------------------------------------------
+def _gzip_len(path: Path) -> int:
+    return len(gzip.compress(path.read_bytes(), compresslevel=9))
+
+
+def export_measurer(*, scale_int8_estimate: bool = True, work_dir: str | None = None) -> Measurer:
+    """Measure with a real fp32 export (``edge_kd.export.export_model``). For an int8 profile the
+    bytes are divided by 4 and the method says "estimate" (used until int8 export is available)."""
+
+    def measure(model: Any, example_inputs: tuple, target: "TargetProfile") -> Measurement:
+        from edge_kd.export import export_model
+
+        tmp = Path(tempfile.mkdtemp(prefix="edge_kd-size-", dir=work_dir))
+        try:
+            result = export_model(model, example_inputs, target, tmp, check_parity=False)
+            raw, gz = result.primary.stat().st_size, _gzip_len(result.primary)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if scale_int8_estimate and target.quantization.mode == "int8":
+            return Measurement(raw // 4, gz // 4, "fp32-export/4 (estimate)")
+        return Measurement(raw, gz, "fp32-export")
+
+    return measure
+
+
+def int8_measurer(*, work_dir: str | None = None, calibration_samples: int = 8) -> Measurer:
+    """Measure the real int8 artifact (``edge_kd.quantize.quantize_model``) built from random
+    calibration inputs (sizes do not depend on calibration values); no accuracy fallback."""
+
+    def measure(model: Any, example_inputs: tuple, target: "TargetProfile") -> Measurement:
+        from edge_kd.quantize import quantize_model
+
+        calib = [tuple(_random_like(x, seed=i) for x in example_inputs) for i in range(calibration_samples)]
+        tmp = Path(tempfile.mkdtemp(prefix="edge_kd-size-", dir=work_dir))
+        try:
+            result = quantize_model(model, example_inputs, target, calib, tmp, method="minmax",
+                                    max_fallback_layers=0)
+            raw, gz = result.primary.stat().st_size, _gzip_len(result.primary)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return Measurement(raw, gz, "int8-export")
+
+    return measure
+
+
+def _random_like(x: Any, seed: int) -> Any:
+    import numpy as np
+    import torch
+
+    t = torch.as_tensor(x)
+    gen = torch.Generator().manual_seed(seed)
+    if t.dtype.is_floating_point:
+        lo, hi = float(t.min()), float(t.max())
+        out = torch.rand(t.shape, generator=gen) * max(hi - lo, 1.0) + min(lo, 0.0)
+    else:
+        out = torch.randint(0, max(int(t.max()) + 1, 2), t.shape, generator=gen, dtype=t.dtype)
+    return np.asarray(out.numpy())
+
+
+def default_measurer(*, work_dir: str | None = None) -> Measurer:
+    """int8 via quantize_model for int8 profiles when importable; fp32 export otherwise (an int8
+    profile then gets the fp32 bytes / 4, marked as an estimate)."""
+    int8 = int8_measurer(work_dir=work_dir)
+    fp32 = export_measurer(work_dir=work_dir)
+
+    def measure(model: Any, example_inputs: tuple, target: "TargetProfile") -> Measurement:
+        if target.quantization.mode == "int8":
+            try:
+                import edge_kd.quantize as q
+
+                available = hasattr(q, "quantize_model")
+            except ImportError:
+                available = False
+            if available:
+                return int8(model, example_inputs, target)
+        return fp32(model, example_inputs, target)
+
+    return measure

@@ -1,0 +1,76 @@
+"""Hashed n-gram text student: word unigrams+bigrams+char trigrams hashed into ``buckets`` rows,
+a masked mean of their embeddings, and a small MLP.
+
+On a phone the embedding table dominates the bytes (``(buckets + 1) * dim`` weights), so
+``buckets`` is the default size knob and ``dim`` the second one. The input is a fixed-length int64
+id tensor (see :mod:`edge_kd.preprocess.text`); padding id 0 is masked out. ``nn.Embedding`` plus
+a masked mean exports to .pte, .onnx and .tflite alike, unlike ``EmbeddingBag`` with offsets.
+
+    model = hashed_text_student(buckets=4096, dim=64, num_classes=77, max_ids=128)
+    logits = model(torch.zeros(1, 128, dtype=torch.int64))
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from edge_kd.models.spec import InputSpec
+from edge_kd.models.students.base import FAMILIES, StudentFamily, knob_values
+
+
+class HashedNgramStudent(nn.Module):
+    def __init__(self, buckets: int = 8192, dim: int = 64, num_classes: int = 2, hidden: int = 0,
+                 dropout: float = 0.1, max_ids: int = 128):
+        super().__init__()
+        self.buckets, self.dim, self.max_ids = int(buckets), int(dim), int(max_ids)
+        self.embed = nn.Embedding(self.buckets + 1, self.dim, padding_idx=0)
+        nn.init.normal_(self.embed.weight, std=0.1)
+        with torch.no_grad():
+            self.embed.weight[0].zero_()
+        layers: list[nn.Module] = [nn.Dropout(dropout)]
+        width = self.dim
+        if hidden:
+            layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
+            width = hidden
+        layers.append(nn.Linear(width, num_classes))
+        self.head = nn.Sequential(*layers)
+
+    def pooled(self, input_ids: torch.Tensor) -> torch.Tensor:
+        mask = (input_ids != 0).to(self.embed.weight.dtype).unsqueeze(-1)
+        summed = (self.embed(input_ids) * mask).sum(dim=1)
+        return summed / mask.sum(dim=1).clamp(min=1.0)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pooled(input_ids))
+
+
+def hashed_text_student(buckets: int = 8192, dim: int = 64, num_classes: int = 2, hidden: int = 0,
+                        dropout: float = 0.1, max_ids: int = 128) -> HashedNgramStudent:
+    """Factory used by ModelSpec (``edge_kd.models.students.text:hashed_text_student``)."""
+    return HashedNgramStudent(buckets, dim, num_classes, hidden, dropout, max_ids)
+
+
+def _text_inputs(value: Any, kwargs: dict[str, Any]) -> tuple[InputSpec, ...]:
+    return (InputSpec("input_ids", (1, int(kwargs.get("max_ids", 128))), "int64", 0, int(kwargs["buckets"]) + 1),)
+
+
+@FAMILIES.register("text_hashed")
+def text_family(num_classes: int, *, knob: str = "buckets", low: int | None = None, high: int | None = None,
+                step: int | None = None, buckets: int = 8192, dim: int = 64, hidden: int = 0,
+                dropout: float = 0.1, max_ids: int = 128) -> StudentFamily:
+    """The hashed n-gram family; knob ``buckets`` (default, 256..262144) or ``dim`` (4..512)."""
+    from edge_kd.errors import InputError
+
+    if knob == "buckets":
+        low, high, step = low or 256, high or 262144, step or 256
+    elif knob == "dim":
+        low, high, step = low or 4, high or 512, step or 4
+    else:
+        raise InputError(f"text_hashed student: knob must be 'buckets' or 'dim', got {knob!r}")
+    kwargs = {"buckets": buckets, "dim": dim, "num_classes": num_classes, "hidden": hidden, "dropout": dropout,
+              "max_ids": max_ids}
+    kwargs.pop(knob)
+    return StudentFamily("text_hashed", "edge_kd.models.students.text:hashed_text_student", knob,
+                         knob_values(low, high, step), kwargs, input_fn=_text_inputs)

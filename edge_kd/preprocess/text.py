@@ -1,0 +1,185 @@
+"""Text preprocessing that an app can reimplement byte for byte: the spec and its reference code.
+
+A hashed n-gram student never sees words, only integer ids. The app must turn a user's text into
+exactly the ids the student was trained on, so the recipe lives in a small JSON file shipped in the
+bundle (its bytes count against the size budget) and this module is the reference implementation
+that the benchmarks use. The algorithm, in the order an app must follow:
+
+1. ``text = text.lower()`` when ``lowercase`` (Python ``str.lower``; ASCII-only apps can use
+   ASCII lowering for English data).
+2. ``tokens = re.findall(token_pattern, text)`` (default ``[a-z0-9]+|[^\\sa-z0-9]``: runs of letters
+   and digits, and each other non-space character on its own).
+3. Features, in this order, each a string:
+   - for n in ``word_ngrams`` (default ``[1, 2]``), every run of n consecutive tokens joined by one
+     space, prefixed ``"w{n}:"``; e.g. ``"w1:card"``, ``"w2:my card"``;
+   - for n in ``char_ngrams`` (default ``[3]``), for every token ``t`` with ``len(t) >= 2``, every
+     n-character window of ``"<" + t + ">"``, prefixed ``"c{n}:"``; e.g. ``"c3:<ca"``.
+4. ``h = fnv1a_32(feature.encode("utf-8"))`` (offset basis 2166136261, prime 16777619, xor then
+   multiply, modulo 2**32), ``id = 1 + h % buckets``. Id 0 is padding.
+5. Keep the first ``max_ids`` ids; pad with 0 up to ``max_ids``. The model input is one int64
+   tensor of shape ``[1, max_ids]``; the model averages the embeddings of the non-zero ids.
+
+``labels`` lists the class names in output order, so the app can name the prediction.
+
+    spec = TextPreprocessSpec(buckets=4096, max_ids=64, labels=["refund", "track_order"])
+    ids = spec.encode("Where is my order?")          # list of 64 ints
+    spec.save("preprocess.json")
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from edge_kd.errors import InputError
+
+SPEC_FORMAT = "edge_kd.text.hashed_ngrams"
+SPEC_VERSION = 1
+FNV_OFFSET = 2166136261
+FNV_PRIME = 16777619
+DEFAULT_TOKEN_PATTERN = r"[a-z0-9]+|[^\sa-z0-9]"
+
+
+def fnv1a_32(data: bytes) -> int:
+    """FNV-1a, 32 bits. ``fnv1a_32(b"a") == 0xE40C292C`` (the published test vector)."""
+    h = FNV_OFFSET
+    for byte in data:
+        h = ((h ^ byte) * FNV_PRIME) & 0xFFFFFFFF
+    return h
+
+
+@dataclass(frozen=True)
+class TextPreprocessSpec:
+    """The hashed word/bigram/char-n-gram featurizer of the text students (see the module doc)."""
+
+    buckets: int = 8192
+    max_ids: int = 128
+    lowercase: bool = True
+    token_pattern: str = DEFAULT_TOKEN_PATTERN
+    word_ngrams: tuple[int, ...] = (1, 2)
+    char_ngrams: tuple[int, ...] = (3,)
+    labels: tuple[str, ...] = ()
+    hash: str = "fnv1a_32"
+    pad_id: int = 0
+
+    def __post_init__(self) -> None:
+        if self.buckets < 1:
+            raise InputError(f"text preprocessing: buckets must be >= 1, got {self.buckets}")
+        if self.max_ids < 1:
+            raise InputError(f"text preprocessing: max_ids must be >= 1, got {self.max_ids}")
+        if self.hash != "fnv1a_32":
+            raise InputError(f"text preprocessing: unknown hash {self.hash!r}; known: fnv1a_32")
+        if self.pad_id != 0:
+            raise InputError("text preprocessing: pad_id must be 0 (ids are 1 + hash % buckets)")
+        if any(n < 1 for n in (*self.word_ngrams, *self.char_ngrams)):
+            raise InputError("text preprocessing: n-gram orders must be >= 1")
+        try:
+            re.compile(self.token_pattern)
+        except re.error as exc:
+            raise InputError(f"text preprocessing: bad token_pattern {self.token_pattern!r}: {exc}") from None
+        object.__setattr__(self, "word_ngrams", tuple(int(n) for n in self.word_ngrams))
+        object.__setattr__(self, "char_ngrams", tuple(int(n) for n in self.char_ngrams))
+        object.__setattr__(self, "labels", tuple(str(s) for s in self.labels))
+
+    @property
+    def vocab_size(self) -> int:
+        """Rows of the embedding table: the buckets plus the padding row."""
+        return self.buckets + 1
+
+    # ---- the algorithm ------------------------------------------------------------------------
+    def tokens(self, text: str) -> list[str]:
+        if self.lowercase:
+            text = text.lower()
+        return re.findall(self.token_pattern, text)
+
+    def features(self, text: str) -> list[str]:
+        """The feature strings of ``text``, in the order their ids are emitted (step 3)."""
+        toks = self.tokens(text)
+        out: list[str] = []
+        for n in self.word_ngrams:
+            out.extend(f"w{n}:" + " ".join(toks[i:i + n]) for i in range(len(toks) - n + 1))
+        for n in self.char_ngrams:
+            for tok in toks:
+                if len(tok) < 2:
+                    continue
+                padded = f"<{tok}>"
+                out.extend(f"c{n}:" + padded[i:i + n] for i in range(len(padded) - n + 1))
+        return out
+
+    def hashes(self, text: str) -> list[int]:
+        """The 32-bit hashes of the features, before ``% buckets`` (lets a size search re-bucket cheaply)."""
+        return [fnv1a_32(f.encode("utf-8")) for f in self.features(text)]
+
+    def encode(self, text: str) -> list[int]:
+        """Fixed-length ids for one text: ``1 + hash % buckets``, truncated and zero-padded to max_ids."""
+        ids = [1 + h % self.buckets for h in self.hashes(text)[: self.max_ids]]
+        return ids + [0] * (self.max_ids - len(ids))
+
+    def encode_batch(self, texts: Iterable[str]) -> np.ndarray:
+        """``[N, max_ids]`` int64 ids."""
+        return ids_from_hashes(hash_texts(self, texts), self.buckets, self.max_ids)
+
+    # ---- the file the app ships -----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["word_ngrams"] = list(self.word_ngrams)
+        d["char_ngrams"] = list(self.char_ngrams)
+        d["labels"] = list(self.labels)
+        return {"format": SPEC_FORMAT, "version": SPEC_VERSION, **d,
+                "input": {"name": "input_ids", "dtype": "int64", "shape": [1, self.max_ids]}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, source: str = "<dict>") -> "TextPreprocessSpec":
+        if d.get("format") != SPEC_FORMAT:
+            raise InputError(f"{source}: not a text preprocessing spec (format {d.get('format')!r}, "
+                             f"expected {SPEC_FORMAT!r})")
+        if d.get("version") != SPEC_VERSION:
+            raise InputError(f"{source}: preprocessing spec version {d.get('version')!r} is not supported "
+                             f"(this edge_kd reads version {SPEC_VERSION})")
+        fields = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        try:
+            return cls(**fields)
+        except TypeError as exc:
+            raise InputError(f"{source}: bad preprocessing spec: {exc}") from None
+
+    def to_json(self) -> str:
+        # Compact separators: these bytes ship in the app and count against the size budget.
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        from edge_kd.pipeline.atomic import atomic_write_text
+
+        return atomic_write_text(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "TextPreprocessSpec":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path}: cannot read preprocessing spec: {exc}") from None
+        return cls.from_dict(data, source=str(path))
+
+    def spec_bytes(self) -> int:
+        """Bytes of the shipped JSON (part of the bundle size)."""
+        return len(self.to_json().encode("utf-8"))
+
+
+def hash_texts(spec: TextPreprocessSpec, texts: Iterable[str]) -> list[list[int]]:
+    """Feature hashes per text (the slow, pure-Python part; computed once per data set)."""
+    return [spec.hashes(t) for t in texts]
+
+
+def ids_from_hashes(hashes: Sequence[Sequence[int]], buckets: int, max_ids: int) -> np.ndarray:
+    """Bucket precomputed hashes: ``[N, max_ids]`` int64, ``1 + h % buckets``, zero-padded."""
+    out = np.zeros((len(hashes), max_ids), dtype=np.int64)
+    for row, hs in enumerate(hashes):
+        hs = hs[:max_ids]
+        if hs:
+            out[row, : len(hs)] = np.asarray(hs, dtype=np.int64) % buckets + 1
+    return out

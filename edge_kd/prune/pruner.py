@@ -1,0 +1,360 @@
+"""Dependency-aware structured pruning (torch-pruning DepGraph) to a parameter or MACs goal.
+
+Whole channels, neurons, embedding dimensions and attention heads are removed *physically*: the pruned
+``nn.Module`` has smaller weight tensors, so every exported graph is smaller too. Coupled layers (a conv,
+its batch-norm, the next layer's inputs, residual adds, depthwise convs) are pruned together, as one group.
+
+The goal is a fraction of the original parameters or MACs to remove. torch-pruning takes a per-layer
+*channel* ratio, so the channel ratio that meets the goal is found by bisection on copies of the model,
+counting MACs on the ``torch.export`` graph (see ``edge_kd.prune.macs``).
+
+    >>> cfg = PruneConfig(goal="macs", amount=0.5, criterion="l2", round_to=8)     # doctest: +SKIP
+    >>> pruned, info = prune_to_goal(model, example_inputs, cfg)                    # doctest: +SKIP
+    >>> info.macs_after / info.macs_before <= 0.5                                   # doctest: +SKIP
+    True
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Literal, Sequence
+
+from edge_kd.errors import InputError
+from edge_kd.prune.criteria import CRITERIA, accumulate_gradients, make_importance
+from edge_kd.prune.macs import count_macs, count_params
+
+Goal = Literal["params", "macs", "latency"]
+GOALS = ("params", "macs", "latency")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """What to prune and how far.
+
+    goal/amount: ``params`` or ``macs`` with ``amount`` the fraction to REMOVE, in (0, 1)
+    (``macs`` 0.5 = 2x fewer MACs); ``latency`` with ``amount`` the p50 budget in milliseconds on the target.
+    round_to: remaining channel counts are multiples of this (the int8 kernels' fast path).
+    protect: module names (prefixes) that keep all their channels, besides the classifier and embeddings.
+    max_layer_ratio: no layer loses more than this fraction of its channels (the "smallest allowed model").
+    """
+
+    goal: Goal = "macs"
+    amount: float = 0.5
+    criterion: str = "l2"
+    round_to: int = 8
+    protect: tuple[str, ...] = ()
+    protect_classifier: bool = True
+    protect_embeddings: bool = True
+    prune_heads: bool = True
+    global_pruning: bool = False
+    steps: int = 1
+    max_layer_ratio: float = 0.9
+    tolerance: float = 0.02
+    taylor_batches: int = 2
+
+    def __post_init__(self) -> None:
+        if self.goal not in GOALS:
+            raise InputError(f"pruning goal {self.goal!r} is unknown; known: {', '.join(GOALS)}")
+        if self.goal in ("params", "macs") and not 0.0 < self.amount < 1.0:
+            raise InputError(f"pruning ratio {self.amount:g} is outside (0, 1): it is the fraction of "
+                             f"{self.goal} to remove, e.g. 0.5 for 2x fewer")
+        if self.goal == "latency" and not self.amount > 0:
+            raise InputError(f"latency budget must be positive, got {self.amount:g} ms")
+        CRITERIA.get(self.criterion)  # unknown criterion -> InputError listing the known ones
+        if self.round_to < 1:
+            raise InputError(f"round_to must be >= 1, got {self.round_to}")
+        if self.steps < 1:
+            raise InputError(f"steps must be >= 1, got {self.steps}")
+        if not 0.0 < self.max_layer_ratio < 1.0:
+            raise InputError(f"max_layer_ratio must be in (0, 1), got {self.max_layer_ratio:g}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["protect"] = list(self.protect)
+        return d
+
+
+@dataclass
+class PruneInfo:
+    """What one pruning call did (all counts measured on the model before and after)."""
+
+    channel_ratio: float
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+    goal_value: float
+    goal_met: bool
+    protected: list[str] = field(default_factory=list)
+    trials: list[dict[str, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---- protection -------------------------------------------------------------------------------------
+def _prunable_types() -> tuple[type, ...]:
+    from torch import nn
+
+    return (nn.modules.conv._ConvNd, nn.Linear, nn.Embedding, nn.MultiheadAttention)
+
+
+def find_classifier(model: Any, example_inputs: tuple) -> str | None:
+    """Name of the last Conv/Linear executed in a forward pass: the layer whose outputs are the classes."""
+    import torch
+    from torch import nn
+
+    names = {m: n for n, m in model.named_modules()}
+    order: list[str] = []
+    hooks = [m.register_forward_hook(lambda mod, _i, _o: order.append(names[mod]))
+             for m in model.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))
+             and not isinstance(m, nn.modules.linear.NonDynamicallyQuantizableLinear)]
+    try:
+        with torch.no_grad():
+            model(*example_inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    return order[-1] if order else None
+
+
+def resolve_protected(model: Any, example_inputs: tuple, config: PruneConfig) -> list[str]:
+    """Module names kept whole: the classifier and embeddings (by default) plus ``config.protect``.
+
+    A protected name matches a module and everything under it. An unknown name -> InputError."""
+    from torch import nn
+
+    names = [n for n, _ in model.named_modules() if n]
+    protected: list[str] = []
+    for name in config.protect:
+        if not any(n == name or n.startswith(name + ".") for n in names):
+            sample = ", ".join(n for n in names[:8])
+            raise InputError(f"--protect {name!r}: the model has no module of that name (modules: {sample}, ...)")
+        protected.append(name)
+    if config.protect_classifier:
+        head = find_classifier(model, example_inputs)
+        if head and head not in protected:
+            protected.append(head)
+    if config.protect_embeddings:
+        protected += [n for n, m in model.named_modules() if isinstance(m, nn.Embedding) and n not in protected]
+    return protected
+
+
+def _modules_under(model: Any, names: Sequence[str]) -> list[Any]:
+    return [m for n, m in model.named_modules() if n and any(n == p or n.startswith(p + ".") for p in names)]
+
+
+# ---- pruner construction ----------------------------------------------------------------------------
+_PRUNER_CLASS: Any = None
+
+
+def _pruner_class() -> Any:
+    """BasePruner with channel rounding to the NEAREST multiple, never below one multiple.
+
+    torch-pruning 1.6.1 rounds the kept channels DOWN, so a 16-channel layer at ratio 0.9 and round_to 4
+    keeps 0 channels and the group is silently skipped; a 32-channel layer at 0.3 drops to 16 instead of 24."""
+    global _PRUNER_CLASS
+    if _PRUNER_CLASS is None:
+        import torch_pruning as tp
+
+        class RoundingPruner(tp.pruner.BasePruner):
+            def _round_to(self, n_pruned: int, current_channels: int, round_to: int) -> int:
+                keep = current_channels - n_pruned
+                keep = int(round(keep / round_to)) * round_to
+                keep = min(max(keep, round_to), current_channels)
+                return max(current_channels - keep, 0)
+
+        _PRUNER_CLASS = RoundingPruner
+    return _PRUNER_CLASS
+
+
+def build_pruner(model: Any, example_inputs: tuple, config: PruneConfig, channel_ratio: float,
+                 protected: Sequence[str]) -> Any:
+    """A torch-pruning BasePruner over ``model`` that removes ``channel_ratio`` of each group's channels.
+
+    Raises InputError when torch-pruning cannot trace the model (naming the op) or when every prunable
+    layer is protected."""
+    import torch
+    import torch_pruning as tp
+    from torch import nn
+
+    ignored = _modules_under(model, protected)
+    root_types = [tp.ops.TORCH_CONV, tp.ops.TORCH_LINEAR, tp.ops.TORCH_LSTM]
+    num_heads: dict[Any, int] = {}
+    separate_qkv = False
+    if not config.protect_embeddings:
+        root_types.append(nn.Embedding)
+    for m in model.modules():
+        if m in ignored:
+            continue
+        if isinstance(m, nn.MultiheadAttention):
+            # nn.MultiheadAttention ties num_heads * head_dim to the residual width, so torch-pruning can
+            # only shrink head_dim (evenly across heads, hence the mapping); it cannot drop whole heads.
+            num_heads[m] = m.num_heads
+        elif all(isinstance(getattr(m, a, None), nn.Linear) for a in ("query", "key", "value")) and \
+                isinstance(getattr(m, "num_attention_heads", None), int):
+            # BERT-style attention with separate q/k/v projections: whole heads can be removed.
+            for a in ("query", "key", "value"):
+                num_heads[getattr(m, a)] = m.num_attention_heads
+            separate_qkv = True
+    drop_heads = separate_qkv and config.prune_heads
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pruner = _pruner_class()(
+                model, tuple(example_inputs) if len(example_inputs) > 1 else example_inputs[0],
+                importance=make_importance(config.criterion),
+                global_pruning=config.global_pruning,
+                pruning_ratio=channel_ratio,
+                max_pruning_ratio=config.max_layer_ratio,
+                ignored_layers=ignored,
+                round_to=config.round_to if config.round_to > 1 else None,
+                num_heads=num_heads,
+                prune_num_heads=drop_heads,
+                prune_head_dims=not drop_heads,
+                head_pruning_ratio=channel_ratio if drop_heads else 0.0,
+                root_module_types=root_types,
+            )
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - surface the failing op in one line
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise InputError(f"torch-pruning cannot trace {type(model).__name__}: {type(exc).__name__}: "
+                         f"{first[:300]}") from None
+    groups = list(pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers,
+                                           root_module_types=pruner.root_module_types))
+    if not groups:
+        raise InputError(f"nothing to prune in {type(model).__name__}: every prunable layer is protected "
+                         f"(protected: {', '.join(protected) or 'none'})")
+    del torch
+    return pruner
+
+
+def prune_channels(model: Any, example_inputs: tuple, config: PruneConfig, channel_ratio: float, *,
+                   protected: Sequence[str], grad_batches: Iterable | None = None,
+                   loss_fn: Callable | None = None) -> Any:
+    """Prune ``model`` IN PLACE by ``channel_ratio`` per group and return it."""
+    pruner = build_pruner(model, example_inputs, config, channel_ratio, protected)
+    if CRITERIA.get(config.criterion).needs_gradients:
+        if grad_batches is None:
+            raise InputError(f"criterion {config.criterion!r} needs labelled batches (pass --data)")
+        accumulate_gradients(model, grad_batches, loss_fn, max_batches=config.taylor_batches)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pruner.step()
+        if not config.protect_embeddings and channel_ratio > 0:
+            _prune_embedding_dims(model, pruner, config, channel_ratio)
+    model.zero_grad(set_to_none=True)
+    return model
+
+
+def _prune_embedding_dims(model: Any, pruner: Any, config: PruneConfig, channel_ratio: float) -> None:
+    """Shrink the model width carried by each unprotected embedding (the residual stream of a transformer).
+
+    BasePruner skips these groups when they run through nn.MultiheadAttention, so they are pruned here
+    through the same dependency graph; the kept width is a multiple of round_to and of the head count."""
+    import math
+
+    import torch
+    import torch_pruning as tp
+    from torch import nn
+
+    heads = [m.num_heads for m in model.modules() if isinstance(m, nn.MultiheadAttention)]
+    step = math.lcm(config.round_to, *heads) if heads else config.round_to
+    for emb in [m for m in model.modules() if isinstance(m, nn.Embedding) and m not in pruner.ignored_layers]:
+        dim = emb.embedding_dim
+        keep = max(step, int(round(dim * (1 - channel_ratio) / step)) * step)
+        keep = max(keep, int(math.ceil(dim * (1 - config.max_layer_ratio) / step)) * step)
+        if keep >= dim:
+            continue
+        group = pruner.DG.get_pruning_group(emb, tp.prune_embedding_out_channels, list(range(dim)))
+        imp = pruner.estimate_importance(group)
+        order = torch.argsort(imp) if imp is not None else torch.arange(dim)
+        idxs = sorted(int(i) for i in order[: dim - keep])
+        pruner.DG.get_pruning_group(emb, tp.prune_embedding_out_channels, idxs).prune()
+
+
+def _check_bn(model: Any, config: PruneConfig) -> None:
+    from torch import nn
+
+    if CRITERIA.get(config.criterion).needs_batchnorm and not any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise InputError(f"criterion 'bn' ranks channels by batch-norm scale but {type(model).__name__} has "
+                         "no BatchNorm layer; use l1, l2 or taylor")
+
+
+def measure(model: Any, example_inputs: tuple, metric: str) -> int:
+    """The goal's metric: parameter count or MACs (graph-counted)."""
+    return count_params(model) if metric == "params" else count_macs(model, example_inputs).total
+
+
+def prune_to_fraction(model: Any, example_inputs: tuple, config: PruneConfig, *, metric: str,
+                      target_value: float, protected: Sequence[str], grad_batches: Iterable | None = None,
+                      loss_fn: Callable | None = None, max_trials: int = 9,
+                      reference_value: float | None = None) -> tuple[Any, float, int, list[dict[str, float]]]:
+    """Find by bisection the channel ratio whose pruned copy has ``metric <= target_value`` and is as
+    close to it as possible. Returns (pruned copy, channel ratio, metric value, trials). When even
+    ``max_layer_ratio`` misses the target, the most pruned copy is returned (best effort)."""
+    reference_value = reference_value or measure(model, example_inputs, metric)
+    grad_batches = list(grad_batches) if grad_batches is not None else None
+    trials: list[dict[str, float]] = []
+
+    def attempt(ratio: float) -> tuple[Any, int]:
+        candidate = copy.deepcopy(model)
+        prune_channels(candidate, example_inputs, config, ratio, protected=protected,
+                       grad_batches=grad_batches, loss_fn=loss_fn)
+        value = measure(candidate, example_inputs, metric)
+        trials.append({"channel_ratio": round(ratio, 4), metric: value})
+        return candidate, value
+
+    lo, hi = 0.0, config.max_layer_ratio
+    best_model, best_value = attempt(hi)
+    best_ratio = hi
+    if best_value > target_value:
+        return best_model, hi, best_value, trials
+    tol = config.tolerance * reference_value
+    for _ in range(max_trials - 1):
+        if best_value >= target_value - tol:
+            break
+        mid = (lo + hi) / 2
+        candidate, value = attempt(mid)
+        if value <= target_value:
+            hi, best_model, best_value, best_ratio = mid, candidate, value, mid
+        else:
+            lo = mid
+        if hi - lo < 1e-3:
+            break
+    return best_model, best_ratio, best_value, trials
+
+
+def prune_to_goal(model: Any, example_inputs: tuple, config: PruneConfig, *, grad_batches: Iterable | None = None,
+                  loss_fn: Callable | None = None, fraction: float | None = None,
+                  reference: dict[str, int] | None = None) -> tuple[Any, PruneInfo]:
+    """Prune a copy of ``model`` so that it has ``fraction`` (default ``1 - config.amount``) of the
+    reference parameters/MACs (default: the model's own). The input model is left untouched.
+
+    >>> pruned, info = prune_to_goal(tiny_cnn(), (torch.rand(1, 3, 32, 32),),
+    ...                              PruneConfig(goal="macs", amount=0.5, round_to=1))   # doctest: +SKIP
+    """
+    if config.goal == "latency" and fraction is None:
+        raise InputError("a latency goal is met by edge_kd.prune.schedule.run_schedule (it measures the "
+                         "runtime between steps); prune_to_goal takes a params or macs goal")
+    metric = "macs" if config.goal == "latency" else config.goal
+    _check_bn(model, config)
+    protected = resolve_protected(model, example_inputs, config)
+    # Fail fast on an untraceable model or one with nothing left to prune, before any search.
+    build_pruner(copy.deepcopy(model), example_inputs, config, 0.0, protected)
+    params_before = count_params(model)
+    macs_before = count_macs(model, example_inputs).total
+    reference = reference or {"params": params_before, "macs": macs_before}
+    keep = (1.0 - config.amount) if fraction is None else fraction
+    target_value = keep * reference[metric]
+    pruned, ratio, value, trials = prune_to_fraction(
+        model, example_inputs, config, metric=metric, target_value=target_value, protected=protected,
+        grad_batches=grad_batches, loss_fn=loss_fn, reference_value=reference[metric])
+    info = PruneInfo(channel_ratio=ratio, params_before=params_before, params_after=count_params(pruned),
+                     macs_before=macs_before, macs_after=count_macs(pruned, example_inputs).total,
+                     goal_value=target_value, goal_met=value <= target_value, protected=list(protected),
+                     trials=trials)
+    return pruned.eval(), info

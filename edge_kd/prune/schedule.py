@@ -1,0 +1,239 @@
+"""Iterative pruning: several small steps, each followed by a short recovery fine-tune that distills
+from the unpruned model, with params, MACs, runtime latency and accuracy recorded after every step.
+
+A ``params``/``macs`` goal is split evenly over the steps (step k keeps ``1 - amount * k / steps`` of the
+ORIGINAL count). A ``latency`` goal exports and benchmarks the model in the target runtime after each
+step and stops as soon as the measured p50 meets the budget; when the smallest allowed model
+(``max_layer_ratio``) still misses it, the best candidate is returned with ``goal_met=False`` and the
+miss in milliseconds.
+
+    >>> result = run_schedule(model, inputs, PruneConfig(goal="macs", amount=0.5, steps=2),
+    ...                       teacher=model, train_batches=lambda: loader, evaluate=accuracy)   # doctest: +SKIP
+    >>> [s.macs for s in result.steps]                                                          # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from edge_kd.errors import InputError
+from edge_kd.prune.macs import count_macs, count_params
+from edge_kd.prune.pruner import PruneConfig, build_pruner, prune_to_goal, resolve_protected
+
+Batches = Callable[[], Iterable[tuple[tuple, Any]]]
+
+
+@dataclass(frozen=True)
+class RecoveryConfig:
+    """The short fine-tune after each pruning step: distillation from the unpruned model.
+
+    ``max_batches`` bounds the work per step (CPU budgets); ``loss`` is a name in edge_kd.distill.losses."""
+
+    epochs: int = 1
+    max_batches: int | None = None
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    loss: str = "hinton"
+    temperature: float = 4.0
+    alpha: float = 0.7
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise InputError(f"recovery epochs must be >= 0, got {self.epochs}")
+        if self.lr <= 0:
+            raise InputError(f"recovery lr must be > 0, got {self.lr}")
+
+
+def _kd_loss(config: RecoveryConfig) -> Any:
+    """The distillation loss from edge_kd.distill's registry (shared with the distill stage)."""
+    from edge_kd.distill.losses import build_loss
+
+    return build_loss(config.loss, temperature=config.temperature, alpha=config.alpha)
+
+
+def recover(student: Any, teacher: Any | None, train_batches: Batches, config: RecoveryConfig) -> dict[str, Any]:
+    """Fine-tune ``student`` in place on ``train_batches`` with KD from ``teacher`` (hard labels only
+    when ``teacher`` is None). Returns {batches, seconds, last_loss}.
+
+    A small self-contained loop (AdamW, BN in train mode); when edge_kd.distill grows a reusable
+    single-epoch trainer this is the one function to swap."""
+    import torch
+    import torch.nn.functional as F
+
+    start = time.perf_counter()
+    loss_fn = _kd_loss(config) if teacher is not None else None
+    params = [p for p in student.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    if teacher is not None:
+        teacher.eval()
+    student.train()
+    used, last = 0, float("nan")
+    for _ in range(config.epochs):
+        for inputs, labels in train_batches():
+            inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
+            out = student(*inputs)
+            if loss_fn is not None:
+                with torch.no_grad():
+                    t_out = teacher(*inputs)
+                loss = loss_fn(out, t_out, labels)
+            else:
+                loss = F.cross_entropy(out, labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            used += 1
+            last = float(loss.detach())
+            if config.max_batches is not None and used >= config.max_batches:
+                break
+        if config.max_batches is not None and used >= config.max_batches:
+            break
+    student.eval()
+    return {"batches": used, "seconds": round(time.perf_counter() - start, 2), "last_loss": last}
+
+
+def runtime_latency(model: Any, example_inputs: tuple, target: Any, work_dir: str | Path | None = None) -> dict[str, Any]:
+    """Export ``model`` for ``target`` and benchmark it in the target runtime (emulated phone core).
+    Returns the benchmark dict (``latency_ms`` with ``p50``...) plus ``artifact`` and ``bytes``."""
+    from edge_kd.bench import benchmark_artifact
+    from edge_kd.export import export_model
+
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        result = export_model(copy.deepcopy(model).eval(), example_inputs, target, Path(tmp) / "export")
+        bench = dict(benchmark_artifact(result.primary, target))
+        bench["bytes"] = result.primary.stat().st_size
+        bench["artifact"] = result.primary.name
+    return bench
+
+
+@dataclass
+class StepReport:
+    """Measured after one step (step 0 is the unpruned model)."""
+
+    step: int
+    target_fraction: float | None
+    channel_ratio: float
+    params: int
+    macs: int
+    macs_ratio: float
+    p50_ms: float | None = None
+    accuracy: float | None = None
+    accuracy_before_recovery: float | None = None
+    recovery: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ScheduleResult:
+    """The pruned model and what every step measured."""
+
+    model: Any
+    steps: list[StepReport]
+    goal_met: bool
+    missed_by: float | None
+    protected: list[str]
+    config: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"steps": [s.to_dict() for s in self.steps], "goal_met": self.goal_met, "missed_by": self.missed_by,
+                "protected": self.protected, "config": self.config}
+
+
+def _taylor_batches(train_batches: Batches | None, n: int) -> list | None:
+    if train_batches is None:
+        return None
+    return list(itertools.islice(train_batches(), n))
+
+
+def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teacher: Any | None = None,
+                 train_batches: Batches | None = None, recovery: RecoveryConfig | None = None,
+                 evaluate: Callable[[Any], float] | None = None,
+                 latency: Callable[[Any], float] | None = None,
+                 on_step: Callable[[StepReport, Any], None] | None = None) -> ScheduleResult:
+    """Prune ``model`` (a copy; the input is untouched) in ``config.steps`` steps toward the goal.
+
+    ``teacher``: distillation source for recovery (default: the unpruned model itself).
+    ``train_batches()``: a fresh iterable of ``((inputs...), labels)`` per call; recovery is skipped without it.
+    ``evaluate(model) -> float``: the task metric (accuracy) after each step.
+    ``latency(model) -> float``: p50 ms in the target runtime; required for a latency goal.
+    ``on_step(report, model)``: called after each step (e.g. to write a checkpoint).
+    """
+    recovery = recovery or RecoveryConfig()
+    if config.goal == "latency" and latency is None:
+        raise InputError("a latency goal needs a latency measurement (a target runtime to export to)")
+    if _needs_grads(config) and train_batches is None:
+        raise InputError(f"criterion {config.criterion!r} needs labelled batches (pass --data)")
+    teacher = teacher if teacher is not None else copy.deepcopy(model).eval()
+    original = copy.deepcopy(model).eval()
+    protected = resolve_protected(original, example_inputs, config)
+    build_pruner(copy.deepcopy(original), example_inputs, config, 0.0, protected)  # fail fast
+    reference = {"params": count_params(original), "macs": count_macs(original, example_inputs).total}
+
+    def measure_step(step: int, current: Any, fraction: float | None, ratio: float, t0: float,
+                     acc_before: float | None = None, rec: dict | None = None) -> StepReport:
+        macs = count_macs(current, example_inputs).total
+        report = StepReport(step, fraction, round(ratio, 4), count_params(current), macs,
+                            round(macs / reference["macs"], 4),
+                            p50_ms=latency(current) if latency else None,
+                            accuracy=evaluate(current) if evaluate else None,
+                            accuracy_before_recovery=acc_before, recovery=rec or {},
+                            seconds=round(time.perf_counter() - t0, 2))
+        if on_step:
+            on_step(report, current)
+        return report
+
+    steps = [measure_step(0, original, None, 0.0, time.perf_counter())]
+    current = original
+    goal_met = config.goal != "latency" or (steps[0].p50_ms is not None and steps[0].p50_ms <= config.amount)
+    fraction = 1.0
+    max_steps = config.steps if config.goal != "latency" else max(config.steps, 8)
+    for k in range(1, max_steps + 1):
+        if config.goal == "latency" and goal_met:
+            break
+        t0 = time.perf_counter()
+        if config.goal == "latency":
+            last = steps[-1]
+            # Assume latency ~ MACs for the next target, but move by 5%..25% of the original per step.
+            wanted = last.macs_ratio * config.amount / max(last.p50_ms or config.amount, 1e-9)
+            fraction = min(max(wanted, last.macs_ratio - 0.25), last.macs_ratio - 0.05)
+        else:
+            fraction = 1.0 - config.amount * k / config.steps
+        grads = _taylor_batches(train_batches, config.taylor_batches) if _needs_grads(config) else None
+        pruned, info = prune_to_goal(current, example_inputs, config, grad_batches=grads, fraction=fraction,
+                                     reference=reference)
+        acc_before = evaluate(pruned) if (evaluate and train_batches is not None) else None
+        rec = {}
+        if train_batches is not None and recovery.epochs > 0:
+            rec = recover(pruned, teacher, train_batches, recovery)
+        report = measure_step(k, pruned, round(fraction, 4), info.channel_ratio, t0, acc_before, rec)
+        steps.append(report)
+        progressed = report.macs < steps[-2].macs
+        current = pruned
+        if config.goal == "latency":
+            goal_met = report.p50_ms is not None and report.p50_ms <= config.amount
+            if not progressed or not info.goal_met:
+                break  # the smallest allowed model is reached
+        else:
+            goal_met = info.goal_met
+    missed_by = None
+    if not goal_met:
+        last = steps[-1]
+        if config.goal == "latency":
+            missed_by = round((last.p50_ms or 0.0) - config.amount, 4)
+        else:
+            value = last.params if config.goal == "params" else last.macs
+            missed_by = round(value / reference[config.goal] - (1.0 - config.amount), 4)
+    return ScheduleResult(current, steps, goal_met, missed_by, list(protected), config.to_dict())
+
+
+def _needs_grads(config: PruneConfig) -> bool:
+    from edge_kd.prune.criteria import CRITERIA
+
+    return CRITERIA.get(config.criterion).needs_gradients

@@ -1,0 +1,383 @@
+"""Static int8 per target, accuracy-aware: calibrate, quantize, check accuracy in the runtime, fall back.
+
+One entry point for every runtime, :func:`quantize_model`. It reads the scheme and the range method from
+the target profile (``[quantization]``), calibrates on the given samples, builds the int8 artifact with
+the runtime's own quantizer (ExecuTorch: PT2E + XNNPACK quantizer; ONNX Runtime: QDQ via
+``quantize_static``; LiteRT: PT2E via litert-torch), measures accuracy of the int8 **and** the fp32
+artifact through the runtime, and when the drop is larger than the profile allows, keeps the most
+sensitive layers in float one at a time until it fits. It always writes its best candidate and a
+report, also when the budget cannot be met (``report["fallback"]["met_budget"]`` is then False and
+``missed_by_pt`` says by how much).
+
+    from edge_kd.quantize import quantize_model
+    result = quantize_model(model, (torch.rand(1, 3, 224, 224),), load_target("tflite-int8"),
+                            calibration=samples, out_dir=Path("build/q"), eval_samples=eval_set)
+    result.primary           # build/q/model.int8.tflite
+    result.report["accuracy"]
+
+Importing this package is light; torch and the runtimes are imported when quantize_model runs.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from edge_kd.errors import InputError
+from edge_kd.quantize.calibration import (MIN_CALIBRATION_SAMPLES, RANGE_METHODS, check_calibration,
+                                          select_calibration)
+
+if TYPE_CHECKING:
+    from edge_kd.targets import TargetProfile
+
+__all__ = ["QuantizeResult", "quantize_model", "backend_for", "RANGE_METHODS", "AUTO_ORDER"]
+
+#: Methods ``auto`` tries, in order of preference when two tie on accuracy and output SQNR.
+AUTO_ORDER = ("minmax", "percentile", "mse", "entropy", "moving_average")
+#: How many layers the fallback may keep in float before it gives up (each step re-exports the model).
+MAX_FALLBACK_LAYERS = 8
+#: Samples of the evaluation set ``auto`` uses to pick the method (the full set judges the result).
+SELECTION_SAMPLES = 200
+
+
+@dataclass
+class QuantizeResult:
+    """What quantize_model wrote: the artifact the app ships, every file, and the report."""
+
+    primary: Path
+    artifacts: list[Path]
+    report: dict[str, Any]
+    fp32_artifacts: list[Path] = field(default_factory=list)
+    #: The fp32 file built by the same exporter (the reference the accuracy drop is measured against).
+    fp32_primary: Path | None = None
+
+
+def backend_for(target: "TargetProfile") -> Any:
+    """The backend object that builds int8 artifacts for ``target``'s runtime."""
+    name = target.runtime.name
+    if name == "executorch":
+        from edge_kd.quantize.executorch import ExecuTorchBackend
+
+        return ExecuTorchBackend(target.quantization)
+    if name == "onnxruntime":
+        from edge_kd.quantize.onnxruntime import OrtBackend
+
+        return OrtBackend(target.quantization)
+    if name == "litert":
+        from edge_kd.quantize.litert import LiteRTBackend
+
+        return LiteRTBackend(target.quantization)
+    raise InputError(f"target {target.name!r}: no int8 backend for runtime {name!r}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Running artifacts
+# ------------------------------------------------------------------------------------------------
+def open_artifact(path: Path, runtime: str, threads: int = 1) -> Any:
+    """A runner taking float inputs (LiteRT full-integer models get quantized I/O on the way)."""
+    if runtime == "litert":
+        from edge_kd.quantize.litert import quantized_io
+
+        return quantized_io(path, threads)
+    from edge_kd.runtimes import open_runner
+
+    return open_runner(path, threads=threads)
+
+
+def _outputs(runner: Any, inputs: Sequence[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
+    return [np.asarray(runner.run(list(x))[0], dtype=np.float32) for x in inputs]
+
+
+def _sqnr_db(ref: list[np.ndarray], out: list[np.ndarray]) -> float:
+    signal = sum(float((r.astype(np.float64) ** 2).sum()) for r in ref)
+    noise = sum(float(((r.astype(np.float64) - o) ** 2).sum()) for r, o in zip(ref, out))
+    if noise == 0:
+        return math.inf
+    return 10.0 * math.log10(signal / noise) if signal > 0 else -math.inf
+
+
+def _top1(outputs: list[np.ndarray]) -> np.ndarray:
+    return np.array([int(np.argmax(o.reshape(-1))) for o in outputs])
+
+
+def _p50_ms(runner: Any, sample: tuple[np.ndarray, ...], runs: int = 30, warmup: int = 3) -> float:
+    """A quick median: enough to price a fallback; edge_kd.bench measures release numbers."""
+    for _ in range(warmup):
+        runner.run(list(sample))
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        runner.run(list(sample))
+        times.append((time.perf_counter() - start) * 1000.0)
+    return round(statistics.median(times), 4)
+
+
+def _allowed_metric(target: "TargetProfile", fp32_metric: float, max_accuracy_drop: Any) -> tuple[float, str]:
+    if max_accuracy_drop is None:
+        drop = target.budgets.accuracy_drop
+        return drop.min_allowed(fp32_metric), str(drop)
+    if isinstance(max_accuracy_drop, str):
+        from edge_kd.units import parse_accuracy_drop
+
+        try:
+            drop = parse_accuracy_drop(max_accuracy_drop)
+        except ValueError as exc:
+            raise InputError(f"max_accuracy_drop: {exc}") from None
+        return drop.min_allowed(fp32_metric), str(drop)
+    if hasattr(max_accuracy_drop, "min_allowed"):
+        return max_accuracy_drop.min_allowed(fp32_metric), str(max_accuracy_drop)
+    value = float(max_accuracy_drop)
+    if value < 0:
+        raise InputError(f"max_accuracy_drop must not be negative, got {value}")
+    return fp32_metric - value, f"{value * 100:g}pt"
+
+
+def _normalise_eval(eval_samples: Any, example_inputs: tuple) -> tuple[list[tuple[np.ndarray, ...]], np.ndarray | None]:
+    """eval_samples: a sequence of (inputs_tuple, label) pairs, or (list of inputs, labels)."""
+    if eval_samples is None:
+        return [], None
+    if isinstance(eval_samples, tuple) and len(eval_samples) == 2 and not isinstance(eval_samples[1], tuple) \
+            and len(eval_samples[0]) == len(eval_samples[1]) and not np.isscalar(eval_samples[1]):
+        inputs, labels = list(eval_samples[0]), np.asarray(eval_samples[1])
+    else:
+        pairs = list(eval_samples)
+        inputs, labels = [p[0] for p in pairs], np.asarray([p[1] for p in pairs])
+    checked = check_calibration(inputs, example_inputs, source="evaluation data", min_samples=1)
+    return checked, labels
+
+
+# ------------------------------------------------------------------------------------------------
+# The entry point
+# ------------------------------------------------------------------------------------------------
+def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", calibration: Sequence[Any],
+                   out_dir: Path, *, method: str | None = None, eval_samples: Any = None,
+                   task: str = "classification", max_accuracy_drop: Any = None, name: str = "model",
+                   calibration_labels: Sequence[Any] | None = None, num_samples: int | None = None,
+                   seed: int = 0, max_fallback_layers: int = MAX_FALLBACK_LAYERS,
+                   auto_methods: Sequence[str] = AUTO_ORDER) -> QuantizeResult:
+    """Static int8 for ``target``, checked in its runtime against the fp32 artifact.
+
+    ``calibration``: samples, each a tuple with one array/tensor per model input shaped like
+    ``example_inputs`` (batch 1); drawn from training data. When there are more than the profile's
+    ``calibration_samples`` (or ``num_samples``), a seeded subset is taken, stratified by
+    ``calibration_labels`` when given. ``method``: a range method or ``auto`` (default: the profile's).
+    ``eval_samples``: ``[(inputs_tuple, label), ...]`` judged by top-1 accuracy through the runtime;
+    without it, the calibration samples are judged by top-1 agreement with the fp32 artifact.
+    ``max_accuracy_drop``: overrides the profile's ``budgets.accuracy_drop`` ("0.5pt", "2%", or a
+    float in metric units). ``auto_methods``: the candidates ``auto`` builds and measures (each is one
+    export and one evaluation in the runtime).
+
+    >>> result = quantize_model(tiny_cnn(), (torch.rand(1, 3, 32, 32),), load_target("ort-mobile"),
+    ...                         [(np.random.rand(1, 3, 32, 32).astype("float32"),) for _ in range(32)],
+    ...                         Path("build/q"))                                   # doctest: +SKIP
+    >>> result.primary.name                                                         # doctest: +SKIP
+    'model.int8.ort'
+    """
+    import torch
+
+    from edge_kd.quantize.sensitivity import layer_sensitivity, quantizable_layers
+
+    started = time.perf_counter()
+    settings = target.quantization
+    if settings.mode != "int8":
+        raise InputError(f"target {target.name!r} has quantization.mode = {settings.mode!r}; nothing to quantize")
+    if task != "classification":
+        raise InputError(f"task {task!r}: the int8 accuracy check supports 'classification' (top-1)")
+    method = method or settings.calibration_method
+    if method != "auto" and method not in RANGE_METHODS:
+        raise InputError(f"unknown calibration method {method!r}; known: auto, {', '.join(RANGE_METHODS)}")
+    bad = [m for m in auto_methods if m not in RANGE_METHODS]
+    if bad or not auto_methods:
+        raise InputError(f"auto_methods: {bad or 'empty'}; known: {', '.join(RANGE_METHODS)}")
+    if not isinstance(model, torch.nn.Module):
+        raise InputError(f"expected a torch nn.Module, got {type(model).__name__}")
+    model = model.eval()
+    example_inputs = tuple(example_inputs)
+    if not quantizable_layers(model):
+        raise InputError(f"{type(model).__name__}: the model has no quantizable layers (Conv1d/Conv2d/Linear); "
+                         "int8 would not change it")
+    samples = check_calibration(calibration, example_inputs)
+    want = num_samples or settings.calibration_samples
+    if want < MIN_CALIBRATION_SAMPLES:
+        raise InputError(f"calibration_samples = {want} is too few; use at least {MIN_CALIBRATION_SAMPLES}")
+    if calibration_labels is not None and len(calibration_labels) != len(samples):
+        raise InputError(f"calibration labels: {len(calibration_labels)} labels for {len(samples)} samples")
+    plan = select_calibration(samples, calibration_labels, want, seed)
+    calib = plan.calibration
+    eval_inputs, eval_labels = _normalise_eval(eval_samples, example_inputs)
+    if not eval_inputs:
+        eval_inputs, eval_labels = samples, None
+    torch_example = tuple(torch.as_tensor(np.ascontiguousarray(a)) if not torch.is_tensor(a) else a
+                          for a in example_inputs)
+
+    backend = backend_for(target)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".quantize-work-", dir=out_dir))
+    ext = backend.extension
+    try:
+        # ---- fp32 reference through the runtime ---------------------------------------------
+        fp32_files = backend.export_fp32(model, torch_example, work / "fp32" / f"{name}.fp32.{ext}")
+        fp32_primary = _primary(fp32_files, target)
+        fp32_runner = open_artifact(fp32_primary, backend.runtime)
+        fp32_out = _outputs(fp32_runner, eval_inputs)
+        fp32_pred = _top1(fp32_out)
+        reference_labels = eval_labels if eval_labels is not None else fp32_pred
+        metric_name = "top1" if eval_labels is not None else "top1_agreement_with_fp32"
+        fp32_metric = float((fp32_pred == reference_labels).mean())
+        min_allowed, allowed_text = _allowed_metric(target, fp32_metric, max_accuracy_drop)
+        fp32_p50 = _p50_ms(fp32_runner, eval_inputs[0])
+        del fp32_runner
+
+        # ---- sensitivity (also the per-layer SQNR of the report) ----------------------------
+        probe_method = method if method != "auto" else "minmax"
+        with torch.no_grad():
+            ranking = layer_sensitivity(model, calib, method=probe_method, percentile=settings.percentile,
+                                        per_channel=settings.weights == "per-channel-symmetric",
+                                        symmetric_activations=settings.activations == "per-tensor-symmetric")
+
+        def evaluate(files: list[Path], subset: int | None = None) -> dict[str, Any]:
+            primary = _primary(files, target)
+            runner = open_artifact(primary, backend.runtime)
+            n = len(eval_inputs) if subset is None else min(subset, len(eval_inputs))
+            out = _outputs(runner, eval_inputs[:n])
+            pred = _top1(out)
+            return {"metric": float((pred == reference_labels[:n]).mean()),
+                    "output_sqnr_db": _rounded(_sqnr_db(fp32_out[:n], out)),
+                    "bytes": primary.stat().st_size, "_runner": runner}
+
+        candidates = 0
+
+        def build(calibrated: Any, m: str) -> tuple[list[Path], list[dict[str, Any]]]:
+            nonlocal candidates
+            candidates += 1
+            return backend.build(calibrated, m, torch_example, work / f"c{candidates}" / f"{name}.int8.{ext}")
+
+        def calibrate(exclude: Sequence[str] = ()) -> Any:
+            if backend.runtime == "onnxruntime":
+                return backend.calibrate(model, torch_example, calib, exclude, ranking)
+            return backend.calibrate(model, torch_example, calib, exclude)
+
+        # ---- range method -------------------------------------------------------------------
+        calibrated = calibrate()
+        if backend.runtime != "onnxruntime" and calibrated.quantized_layers == 0:
+            raise InputError(f"{type(model).__name__}: the {target.runtime.name} quantizer found no layer to "
+                             "quantize")
+        search: list[dict[str, Any]] = []
+        if method == "auto":
+            best = None
+            for k, m in enumerate(auto_methods):
+                files, ranges = build(calibrated, m)
+                ev = evaluate(files, SELECTION_SAMPLES)
+                ev.pop("_runner")
+                search.append({"method": m, "metric": ev["metric"], "output_sqnr_db": ev["output_sqnr_db"],
+                               "bytes": ev["bytes"]})
+                score = (ev["metric"], ev["output_sqnr_db"], -k)
+                if best is None or score > best[0]:
+                    best = (score, m, files, ranges)
+            chosen = best[1]
+            files, ranges = best[2], best[3]
+        else:
+            chosen = method
+            files, ranges = build(calibrated, chosen)
+        if hasattr(calibrated, "workdir") and calibrated.workdir is not None:
+            calibrated.workdir.cleanup()
+        ev = evaluate(files)
+        int8_p50 = _p50_ms(ev.pop("_runner"), eval_inputs[0])
+        all_int8 = {"float_layers": [], "metric": ev["metric"], "output_sqnr_db": ev["output_sqnr_db"],
+                    "bytes": ev["bytes"], "p50_ms": int8_p50}
+        best_candidate = (all_int8, files, ranges)
+
+        # ---- accuracy-aware fallback ----------------------------------------------------------
+        steps = [all_int8]
+        if ev["metric"] < min_allowed - 1e-12:
+            order = [r["layer"] for r in ranking]
+            for k in range(1, min(max_fallback_layers, len(order)) + 1):
+                exclude = order[:k]
+                cal_k = calibrate(exclude)
+                files_k, ranges_k = build(cal_k, chosen)
+                if getattr(cal_k, "workdir", None) is not None:
+                    cal_k.workdir.cleanup()
+                ev_k = evaluate(files_k)
+                step = {"float_layers": exclude, "metric": ev_k["metric"], "output_sqnr_db": ev_k["output_sqnr_db"],
+                        "bytes": ev_k["bytes"], "p50_ms": _p50_ms(ev_k.pop("_runner"), eval_inputs[0])}
+                steps.append(step)
+                if step["metric"] > best_candidate[0]["metric"] + 1e-12:
+                    best_candidate = (step, files_k, ranges_k)
+                if step["metric"] >= min_allowed - 1e-12:
+                    best_candidate = (step, files_k, ranges_k)
+                    break
+        final, final_files, final_ranges = best_candidate
+        met = final["metric"] >= min_allowed - 1e-12
+
+        # ---- write the shipped files ----------------------------------------------------------
+        shipped = [_move(f, out_dir) for f in final_files]
+        fp32_shipped = [_move(f, out_dir) for f in fp32_files]
+        primary = _primary(shipped, target)
+        weights = backend.weight_dtypes(shipped[0])
+        float_layers = set(final["float_layers"])
+        report = {
+            "target": target.name,
+            "runtime": backend.runtime,
+            "scheme": {"weights": settings.weights, "activations": settings.activations, "dtype": "int8",
+                       "percentile": settings.percentile},
+            "calibration": {"samples": len(calib), "available": len(samples), "seed": seed,
+                            "stratified": plan.labels is not None},
+            "method_requested": method,
+            "method": chosen,
+            "method_search": search,
+            "accuracy": {"metric": metric_name, "eval_samples": len(eval_inputs), "fp32": fp32_metric,
+                         "int8": final["metric"], "drop_pt": round((fp32_metric - final["metric"]) * 100, 4),
+                         "allowed_drop": allowed_text, "min_allowed": min_allowed, "within_budget": met,
+                         "output_sqnr_db": final["output_sqnr_db"]},
+            "size": {"fp32_bytes": fp32_primary_size(fp32_shipped, target), "int8_bytes": primary.stat().st_size},
+            "latency_ms": {"fp32_p50": fp32_p50, "int8_p50": final["p50_ms"], "note": "quick median of 30 runs, "
+                           "one thread; use edge-kd bench for release numbers"},
+            "weights_storage": weights,
+            "layers": [{**{k: r[k] for k in ("layer", "type", "sqnr_db", "params", "input_range")},
+                        "method": chosen, "quantized": r["layer"] not in float_layers} for r in ranking],
+            "activation_ranges": final_ranges,
+            "fallback": {"needed": len(steps) > 1, "float_layers": final["float_layers"], "steps": steps,
+                         "met_budget": met,
+                         "missed_by_pt": 0.0 if met else round((min_allowed - final["metric"]) * 100, 4),
+                         "cost": {"bytes": final["bytes"] - all_int8["bytes"],
+                                  "p50_ms": round(final["p50_ms"] - all_int8["p50_ms"], 4)}},
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        report["size"]["ratio"] = round(report["size"]["int8_bytes"] / max(report["size"]["fp32_bytes"], 1), 4)
+        from edge_kd.pipeline.atomic import atomic_write_json
+
+        report_path = atomic_write_json(out_dir / f"{name}.quantize.json", report)
+        return QuantizeResult(primary, shipped + [report_path], report, fp32_shipped, _primary(fp32_shipped, target))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def fp32_primary_size(files: list[Path], target: "TargetProfile") -> int:
+    return _primary(files, target).stat().st_size
+
+
+def _primary(files: list[Path], target: "TargetProfile") -> Path:
+    """The file the app ships: the .ort for ONNX Runtime Mobile, else the single artifact."""
+    want = "." + target.primary_format
+    for f in files:
+        if f.suffix == want:
+            return f
+    return files[0]
+
+
+def _move(path: Path, out_dir: Path) -> Path:
+    final = out_dir / path.name
+    path.replace(final)  # same filesystem (the work dir is inside out_dir): atomic
+    return final
+
+
+def _rounded(v: float) -> float:
+    return round(v, 3) if math.isfinite(v) else v

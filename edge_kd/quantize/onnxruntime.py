@@ -1,0 +1,206 @@
+"""ONNX Runtime static int8: QDQ with per-channel weights, ranges from edge_kd, then .ort.
+
+Flow: the fp32 ``.onnx`` from edge_kd.export.onnx -> ``quant_pre_process`` (shape inference and
+graph clean-up, as ORT recommends before quantizing) -> edge_kd streams every float activation over the
+calibration samples into RangeStats (:func:`edge_kd.quantize.ranges.collect_onnx_ranges`) -> the ranges
+of the chosen method go to ``quantize_static`` through ORT's calibration-cache file, so ORT's own
+calibrator (which keeps all activations in memory for entropy/percentile) never runs -> QDQ model ->
+``convert_to_ort``. Layers kept in float are passed as ``nodes_to_exclude``.
+"""
+from __future__ import annotations
+
+import ast
+import contextlib
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edge_kd.quantize.calibration import RangeStats
+from edge_kd.quantize.ranges import collect_onnx_ranges, ort_ranges, write_ort_range_cache
+
+WEIGHTED_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
+
+
+@dataclass
+class OrtCalibration:
+    model_path: Path
+    stats: dict[str, RangeStats]
+    exclude_nodes: list[str] = field(default_factory=list)
+    preprocessed: bool = True
+    workdir: Any = None
+
+
+def _weighted_nodes(model: Any) -> list[tuple[Any, tuple[int, ...]]]:
+    """(node, weight shape) of Conv/Gemm/MatMul nodes whose weight is a constant, in graph order."""
+    inits = {i.name: tuple(i.dims) for i in model.graph.initializer}
+    found = []
+    for node in model.graph.node:
+        if node.op_type in WEIGHTED_OPS and len(node.input) > 1 and node.input[1] in inits:
+            found.append((node, inits[node.input[1]]))
+    return found
+
+
+def map_layers_to_nodes(model: Any, layers: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """torch layer name -> ONNX node name.
+
+    First by the exporter's name scopes; layers whose scope was lost (a Conv folded with its BatchNorm
+    is named after the BatchNorm) are matched in execution order by weight shape (a Linear's [out, in]
+    weight is [in, out] under MatMul).
+    """
+    nodes = _weighted_nodes(model)
+    mapping: dict[str, str] = {}
+    used: set[str] = set()
+    for node, _shape in nodes:
+        scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), None)
+        if not scopes:
+            continue
+        with contextlib.suppress(ValueError, SyntaxError):
+            names = ast.literal_eval(scopes)
+            for layer in layers:
+                if layer["layer"] in names and layer["layer"] not in mapping:
+                    mapping[layer["layer"]] = node.name
+                    used.add(node.name)
+                    break
+    pending = [l for l in sorted(layers, key=lambda l: l.get("order", 0)) if l["layer"] not in mapping]
+    free = [(n, s) for n, s in nodes if n.name not in used]
+    j = 0
+    for layer in pending:
+        shape = tuple(layer.get("weight_shape") or ())
+        for k in range(j, len(free)):
+            node, wshape = free[k]
+            if wshape == shape or (len(shape) == 2 and wshape == shape[::-1]):
+                mapping[layer["layer"]] = node.name
+                j = k + 1
+                break
+    return mapping
+
+
+class OrtBackend:
+    """The interface every backend implements: export_fp32, calibrate, build, default_int8."""
+
+    runtime = "onnxruntime"
+    extension = "onnx"
+
+    def __init__(self, settings: Any):
+        self.settings = settings
+        self._fp32_onnx: Path | None = None
+
+    def export_fp32(self, model: Any, example_inputs: tuple, out_path: Path) -> list[Path]:
+        from edge_kd.export.onnx import convert_to_ort, export_onnx
+
+        onnx_path = export_onnx(model, example_inputs, out_path)
+        self._fp32_onnx = onnx_path
+        ort_path, config = convert_to_ort(onnx_path, out_path.parent)
+        return [onnx_path, ort_path, config]
+
+    def _ensure_fp32(self, model: Any, example_inputs: tuple, workdir: Path) -> Path:
+        if self._fp32_onnx is None or not self._fp32_onnx.is_file():
+            from edge_kd.export.onnx import export_onnx
+
+            self._fp32_onnx = export_onnx(model, example_inputs, workdir / "fp32.onnx")
+        return self._fp32_onnx
+
+    def calibrate(self, model: Any, example_inputs: tuple, samples: Sequence[tuple[np.ndarray, ...]],
+                  exclude: Sequence[str] = (), layers: Sequence[dict[str, Any]] = ()) -> OrtCalibration:
+        import onnx
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        workdir = tempfile.TemporaryDirectory(prefix="edge_kd-ort-")
+        fp32 = self._ensure_fp32(model, example_inputs, Path(workdir.name))
+        pre = Path(workdir.name) / "pre.onnx"
+        preprocessed = True
+        try:
+            with _quiet_ort():
+                quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=False)
+        except Exception:  # pre-processing is an optimisation; quantizing the exported graph still works
+            preprocessed = False
+            pre.write_bytes(Path(fp32).read_bytes())
+        nodes: list[str] = []
+        if exclude:
+            mapping = map_layers_to_nodes(onnx.load(str(pre)), layers)
+            nodes = [mapping[name] for name in exclude if name in mapping]
+        stats = collect_onnx_ranges(pre, samples)
+        return OrtCalibration(pre, stats, nodes, preprocessed, workdir)
+
+    def build(self, calibrated: OrtCalibration, method: str, example_inputs: tuple, out_path: Path
+              ) -> tuple[list[Path], list[dict[str, Any]]]:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+        from edge_kd.export.onnx import convert_to_ort
+        from edge_kd.pipeline.atomic import atomic_path
+
+        symmetric = self.settings.activations == "per-tensor-symmetric"
+        ranges = ort_ranges(calibrated.stats, method, percentile=self.settings.percentile, symmetric=symmetric)
+        with tempfile.TemporaryDirectory(prefix="edge_kd-ortq-") as tmp:
+            cache = write_ort_range_cache(ranges, Path(tmp) / "ranges.json")
+            with atomic_path(out_path) as tmp_out, _quiet_ort():
+                quantize_static(str(calibrated.model_path), str(tmp_out), calibration_data_reader=None,
+                                quant_format=QuantFormat.QDQ,
+                                per_channel=self.settings.weights == "per-channel-symmetric",
+                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                                nodes_to_exclude=list(calibrated.exclude_nodes),
+                                calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache),
+                                extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
+        ort_path, config = convert_to_ort(out_path, out_path.parent)
+        report = [{"tensor": name, "method": method, "observed": [s.min, s.max],
+                   "range": [round(ranges[name][0], 6), round(ranges[name][1], 6)]}
+                  for name, s in calibrated.stats.items()]
+        return [out_path, ort_path, config], report
+
+    def default_int8(self, model: Any, example_inputs: tuple, samples: Sequence[tuple[np.ndarray, ...]],
+                     out_path: Path) -> list[Path]:
+        """``quantize_static`` with its defaults (QDQ, per-tensor weights, MinMax calibration through its
+        own calibrator) on the exported model, then .ort: what an ORT user gets from the docs."""
+        from onnxruntime.quantization import CalibrationDataReader, quantize_static
+
+        from edge_kd.export.onnx import convert_to_ort
+        from edge_kd.pipeline.atomic import atomic_path
+
+        with tempfile.TemporaryDirectory(prefix="edge_kd-ortd-") as tmp:
+            fp32 = self._ensure_fp32(model, example_inputs, Path(tmp))
+            import onnxruntime as ort
+
+            names = [i.name for i in ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).get_inputs()]
+
+            class Reader(CalibrationDataReader):
+                def __init__(self) -> None:
+                    self._it = iter([dict(zip(names, s)) for s in samples])
+
+                def get_next(self):
+                    return next(self._it, None)
+
+            with atomic_path(out_path) as tmp_out, _quiet_ort():
+                quantize_static(str(fp32), str(tmp_out), Reader())
+        ort_path, config = convert_to_ort(out_path, out_path.parent)
+        return [out_path, ort_path, config]
+
+    @staticmethod
+    def weight_dtypes(path: Path) -> dict[str, Any]:
+        """Initializer dtypes of the QDQ .onnx: weights must be stored as int8."""
+        import onnx
+
+        model = onnx.load(str(path))
+        counts: dict[str, int] = {}
+        for init in model.graph.initializer:
+            if int(np.prod(init.dims or [1])) < 64:
+                continue  # scales, zero points, shapes
+            name = onnx.TensorProto.DataType.Name(init.data_type).lower()
+            counts[name] = counts.get(name, 0) + 1
+        return {"initializers_by_dtype": counts, "int8_tensors": counts.get("int8", 0),
+                "float32_tensors": counts.get("float", 0), "bytes": Path(path).stat().st_size}
+
+
+@contextlib.contextmanager
+def _quiet_ort():
+    """quantize_static logs a pre-processing hint at WARNING on every call; keep user output clean."""
+    logger = logging.getLogger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -1,0 +1,299 @@
+"""Getting activation ranges into each backend: one estimator (calibration.RangeStats), two adapters.
+
+* **PT2E** (ExecuTorch/XNNPACK and LiteRT via litert-torch): :class:`RangeObserver` is a torchao PT2E
+  observer that feeds :class:`RangeStats` and answers ``calculate_qparams`` with the chosen method.
+  :func:`pt2e_config` swaps it into the backend quantizer's own config (so the scheme -- which ops,
+  weight granularity, int8 bounds -- stays the backend's), and :func:`make_quantizer` adds the
+  layers kept in float. :class:`PT2ECalibration` calibrates once and converts once per method.
+* **ONNX Runtime**: :func:`collect_onnx_ranges` runs the fp32 ONNX model with every float tensor
+  exposed as an output and streams each into a RangeStats; :func:`write_ort_range_cache` writes the
+  chosen ranges through ORT's own calibration-cache format (``TensorsData``), which ``quantize_static``
+  reads instead of running its calibrator (whose entropy/percentile modes hold every activation).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from torchao.quantization.pt2e.observer import MinMaxObserver
+
+from edge_kd.quantize.calibration import RangeStats
+
+_EPS = 2.0 ** -12
+
+
+class RangeObserver(MinMaxObserver):
+    """PT2E activation observer backed by RangeStats; ``method`` can be changed after calibration."""
+
+    def __init__(self, dtype=torch.quint8, qscheme=torch.per_tensor_affine, reduce_range=False, quant_min=None,
+                 quant_max=None, factory_kwargs=None, eps=_EPS, is_dynamic=False, method: str = "minmax",
+                 percentile: float = 99.99, **kwargs: Any) -> None:
+        super().__init__(dtype=dtype, qscheme=qscheme, reduce_range=reduce_range, quant_min=quant_min,
+                         quant_max=quant_max, factory_kwargs=factory_kwargs, eps=eps, is_dynamic=is_dynamic, **kwargs)
+        self.stats = RangeStats()
+        self.method = method
+        self.percentile = percentile
+        self.chosen: tuple[float, float] | None = None
+
+    def forward(self, x_orig: torch.Tensor) -> torch.Tensor:
+        if x_orig.numel() and x_orig.is_floating_point():
+            self.stats.update(x_orig.detach().float().cpu().numpy())
+        return super().forward(x_orig)
+
+    @torch.jit.export
+    def calculate_qparams(self):
+        symmetric = self.qscheme in (torch.per_tensor_symmetric, torch.per_channel_symmetric)
+        lo, hi = self.stats.compute(self.method, percentile=self.percentile, symmetric=symmetric)
+        self.chosen = (lo, hi)
+        return self._calculate_qparams(torch.tensor(lo), torch.tensor(hi))
+
+
+def _with_observer(spec: Any, method: str, percentile: float, symmetric: bool) -> Any:
+    if spec is None or not hasattr(spec, "observer_or_fake_quant_ctr"):
+        return spec
+    qscheme = torch.per_tensor_symmetric if symmetric else torch.per_tensor_affine
+    return dataclasses.replace(spec, qscheme=qscheme,
+                               observer_or_fake_quant_ctr=RangeObserver.with_args(eps=_EPS, method=method,
+                                                                                  percentile=percentile))
+
+
+def pt2e_config(backend: str, *, per_channel: bool = True, symmetric_activations: bool = False,
+                method: str | None = "minmax", percentile: float = 99.99) -> Any:
+    """The backend quantizer's own static int8 config with edge_kd's activation observer.
+
+    ``method=None`` returns the backend's default config untouched (its HistogramObserver): the
+    "runtime's own default" baseline the benchmark compares against.
+    """
+    if backend == "xnnpack":
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
+    elif backend == "litert":
+        from litert_torch.quantize.pt2e_quantizer import get_symmetric_quantization_config
+    else:
+        raise ValueError(f"unknown PT2E backend {backend!r}")
+    base = get_symmetric_quantization_config(is_per_channel=per_channel)
+    if method is None:
+        return base
+    return dataclasses.replace(
+        base,
+        input_activation=_with_observer(base.input_activation, method, percentile, symmetric_activations),
+        output_activation=_with_observer(base.output_activation, method, percentile, symmetric_activations),
+    )
+
+
+def module_filter(excluded: Iterable[str]) -> Callable[[torch.fx.Node], bool]:
+    """True for nodes that do NOT come from an excluded module (or a child of one)."""
+    names = tuple(excluded)
+
+    def keep(node: torch.fx.Node) -> bool:
+        stack = node.meta.get("nn_module_stack") or {}
+        for path, _type in stack.values():
+            for name in names:
+                if path == name or path.startswith(name + "."):
+                    return False
+        return True
+
+    return keep
+
+
+def float_scalars_to_attrs(model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Turn scalar operands of float add/mul into tensor attributes (so they can be observed).
+
+    The XNNPACK and litert-torch quantizers do this for EVERY add/mul, integer ones included, which
+    turns ``int_tensor + 1`` into ``int_tensor + tensor(1.0)``: a float result then used as an index
+    (transformers' attention-mask code does exactly that), and calibration crashes with "tensors used as
+    indices must be long". Integer arithmetic is left alone here.
+    """
+    from torchao.quantization.pt2e.utils import get_new_attr_name_with_prefix
+
+    for n in model.graph.nodes:
+        if n.op != "call_function" or n.target not in (torch.ops.aten.add.Tensor, torch.ops.aten.mul.Tensor):
+            continue
+        val = n.meta.get("val")
+        if val is None or not getattr(val, "dtype", torch.int64).is_floating_point:
+            continue
+        new_args = []
+        for arg in n.args:
+            if isinstance(arg, torch.fx.Node) or not isinstance(arg, (int, float)):
+                new_args.append(arg)
+                continue
+            name = get_new_attr_name_with_prefix("_tensor_constant_")(model)
+            value = torch.tensor(float(arg))
+            model.register_buffer(name, value)
+            with model.graph.inserting_before(n):
+                attr = model.graph.create_node("get_attr", name, (), {})
+                attr.meta["val"] = val.fake_mode.from_tensor(value, static_shapes=True)
+            new_args.append(attr)
+        n.args = tuple(new_args)
+    model.recompile()
+    return model
+
+
+def make_quantizer(backend: str, config: Any, exclude: Sequence[str] = ()) -> Any:
+    """The backend's PT2E quantizer with ``config`` for every layer except ``exclude`` (kept float)."""
+    keep = module_filter(exclude)
+    if backend == "xnnpack":
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+
+        class _XNNPACKQuantizer(XNNPACKQuantizer):
+            def transform_for_annotation(self, model):
+                return float_scalars_to_attrs(model)
+
+        quantizer = _XNNPACKQuantizer().set_global(config)
+        if exclude:
+            quantizer.set_filter_function(keep)
+        return quantizer
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer
+
+    class _LiteRTQuantizer(PT2EQuantizer):
+        def transform_for_annotation(self, model):
+            return float_scalars_to_attrs(model)
+
+        # litert-torch's quantizer has no global filter; its own module-name filter also mangles names
+        # with underscores (EfficientNet's "_blocks"), so combine ours into every annotation pass.
+        def _annotate_all_static_patterns(self, model, quantization_config, filter_fn=None):
+            if exclude:
+                filter_fn = keep if filter_fn is None else (lambda n, f=filter_fn: keep(n) and f(n))
+            return super()._annotate_all_static_patterns(model, quantization_config, filter_fn)
+
+    return _LiteRTQuantizer().set_global(config)
+
+
+def _export_for_pt2e(model: torch.nn.Module, example_inputs: tuple) -> torch.fx.GraphModule:
+    return torch.export.export(model.eval(), tuple(example_inputs), strict=False).module()
+
+
+class PT2ECalibration:
+    """Export, annotate and calibrate once; :meth:`convert` then gives one converted graph per method.
+
+    >>> cal = PT2ECalibration(model, example, make_quantizer("xnnpack", pt2e_config("xnnpack")), samples)  # doctest: +SKIP
+    >>> gm = cal.convert("percentile", percentile=99.9)                                                  # doctest: +SKIP
+    """
+
+    def __init__(self, model: torch.nn.Module, example_inputs: tuple, quantizer: Any,
+                 samples: Sequence[tuple[np.ndarray, ...]]):
+        from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+        self.quantizer = quantizer
+        graph = _export_for_pt2e(model, example_inputs)
+        self.prepared = prepare_pt2e(graph, quantizer)
+        with torch.no_grad():
+            for sample in samples:
+                self.prepared(*[torch.from_numpy(np.ascontiguousarray(a)) for a in sample])
+
+    def observers(self, module: torch.nn.Module | None = None) -> list[tuple[str, Any]]:
+        module = module or self.prepared
+        return [(n, m) for n, m in module.named_modules() if isinstance(m, RangeObserver)]
+
+    def convert(self, method: str | None, *, percentile: float = 99.99, fold_quantize: bool = True
+                ) -> tuple[torch.fx.GraphModule, list[dict[str, Any]]]:
+        """A converted (Q/DQ) graph for ``method`` and the activation ranges it used.
+
+        ``method=None`` keeps what each observer was built with (the backend default baseline).
+        """
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+        prepared = copy.deepcopy(self.prepared)
+        observed = self.observers(prepared)
+        for _, obs in observed:
+            if method is not None:
+                obs.method = method
+                obs.percentile = percentile
+        ranges = _observer_targets(prepared)
+        converted = convert_pt2e(prepared, fold_quantize=fold_quantize)
+        report = []
+        for name, obs in observed:
+            if obs.chosen is None:
+                continue
+            scale, zp = obs.calculate_qparams()
+            report.append({"tensor": ranges.get(name, name), "method": obs.method,
+                           "observed": [obs.stats.min, obs.stats.max],
+                           "range": [round(obs.chosen[0], 6), round(obs.chosen[1], 6)],
+                           "scale": float(scale.reshape(-1)[0]), "zero_point": int(zp.reshape(-1)[0])})
+        return converted, report
+
+    @property
+    def quantized_layers(self) -> int:
+        """Observers placed on activations: 0 means the quantizer found nothing to quantize."""
+        return len([1 for n in self.prepared.graph.nodes if n.op == "call_module" and "activation_post_process" in
+                    str(n.target)])
+
+
+def _observer_targets(prepared: torch.fx.GraphModule) -> dict[str, str]:
+    """observer module name -> the node whose output it observes (a readable tensor name)."""
+    names: dict[str, str] = {}
+    for node in prepared.graph.nodes:
+        if node.op == "call_module" and "activation_post_process" in str(node.target) and node.args:
+            src = node.args[0]
+            stack = getattr(src, "meta", {}).get("nn_module_stack") or {}
+            where = list(stack.values())[-1][0] if stack else ""
+            names[str(node.target)] = f"{where}:{getattr(src, 'name', src)}" if where else str(getattr(src, "name", src))
+    return names
+
+
+# ------------------------------------------------------------------------------------------------
+# ONNX Runtime
+# ------------------------------------------------------------------------------------------------
+def _float_tensors(model: Any) -> list[str]:
+    """Names of float activations (node inputs/outputs that are not initializers) in graph order."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        types[vi.name] = vi.type.tensor_type.elem_type
+    inits = {i.name for i in model.graph.initializer}
+    seen: list[str] = []
+    for node in model.graph.node:
+        for name in list(node.input) + list(node.output):
+            if name and name not in inits and name not in seen and types.get(name) == onnx.TensorProto.FLOAT:
+                seen.append(name)
+    return seen
+
+
+def collect_onnx_ranges(onnx_path: str | Path, samples: Sequence[tuple[np.ndarray, ...]], *,
+                        threads: int = 1) -> dict[str, RangeStats]:
+    """Stream every float activation of the fp32 ONNX model over the samples into a RangeStats."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(onnx_path))
+    tensors = _float_tensors(model)
+    existing = {o.name for o in model.graph.output}
+    for name in tensors:
+        if name not in existing:
+            model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # No graph optimisation: fused nodes would hide the tensors the quantizer later asks about.
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    input_names = [i.name for i in session.get_inputs()]
+    output_names = [o.name for o in session.get_outputs()]
+    stats = {name: RangeStats() for name in tensors}
+    for sample in samples:
+        outs = session.run(output_names, dict(zip(input_names, sample)))
+        for name, value in zip(output_names, outs):
+            if name in stats and isinstance(value, np.ndarray) and value.dtype == np.float32:
+                stats[name].update(value)
+    return {k: v for k, v in stats.items() if v.observed}
+
+
+def ort_ranges(stats: dict[str, RangeStats], method: str, *, percentile: float = 99.99,
+               symmetric: bool = False) -> dict[str, tuple[float, float]]:
+    return {name: s.compute(method, percentile=percentile, symmetric=symmetric) for name, s in stats.items()}
+
+
+def write_ort_range_cache(ranges: dict[str, tuple[float, float]], path: str | Path) -> Path:
+    """Write ranges in onnxruntime's calibration-cache format (read back by quantize_static)."""
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData, save_tensors_data
+
+    data = TensorsData(CalibrationMethod.MinMax,
+                       {name: TensorData(lowest=np.array(lo, dtype=np.float32), highest=np.array(hi, dtype=np.float32))
+                        for name, (lo, hi) in ranges.items()})
+    save_tensors_data(data, Path(path), smooth_quant=False)
+    return Path(path)

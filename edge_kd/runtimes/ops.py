@@ -1,0 +1,96 @@
+"""Operator policies: which operators an artifact may contain on its target (no heavy imports).
+
+The gate reads the ``ops`` record written at export/bench time and never imports a runtime, so the
+policy logic lives here as plain Python over operator names:
+
+* ``xnnpack-full-delegation`` (ExecuTorch): every compute op must run inside the XNNPACK delegate;
+  an op left to ExecuTorch's portable kernels is a violation (portable kernels are slow and grow the
+  app's binary). Bookkeeping ops that move no data are not counted.
+* ``ort-mobile-operators`` (ONNX Runtime Mobile): every op must be in the operator set of the ORT
+  mobile package (``MOBILE_PACKAGE_OPS`` below). A custom build can include other ops through the
+  model's ``required_operators.config``, but staying inside this set keeps the prebuilt package usable.
+* ``tflite-builtin-only`` (LiteRT): custom ops and Flex (TensorFlow) ops are violations: they need a
+  custom or TF-select runtime the app does not ship.
+* ``any``: nothing is a violation.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Iterable
+
+#: Which policy a runtime is checked against when the caller names none.
+DEFAULT_POLICY = {
+    "executorch": "xnnpack-full-delegation",
+    "onnxruntime": "ort-mobile-operators",
+    "litert": "tflite-builtin-only",
+}
+
+# Operators of the ONNX Runtime Mobile package (domain -> op types), from onnxruntime's
+# tools/ci_build/github/android/mobile_package.required_operators.config (MIT licence). The opset
+# version is not checked: ORT registers kernels for every version of these ops that it supports.
+_MOBILE_AI_ONNX = (
+    "Abs,Add,And,ArgMax,ArgMin,AveragePool,Cast,Ceil,Clip,Concat,ConstantOfShape,Conv,ConvTranspose,Cos,CumSum,"
+    "DepthToSpace,DequantizeLinear,Div,DynamicQuantizeLinear,Elu,Equal,Exp,Expand,Flatten,Floor,Gather,GatherND,"
+    "Gemm,Greater,GreaterOrEqual,Identity,If,LRN,LeakyRelu,Less,LessOrEqual,Log,LogSoftmax,Loop,MatMul,Max,MaxPool,"
+    "Mean,Min,Mul,Neg,NonMaxSuppression,NonZero,Not,Or,PRelu,Pad,Pow,QuantizeLinear,Range,Reciprocal,ReduceMax,"
+    "ReduceMean,ReduceMin,ReduceProd,ReduceSum,Relu,Reshape,Resize,ReverseSequence,Round,ScatterND,Shape,Sigmoid,"
+    "Sin,Size,Slice,Softmax,SpaceToDepth,Split,Sqrt,Squeeze,Sub,Sum,Tanh,ThresholdedRelu,Tile,TopK,Transpose,"
+    "Unique,Unsqueeze,Where,Erf,GlobalAveragePool,InstanceNormalization,MatMulInteger,QLinearConv,QLinearMatMul,"
+    "Scan,LayerNormalization"
+)
+_MOBILE_MS = (
+    "BiasGelu,DynamicQuantizeMatMul,FusedConv,FusedGemm,FusedMatMul,Gelu,MatMulIntegerToFloat,NhwcMaxPool,"
+    "QLinearAdd,QLinearAveragePool,QLinearConv,QLinearGlobalAveragePool,QLinearMul,QLinearSigmoid,"
+    "SkipLayerNormalization,QLinearLeakyRelu"
+)
+MOBILE_PACKAGE_OPS: dict[str, frozenset[str]] = {
+    "ai.onnx": frozenset(_MOBILE_AI_ONNX.split(",")),
+    "com.microsoft": frozenset(_MOBILE_MS.split(",")),
+}
+
+#: ExecuTorch ops that only shuffle metadata or scalars: not compute, allowed outside the delegate.
+_ET_BOOKKEEPING_PREFIXES = ("executorch_prim::", "aten::sym_size", "aten::sym_numel", "aten::_assert")
+#: The pseudo-op under which delegate calls are counted in the ExecuTorch op list.
+ET_DELEGATE_OP = "executorch_call_delegate"
+
+
+def ort_op_key(domain: str, op_type: str) -> str:
+    """``Conv`` for the default ONNX domain, ``com.microsoft::FusedConv`` for others."""
+    domain = domain or "ai.onnx"
+    return op_type if domain == "ai.onnx" else f"{domain}::{op_type}"
+
+
+def violations(policy: str, runtime: str, operators: dict[str, int]) -> list[str]:
+    """Operator names in ``operators`` that break ``policy`` (sorted, unique)."""
+    if policy == "any":
+        return []
+    if policy == "xnnpack-full-delegation":
+        if runtime != "executorch":
+            return sorted(operators)  # a policy for another runtime: nothing in this artifact satisfies it
+        return sorted(op for op in operators
+                      if not op.startswith(ET_DELEGATE_OP) and not op.startswith(_ET_BOOKKEEPING_PREFIXES))
+    if policy == "ort-mobile-operators":
+        if runtime != "onnxruntime":
+            return sorted(operators)
+        bad = []
+        for key in operators:
+            domain, sep, op_type = key.rpartition("::")
+            allowed = MOBILE_PACKAGE_OPS.get(domain if sep else "ai.onnx", frozenset())
+            if op_type not in allowed:
+                bad.append(key)
+        return sorted(bad)
+    if policy == "tflite-builtin-only":
+        if runtime != "litert":
+            return sorted(operators)
+        return sorted(op for op in operators if op.startswith(("CUSTOM", "FLEX", "Flex")))
+    raise ValueError(f"unknown op policy {policy!r}")
+
+
+def ops_record(policy: str, runtime: str, operators: Iterable[str] | dict[str, int], *,
+               delegated: int | None = None, not_delegated: int | None = None,
+               **extra: Any) -> dict[str, Any]:
+    """The ``ops`` dict recorded in build.json: what the gate checks against the profile's policy."""
+    counts = dict(operators) if isinstance(operators, dict) else dict(Counter(operators))
+    counts = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return {"policy": policy, "operators": counts, "delegated": delegated, "not_delegated": not_delegated,
+            "violations": violations(policy, runtime, counts), **extra}

@@ -1,0 +1,124 @@
+"""Real int8 artifacts for all three targets from tiny models: stored as int8, runnable, close to fp32;
+plus the accuracy-aware fallback and the never-lose-the-work path."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edge_kd.quantize import open_artifact, quantize_model
+from edge_kd.targets import load_target
+from edge_kd.testing.tiny_models import tiny_cnn, tiny_text
+
+pytestmark = pytest.mark.integration
+torch.set_num_threads(1)
+
+TARGETS = ("android-arm64-xnnpack", "ort-mobile", "tflite-int8")
+
+
+def cnn_samples(n=16, seed=0):
+    rng = np.random.default_rng(seed)
+    return [(rng.random((1, 3, 32, 32), dtype=np.float32),) for _ in range(n)]
+
+
+@pytest.mark.parametrize("target_name", TARGETS)
+def test_tiny_cnn_int8_per_target(tmp_path: Path, target_name: str):
+    target = load_target(target_name)
+    result = quantize_model(tiny_cnn(), (torch.rand(1, 3, 32, 32),), target, cnn_samples(), tmp_path,
+                            method="percentile")
+    report = result.report
+    assert result.primary.is_file() and result.primary.suffix == "." + target.primary_format
+    assert (tmp_path / "model.quantize.json").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".quantize-work")]
+    # weights are stored as int8
+    storage = report["weights_storage"]
+    if target_name == "ort-mobile":
+        assert storage["int8_tensors"] >= 3 and storage["float32_tensors"] == 0
+    elif target_name == "tflite-int8":
+        assert storage["int8_tensors"] >= 3 and storage["float32_tensors"] == 0
+    else:  # a .pte holds XNNPACK blobs: int8 weights show as the size ratio
+        assert report["size"]["ratio"] < 0.6
+    # it runs, in its runtime, and stays close to fp32
+    runner = open_artifact(result.primary, target.runtime.name)
+    out = runner.run([cnn_samples(1, seed=9)[0][0]])[0]
+    ref = tiny_cnn()(torch.from_numpy(cnn_samples(1, seed=9)[0][0])).detach().numpy()
+    assert out.shape == ref.shape
+    assert np.abs(out - ref).max() < 0.05 * max(np.abs(ref).max(), 1e-3) + 0.01
+    acc = report["accuracy"]
+    assert acc["metric"] == "top1_agreement_with_fp32" and acc["int8"] >= 0.9 and acc["within_budget"]
+    assert acc["output_sqnr_db"] > 25.0
+    assert report["method"] == "percentile"
+    assert {l["layer"] for l in report["layers"]} == {"features.0", "features.3", "classifier"}
+    assert all(r["range"][0] <= r["range"][1] for r in report["activation_ranges"])
+
+
+def test_auto_picks_a_method_through_the_runtime(tmp_path: Path):
+    result = quantize_model(tiny_cnn(), (torch.rand(1, 3, 32, 32),), load_target("ort-mobile"), cnn_samples(),
+                            tmp_path, method="auto")
+    search = result.report["method_search"]
+    assert [s["method"] for s in search] == ["minmax", "percentile", "mse", "entropy", "moving_average"]
+    best = max(search, key=lambda s: (s["metric"], s["output_sqnr_db"]))
+    assert result.report["method"] == best["method"]
+
+
+def test_tiny_text_int8_onnxruntime(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    samples = [(rng.integers(0, 100, (1, 16)),) for _ in range(16)]
+    result = quantize_model(tiny_text(), (torch.randint(0, 100, (1, 16)),), load_target("ort-mobile"), samples,
+                            tmp_path, method="minmax")
+    assert result.report["weights_storage"]["int8_tensors"] >= 2
+    assert result.report["accuracy"]["int8"] >= 0.8
+
+
+class Hostile(nn.Module):
+    """An MLP whose hidden activation has one enormous channel that the next layer ignores: per-tensor
+    int8 of that activation wipes out every other channel, so int8 breaks unless layers stay float."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1 = nn.Linear(8, 16)
+        self.fc2 = nn.Linear(16, 4)
+        with torch.no_grad():
+            self.fc1.weight[0] = 0.0
+            self.fc1.bias[0] = 5000.0
+            self.fc2.weight[:, 0] = 0.0
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def hostile_data(n, seed):
+    rng = np.random.default_rng(seed)
+    return [(rng.normal(size=(1, 8)).astype(np.float32),) for _ in range(n)]
+
+
+def test_fallback_keeps_sensitive_layers_float_until_budget_holds(tmp_path: Path):
+    model = Hostile().eval()
+    calib = hostile_data(16, 0)
+    eval_x = hostile_data(64, 1)
+    labels = [int(model(torch.from_numpy(x[0])).argmax()) for x in eval_x]
+    result = quantize_model(model, (torch.zeros(1, 8),), load_target("ort-mobile"), calib, tmp_path,
+                            method="minmax", eval_samples=list(zip(eval_x, labels)), max_accuracy_drop=0.0)
+    fb = result.report["fallback"]
+    assert fb["needed"] and fb["float_layers"]
+    assert fb["steps"][0]["metric"] < 1.0  # all-int8 broke it
+    assert fb["met_budget"] and result.report["accuracy"]["int8"] == 1.0
+    assert fb["cost"]["bytes"] == fb["steps"][-1]["bytes"] - fb["steps"][0]["bytes"]  # size cost is reported
+    assert all(l["quantized"] == (l["layer"] not in fb["float_layers"]) for l in result.report["layers"])
+
+
+def test_missed_budget_still_writes_best_candidate(tmp_path: Path):
+    model = Hostile().eval()
+    eval_x = hostile_data(64, 1)
+    labels = [int(model(torch.from_numpy(x[0])).argmax()) for x in eval_x]
+    result = quantize_model(model, (torch.zeros(1, 8),), load_target("tflite-int8"), hostile_data(16, 0),
+                            tmp_path, method="minmax", eval_samples=list(zip(eval_x, labels)),
+                            max_accuracy_drop="0pt", max_fallback_layers=0)
+    fb = result.report["fallback"]
+    assert not fb["met_budget"] and fb["missed_by_pt"] > 0
+    assert not result.report["accuracy"]["within_budget"]
+    assert result.primary.is_file() and (tmp_path / "model.quantize.json").is_file()

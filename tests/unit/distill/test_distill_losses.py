@@ -1,0 +1,83 @@
+"""Golden values: each loss against numbers precomputed independently with numpy (float64)."""
+import pytest
+import torch
+from torch import nn
+
+from edge_kd.distill.losses import LOSSES, FeatureCapture, HintLoss, build_loss
+from edge_kd.errors import InputError
+
+S = torch.tensor([[1.0, 2.0, 0.5], [0.2, -1.0, 3.0]], dtype=torch.float64)
+T = torch.tensor([[2.0, 1.0, 0.0], [0.0, 0.5, 2.5]], dtype=torch.float64)
+Y = torch.tensor([1, 2])
+SB = torch.tensor([0.3, -1.2, 2.0], dtype=torch.float64)
+TB = torch.tensor([1.0, -0.5, 0.8], dtype=torch.float64)
+YB = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+
+
+def test_registry_lists_all_losses():
+    assert {"hinton", "mse", "logit_regression", "bce_soft", "ce"} <= set(LOSSES.names())
+    with pytest.raises(InputError, match="known: .*hinton"):
+        build_loss("hintn")
+
+
+def test_hinton_golden():
+    assert build_loss("hinton", temperature=4.0, alpha=1.0)(S, T, Y).item() == pytest.approx(0.37090791899744846)
+    assert build_loss("hinton", temperature=4.0, alpha=0.9)(S, T, Y).item() == pytest.approx(0.3608431251855997)
+    assert build_loss("hinton", temperature=4.0, alpha=0.0)(S, T, Y).item() == pytest.approx(0.27025998087896075)
+    assert build_loss("hinton")(T, T, None).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_mse_and_logit_regression_golden():
+    assert build_loss("mse")(S, T, Y).item() == pytest.approx(0.7983333333333333)
+    assert build_loss("mse", alpha=0.5)(S, T, Y).item() == pytest.approx(0.534296657106147)
+    lr = build_loss("logit_regression", init_scale=1.5).double()
+    assert [n for n, _ in lr.named_parameters()] == ["theta"]
+    assert lr(S, T, Y).item() == pytest.approx(2.1504166666666666)
+    # theta learns: one gradient step on theta alone lowers the loss
+    loss = lr(S, T, Y)
+    loss.backward()
+    assert lr.theta.grad is not None and lr.theta.grad.item() != 0.0
+
+
+def test_bce_soft_golden():
+    assert build_loss("bce_soft", alpha=0.5)(SB, TB, YB).item() == pytest.approx(0.8404856187354346)
+    assert build_loss("bce_soft", alpha=1.0, temperature=2.0)(SB, TB, None).item() == pytest.approx(0.6974480751564771)
+    two = torch.stack([torch.zeros_like(SB), SB], 1)  # two-class logits reduce to the same binary logit
+    assert build_loss("bce_soft", alpha=0.5)(two, TB[:, None], YB).item() == pytest.approx(0.8404856187354346)
+
+
+def test_shape_mismatch_is_input_error():
+    with pytest.raises(InputError, match="same classes"):
+        build_loss("hinton")(S, T[:, :2], Y)
+    with pytest.raises(InputError, match="alpha"):
+        build_loss("hinton", alpha=1.5)
+
+
+def test_hint_linear_golden():
+    hint = HintLoss.for_features(torch.zeros(2, 2), torch.zeros(2, 3)).double()
+    with torch.no_grad():
+        hint.proj.weight.copy_(torch.tensor([[1.0, 0.0], [0.5, -1.0], [2.0, 1.0]]))
+    sf = torch.tensor([[1.0, 2.0], [-1.0, 0.5]], dtype=torch.float64)
+    tf = torch.tensor([[1.0, -1.0, 3.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    assert hint(sf, tf).item() == pytest.approx(0.9166666666666666)
+
+
+def test_hint_conv_golden_with_pooling():
+    hint = HintLoss.for_features(torch.zeros(1, 2, 2, 2), torch.zeros(1, 1, 1, 1)).double()
+    assert isinstance(hint.proj, nn.Conv2d) and hint.proj.kernel_size == (1, 1)
+    with torch.no_grad():
+        hint.proj.weight.copy_(torch.tensor([0.5, -0.25]).reshape(1, 2, 1, 1))
+    x = torch.arange(8, dtype=torch.float64).reshape(1, 2, 2, 2)
+    assert hint(x, torch.ones(1, 1, 1, 1, dtype=torch.float64)).item() == pytest.approx(2.640625)
+
+
+def test_feature_capture_and_unknown_layer():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    with FeatureCapture(model, ["1"]) as feats:
+        model(torch.ones(5, 3))
+    assert feats["1"].shape == (5, 4) and bool((feats["1"] >= 0).all())
+    enc = nn.Module()
+    enc.layer1 = nn.Linear(2, 2)
+    enc.layer2 = nn.Linear(2, 2)
+    with pytest.raises(InputError, match=r"'layer3' not found in the teacher model; close names: layer1, layer2|layer2, layer1"):
+        FeatureCapture(enc, ["layer3"], role="teacher")

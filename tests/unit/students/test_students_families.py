@@ -1,0 +1,72 @@
+"""Student families: knobs are monotone in size, specs reload without code, inputs match."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edge_kd.errors import InputError
+from edge_kd.models.spec import ModelSpec
+from edge_kd.models.students import StudentFamily, knob_values, make_family
+
+torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("name,opts,sample", [
+    ("text_hashed", {"num_classes": 5, "dim": 8, "max_ids": 12}, [256, 1024, 4096]),
+    ("mobilenet", {"num_classes": 3, "resolution": 32}, [0.25, 0.5, 1.0]),
+    ("tabular_mlp", {"num_dense": 6, "cardinalities": [3, 5]}, [8, 64, 256]),
+])
+def test_family_monotone_and_runs(name, opts, sample):
+    family = make_family(name, **opts)
+    sizes = [family.num_params(v) for v in sample]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+    model = family.build(sample[0]).eval()
+    out = model(*family.example_inputs(sample[0]))
+    assert out.shape[0] == 1
+    assert sizes[0] == sum(p.numel() for p in model.parameters())  # meta-device count is exact
+
+
+def test_text_student_masks_padding_and_reloads(tmp_path):
+    from edge_kd.models.spec import save_state_dict
+
+    family = make_family("text_hashed", num_classes=3, dim=4, max_ids=6)
+    model = family.build(300).eval()
+    a = torch.tensor([[5, 9, 0, 0, 0, 0]])
+    b = torch.tensor([[5, 9, 0, 0, 0, 0]])
+    b2 = torch.tensor([[9, 5, 0, 0, 0, 0]])  # a bag: order does not matter, padding does not count
+    assert torch.allclose(model(a), model(b2))
+    emb = model.embed.weight
+    assert torch.allclose(model.pooled(b), (emb[5] + emb[9]) / 2)
+    save_state_dict(model, tmp_path / "w.safetensors")
+    spec = family.spec(300, "w.safetensors")
+    spec.save(tmp_path / "s.json")
+    raw = json.loads((tmp_path / "s.json").read_text())
+    assert raw["factory"] == "edge_kd.models.students.text:hashed_text_student" and raw["kwargs"]["buckets"] == 300
+    again = ModelSpec.load(tmp_path / "s.json").build()
+    assert torch.equal(again(a), model(a))
+    assert spec.inputs[0].shape == (1, 6) and spec.inputs[0].high == 301
+
+
+def test_tabular_offsets_are_baked_in():
+    family = make_family("tabular_mlp", num_dense=2, cardinalities=[2, 3], num_outputs=2)
+    model = family.build(8).eval()
+    assert model.embed.num_embeddings == 5
+    cats = torch.tensor([[1, 2]])
+    feats = torch.cat([torch.zeros(1, 2), model.embed(torch.tensor([[1, 4]])).flatten(1)], 1)
+    assert torch.allclose(model(torch.zeros(1, 2), cats), model.mlp(feats))
+
+
+def test_custom_family_and_errors():
+    fam = StudentFamily.custom("edge_kd.testing.tiny_models:tiny_mlp", knob="hidden", low=8, high=64, step=8,
+                               inputs=["features:1x12:float32"], kwargs={"num_classes": 2})
+    assert fam.values == (8, 16, 24, 32, 40, 48, 56, 64)
+    assert fam.num_params(8) < fam.num_params(64)
+    assert fam.build(16)(*fam.example_inputs(16)).shape == (1, 2)
+    with pytest.raises(InputError, match="cannot import module"):
+        StudentFamily.custom("no_such_pkg.models:f", knob="w", low=1, high=2, inputs=["x:1x2:float32"])
+    with pytest.raises(InputError, match="unknown student family 'txt_hashed'.*Did you mean 'text_hashed'"):
+        make_family("txt_hashed")
+    with pytest.raises(InputError, match="knob must be"):
+        make_family("text_hashed", num_classes=2, knob="depth")
+    assert knob_values(0.25, 0.5, 0.05) == (0.25, 0.3, 0.35, 0.4, 0.45, 0.5)

@@ -1,0 +1,147 @@
+from pathlib import Path
+
+import pytest
+
+from edge_kd.errors import ConfigError, InputError
+from edge_kd.recipe import Recipe, load_recipe, load_splits, recipe_from_dict
+
+REPO = Path(__file__).resolve().parents[2]
+FIX = REPO / "tests" / "fixtures"
+EXAMPLES = sorted((REPO / "examples").glob("*.toml"))
+
+GOOD = """
+name = "t"
+target = "ort-mobile"
+[teacher]
+name = "minilm-l6"
+options = { max_len = 32 }
+[teacher.finetune]
+epochs = 5
+[data]
+train = "csv:data/intents.csv?text=instruction&label=intent"
+[student]
+family = "text_hashed"
+[distill]
+temperature = 2.0
+[prune]
+enabled = true
+goal = "params"
+amount = 0.25
+[quantize]
+method = "percentile"
+percentile = 99.9
+calibration_samples = 16
+"""
+
+
+def _write(tmp_path, text, name="r.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_examples_load(tmp_path):
+    assert {p.name for p in EXAMPLES} >= {"intent_bitext.toml", "intent_banking77.toml", "product_image_grocery.toml",
+                                          "purchase_online_shoppers.toml", "ctr_criteo.toml"}
+    for path in EXAMPLES:
+        r = load_recipe(path, shared_data=tmp_path / "shared")
+        assert isinstance(r, Recipe) and r.source == str(path)
+        assert "${" not in r.data.train
+    grocery = load_recipe(REPO / "examples" / "product_image_grocery.toml", shared_data="/data")
+    assert grocery.data.test == "images:/data/grocery-store?split=test&label=fine&size=224"
+    assert grocery.prune.enabled and grocery.prune.amount == 0.3
+
+
+def test_bundled_example_runs_without_shared_data(tmp_path):
+    r = load_recipe(REPO / "examples" / "intent_bitext.toml", shared_data=tmp_path / "absent")
+    s = load_splits(r.data)
+    assert (len(s.train), len(s.val), len(s.test)) == (3161, 452, 901)
+    assert s.train.num_classes == 27
+
+
+def test_good_recipe_fields_and_relative_paths(tmp_path):
+    r = load_recipe(_write(tmp_path, GOOD))
+    assert r.teacher.options == {"max_len": 32} and r.teacher.finetune.epochs == 5
+    assert r.data.train == f"csv:{tmp_path}/data/intents.csv?text=instruction&label=intent"
+    assert r.distill.temperature == 2.0 and r.distill.losses == ("hinton",)
+    assert r.prune.goal == "params" and r.quantize.method == "percentile"
+    d = r.to_dict()
+    assert d["source"] == str(tmp_path / "r.toml") and d["prune"]["amount"] == 0.25
+
+
+def test_shared_data_variable_and_env(tmp_path, monkeypatch):
+    text = GOOD.replace("csv:data/intents.csv", "csv:${shared_data}/x.csv")
+    p = _write(tmp_path, text)
+    assert load_recipe(p, shared_data="/d").data.train.startswith("csv:/d/x.csv?")
+    monkeypatch.setenv("EDGE_KD_SHARED_DATA", "/env-data")
+    assert load_recipe(p).data.train.startswith("csv:/env-data/x.csv?")
+
+
+@pytest.mark.parametrize("change, message", [
+    (("[distill]\ntemperature = 2.0", "[distill]\ntemprature = 2.0"),
+     "'distill.temprature': unknown key (did you mean 'distill.temperature'?)"),
+    (("temperature = 2.0", "temperature = \"hot\""), "'distill.temperature': expected a number"),
+    (("temperature = 2.0", "temperature = -1.0"), "'distill': temperature must be > 0"),
+    (("amount = 0.25", "amount = 2.5"), "'prune': amount is the fraction of params to remove"),
+    (("method = \"percentile\"", "method = \"kl\""), "'quantize.method': expected one of"),
+    (("family = \"text_hashed\"", ""), "'student.family': required key is missing"),
+    (("name = \"minilm-l6\"", "name = \"minilm-l6\"\npath = \"saved\""), "give exactly one of 'name'"),
+    (("target = \"ort-mobile\"", "target = \"iphone\""), "'target': unknown target 'iphone'"),
+    (("name = \"minilm-l6\"", "name = \"minilm\""), "'teacher': unknown teacher 'minilm'; known: efficientnet-lite0"),
+    (("csv:data/intents.csv", "sql:data/intents.csv"), "KIND one of csv, images"),
+    (("csv:data/intents.csv", "csv:${data}/intents.csv"), "'data.train': unknown variable ${data}"),
+])
+def test_bad_recipes_name_file_and_key(tmp_path, change, message):
+    old, new = change
+    assert old in GOOD
+    p = _write(tmp_path, GOOD.replace(old, new, 1))
+    with pytest.raises(ConfigError) as info:
+        load_recipe(p)
+    assert str(info.value).startswith(str(p)), str(info.value)
+    assert message in str(info.value), str(info.value)
+
+
+def test_not_toml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_recipe(_write(tmp_path, "name = [unclosed"))
+    with pytest.raises(InputError, match="recipe file does not exist"):
+        load_recipe(tmp_path / "none.toml")
+
+
+def test_load_splits_given_test_uses_train_labels(tmp_path):
+    import csv
+
+    rows = list(csv.reader(open(FIX / "intents_small.csv")))
+    head, body = rows[0], rows[1:]
+    test_rows = [r for r in body if r[1] in ("track_order", "get_refund")][:4]
+    with open(tmp_path / "test.csv", "w", newline="") as f:
+        csv.writer(f).writerows([head, *test_rows])
+    r = recipe_from_dict({"name": "x", "teacher": {"name": "minilm-l6"}, "student": {"family": "f"},
+                          "data": {"train": f"csv:{FIX}/intents_small.csv?text=instruction&label=intent",
+                                   "test": "csv:test.csv?text=instruction&label=intent", "val_fraction": 0.2}},
+                         source=tmp_path / "r.toml")
+    s = load_splits(r.data)
+    assert s.test.label_names == s.train.label_names and s.test.num_classes == 4
+    assert (len(s.train), len(s.val), len(s.test)) == (32, 8, 4)
+
+
+def test_load_splits_tabular_fits_on_train():
+    r = recipe_from_dict({"name": "x", "teacher": {"name": "tabular-mlp"}, "student": {"family": "f"},
+                          "data": {"train": f"tabular:{FIX}/shoppers_small.csv?label=Revenue&categorical=Month"}})
+    s = load_splits(r.data)
+    assert s.val.preprocessor is s.train.preprocessor
+    assert s.train.class_counts().tolist() == [23, 6]  # 70% of 32 / 8 per class; ties round up train
+
+
+def test_teacher_from_recipe_trains_tabular_teacher():
+    from edge_kd.recipe import teacher_from_recipe
+
+    r = recipe_from_dict({"name": "x", "student": {"family": "tabular_mlp"},
+                          "teacher": {"name": "tabular-mlp", "options": {"hidden": [8]},
+                                      "finetune": {"epochs": 2, "batch_size": 8}},
+                          "data": {"train": f"tabular:{FIX}/shoppers_small.csv?label=Revenue&categorical=Month"}})
+    s = load_splits(r.data)
+    teacher = teacher_from_recipe(r.teacher, s)
+    assert teacher.name == "tabular-mlp" and teacher.metrics["epochs"] <= 2
+    assert teacher.spec.kwargs["hidden"] == [8]
+    assert teacher.predict(s.test).shape == (len(s.test), 2)
