@@ -1,0 +1,223 @@
+"""Plan and run ``edge-kd build``: validate everything first, then run the stages per target.
+
+Module-level imports stay light (the CLI imports this lazily anyway); torch and the runtimes are
+imported inside the stages.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from edge_kd.errors import ConfigError, InputError
+from edge_kd.pipeline.manifest import MANIFEST_NAME
+
+#: Folder inside the build output shared by all targets (teacher artifacts per runtime).
+SHARED_DIR = "_shared"
+#: Marker that says "this output folder belongs to edge-kd build" (so a re-run may write into it).
+MARKER = ".edge-kd-build.json"
+
+
+@dataclass
+class BuildPlan:
+    """Everything validated before the first stage runs."""
+
+    recipe: Any
+    targets: list[Any]
+    out: Path
+    dirs: dict[str, Path]
+    stages: list[str]
+
+
+@dataclass
+class BuildSummary:
+    """One row of the final table: a target's bundle vs budget, metric vs teacher, p50 vs teacher, verdict."""
+
+    target: str
+    build_dir: Path
+    bundle_bytes: int | None = None
+    bundle_gzip_bytes: int | None = None
+    size_budget: int | None = None
+    metric_name: str | None = None
+    metric: float | None = None
+    teacher_metric: float | None = None
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    teacher_p50_ms: float | None = None
+    latency_budget_ms: float | None = None
+    gate_passed: bool | None = None
+    failed_checks: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_manifest(cls, build_dir: Path, manifest: dict[str, Any]) -> "BuildSummary":
+        bundle = [a for a in manifest.get("artifacts", []) if a.get("role") in ("model", "preprocessing")]
+        metrics, teacher = manifest.get("metrics") or {}, manifest.get("teacher") or {}
+        target = manifest.get("target") or {}
+        gate = manifest.get("gate") or {}
+        budgets = target.get("budgets", {})
+        from edge_kd.units import parse_ms
+
+        return cls(
+            target=target.get("name", build_dir.name), build_dir=build_dir,
+            bundle_bytes=sum(a["bytes"] for a in bundle) if bundle else None,
+            bundle_gzip_bytes=sum(a["gzip_bytes"] for a in bundle) if bundle else None,
+            size_budget=budgets.get("artifact_size"),
+            metric_name=(metrics.get("task_metric") or {}).get("name"),
+            metric=(metrics.get("task_metric") or {}).get("value"),
+            teacher_metric=(teacher.get("task_metric") or {}).get("value"),
+            p50_ms=(metrics.get("latency_ms") or {}).get("p50"),
+            p90_ms=(metrics.get("latency_ms") or {}).get("p90"),
+            teacher_p50_ms=(teacher.get("latency_ms") or {}).get("p50"),
+            latency_budget_ms=parse_ms(budgets["latency_p90"]) if "latency_p90" in budgets else None,
+            gate_passed=gate.get("passed"),
+            failed_checks=[c["name"] for c in gate.get("checks", []) if not c.get("passed")],
+        )
+
+    def row(self) -> list[str]:
+        from edge_kd.units import format_bytes
+
+        def fmt(v: float | None, spec: str) -> str:
+            return "-" if v is None else format(v, spec)
+
+        size = "-" if self.bundle_bytes is None else f"{format_bytes(self.bundle_bytes)} / {format_bytes(self.size_budget or 0)}"
+        metric = f"{fmt(self.metric, '.4f')} / {fmt(self.teacher_metric, '.4f')}"
+        p50 = f"{fmt(self.p50_ms, '.3f')} / {fmt(self.teacher_p50_ms, '.3f')}"
+        speedup = "-" if not (self.p50_ms and self.teacher_p50_ms) else f"{self.teacher_p50_ms / self.p50_ms:.1f}x"
+        verdict = {True: "PASS", False: "FAIL", None: "-"}[self.gate_passed]
+        if self.failed_checks:
+            verdict += " (" + ", ".join(self.failed_checks) + ")"
+        return [self.target, size, metric, p50, speedup, verdict]
+
+
+HEADERS = ["target", "bundle / budget", "metric / teacher", "p50 ms / teacher", "speed-up", "gate"]
+
+
+def _owned_by_us(folder: Path) -> bool:
+    return (folder / MARKER).is_file()
+
+
+def _check_out_dir(out: Path, target_names: Sequence[str]) -> None:
+    """Refuse an output folder that holds someone else's files (never overwrite them)."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a directory")
+    if not out.is_dir() or _owned_by_us(out):
+        return
+    entries = [p for p in out.iterdir()]
+    if entries:
+        raise InputError(f"{out}: folder is not empty and was not made by edge-kd build; refusing to write into "
+                         "someone else's files (choose an empty or new --out)")
+
+
+def _validate_stage_settings(recipe: Any) -> None:
+    """Names the stages will look up (losses, student family, pruning criterion): fail now, not in an hour."""
+    from edge_kd.distill.losses import LOSSES
+    from edge_kd.models.students.base import make_family  # noqa: F401  (registers families)
+    from edge_kd.models.students.base import FAMILIES
+    import edge_kd.models.students.image  # noqa: F401
+    import edge_kd.models.students.tabular  # noqa: F401
+    import edge_kd.models.students.text  # noqa: F401
+
+    src = recipe.source
+    for name in recipe.distill.losses:
+        if name not in LOSSES:
+            raise ConfigError(f"unknown KD loss {name!r}; known: {', '.join(LOSSES.names())}", source=src,
+                              key="distill.losses")
+    if recipe.student.family != "custom" and recipe.student.family not in FAMILIES:
+        raise ConfigError(f"unknown student family {recipe.student.family!r}; known: "
+                          f"{', '.join(FAMILIES.names())}, custom", source=src, key="student.family")
+    if recipe.prune.enabled:
+        from edge_kd.prune.criteria import CRITERIA
+
+        if recipe.prune.criterion not in CRITERIA:
+            raise ConfigError(f"unknown pruning criterion {recipe.prune.criterion!r}; known: "
+                              f"{', '.join(CRITERIA.names())}", source=src, key="prune.criterion")
+    from edge_kd.distill.run import _options
+
+    _options(recipe)  # strict [distill].options
+
+
+def plan_build(recipe_path: str | os.PathLike[str], targets: Sequence[str] | None = None,
+               out: str | os.PathLike[str] | None = None, *, shared_data: str | None = None) -> BuildPlan:
+    """Load and validate the recipe, the profiles and the output folder (no heavy work, no data read).
+
+    >>> plan = plan_build("examples/intent_bitext.toml", ["ort-mobile"], "builds/intent")  # doctest: +SKIP
+    """
+    from edge_kd.recipe import load_recipe
+    from edge_kd.targets import load_target
+
+    recipe = load_recipe(recipe_path, shared_data=shared_data)
+    refs = list(targets or ([recipe.target] if recipe.target else []))
+    if not refs:
+        raise InputError(f"{recipe_path}: no target: pass --target NAME (repeatable) or set `target` in the recipe")
+    profiles = [load_target(ref) for ref in refs]
+    names = [p.name for p in profiles]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InputError(f"target {dupes[0]!r} is given twice")
+    out_dir = Path(out) if out is not None else Path("builds") / recipe.name
+    _check_out_dir(out_dir, names)
+    dirs = {p.name: out_dir / p.name for p in profiles}
+    for name, d in dirs.items():
+        if d.is_dir() and any(d.iterdir()) and not (d / MANIFEST_NAME).exists():
+            raise InputError(f"{d}: folder is not empty and holds no {MANIFEST_NAME}; refusing to overwrite it")
+    _validate_stage_settings(recipe)
+    stages = ["distill"] + (["prune"] if recipe.prune.enabled else []) + ["quantize", "bench", "gate"]
+    if not recipe.distill.enabled:
+        raise ConfigError("edge-kd build distills a student; [distill].enabled = false is not supported here "
+                          "(use edge-kd export/quantize for a model you already have)", source=recipe.source,
+                          key="distill.enabled")
+    return BuildPlan(recipe, profiles, out_dir, dirs, stages)
+
+
+def build(recipe_path: str | os.PathLike[str], targets: Sequence[str] | None = None,
+          out: str | os.PathLike[str] | None = None, *, resume: bool = False, device: str = "auto",
+          shared_data: str | None = None, log: Callable[[str], None] | None = None) -> list[BuildSummary]:
+    """Run the whole pipeline of ``recipe_path`` for each target; returns one summary per target.
+
+    >>> rows = build("examples/intent_bitext.toml", ["tflite-int8"], "builds/intent")  # doctest: +SKIP
+    >>> rows[0].gate_passed                                                            # doctest: +SKIP
+    True
+    """
+    from edge_kd.build.stages import BuildContext, make_stages
+    from edge_kd.pipeline import Build, atomic_write_json, run_pipeline, validate_pipeline
+    from edge_kd.pipeline.manifest import read_manifest
+
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    plan = plan_build(recipe_path, targets, out, shared_data=shared_data)
+    shared = BuildContext(plan.recipe, plan.out / SHARED_DIR, device=device, resume=resume, log=log)
+    stage_lists = {t.name: make_stages(plan.recipe, shared) for t in plan.targets}
+    for stages in stage_lists.values():
+        validate_pipeline(stages, ["recipe", "target"])
+    # Reading the data validates paths, columns and splits before any training starts.
+    shared.load_data()
+    plan.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(plan.out / MARKER, {"recipe": str(plan.recipe.source), "targets": list(plan.dirs)})
+    summaries = []
+    for target in plan.targets:
+        build_dir = plan.dirs[target.name]
+        log(f"== {target.name}: building into {build_dir}")
+        b = Build.create(build_dir, target=target.to_dict(), recipe=plan.recipe.to_dict())
+        run_pipeline(stage_lists[target.name], b, {"recipe": plan.recipe, "target": target})
+        summaries.append(BuildSummary.from_manifest(build_dir, read_manifest(build_dir)))
+    atomic_write_json(plan.out / "summary.json", [
+        {k: (str(v) if isinstance(v, Path) else v) for k, v in s.__dict__.items()} for s in summaries])
+    return summaries
+
+
+def summary_table(summaries: Sequence[BuildSummary]) -> str:
+    """The table `edge-kd build` and `make demo` print."""
+    import io
+
+    from edge_kd.cli.common import print_table
+
+    buf = io.StringIO()
+    print_table([s.row() for s in summaries], HEADERS, file=buf)
+    return buf.getvalue()
+
+
+def summary_json(summaries: Sequence[BuildSummary]) -> str:
+    return json.dumps([{k: (str(v) if isinstance(v, Path) else v) for k, v in s.__dict__.items()}
+                       for s in summaries], indent=2)

@@ -1,0 +1,391 @@
+"""The stages of ``edge-kd build``, each a :class:`~edge_kd.pipeline.Stage` with a contract.
+
+    distill   requires recipe, target              provides student_spec, student_value
+    prune     requires student_spec, student_value provides student_spec        (when [prune].enabled)
+    quantize  requires student_spec, student_value provides artifact
+    bench     requires artifact, student_value     provides metrics
+    gate      requires metrics                     provides gate
+
+Each stage's cache key hashes what its result depends on; ``run_pipeline`` reuses a completed stage
+with the same key (a re-run, ``--resume``, or a second target that shares the teacher), so the teacher's
+features, logits and runtime artifacts are computed once and the distillation is not redone.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edge_kd.errors import InputError
+from edge_kd.pipeline import Artifact, Build, Stage, content_hash
+from edge_kd.pipeline.manifest import read_manifest
+
+STUDENT_SPEC = Path("student") / "student.json"
+ARTIFACT_DIR = "artifact"
+PRUNED_DIR = "pruned"
+
+
+def _recipe_part(recipe: Any, *sections: str) -> dict[str, Any]:
+    d = recipe.to_dict()
+    return {k: d.get(k) for k in ("seed", "teacher", "data", "student", *sections)}
+
+
+def _target_part(target: Any, *sections: str) -> dict[str, Any]:
+    d = target.to_dict()
+    return {k: d.get(k) for k in sections}
+
+
+@dataclass
+class BuildContext:
+    """What the targets of one build share: the recipe, the data (loaded once), the teacher (built
+    once, lazily) and the folder of teacher artifacts per runtime."""
+
+    recipe: Any
+    shared_dir: Path
+    device: str = "auto"
+    resume: bool = False
+    log: Callable[[str], None] = print
+    _splits: Any = None
+    _teacher: Any = None
+    _family: Any = None
+
+    @property
+    def cache_root(self) -> Path:
+        options = dict(self.recipe.distill.options or {})
+        root = options.get("cache_dir") or self.recipe.data.cache_dir or os.environ.get(
+            "EDGE_KD_CACHE", Path.home() / ".cache" / "edge_kd")
+        return Path(root).expanduser()
+
+    def load_data(self) -> Any:
+        if self._splits is None:
+            from edge_kd.recipe import load_splits
+
+            self._splits = load_splits(self.recipe.data)
+        return self._splits
+
+    @property
+    def task(self) -> str:
+        return "binary" if self.load_data().train.task == "binary" else "classification"
+
+    def teacher(self) -> Any:
+        if self._teacher is None:
+            from edge_kd.recipe import teacher_from_recipe
+
+            self._teacher = teacher_from_recipe(self.recipe.teacher, self.load_data(), cache_dir=str(self.cache_root),
+                                                seed=self.recipe.seed)
+        return self._teacher
+
+    def student_data(self) -> tuple[Any, Any]:
+        """(student family, StudentData) of the recipe, completed from the training data."""
+        if self._family is None:
+            from edge_kd.distill.run import make_student_family
+
+            self._family = make_student_family(self.recipe, self.load_data().train)
+        return self._family
+
+    def student_arrays(self, split: str, value: Any, indices: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+        ds = getattr(self.load_data(), split)
+        if indices is not None:
+            ds = ds.subset(indices)
+        _, sdata = self.student_data()
+        return sdata.inputs(ds, value)
+
+    def eval_indices(self, split: str, cap: int | None, seed: int = 0) -> np.ndarray:
+        from edge_kd.data.splits import calibration_sample
+
+        ds = getattr(self.load_data(), split)
+        return calibration_sample(ds, cap, seed) if cap and cap < len(ds) else np.arange(len(ds))
+
+
+def _rows(arrays: tuple[np.ndarray, ...], labels: np.ndarray) -> list[tuple[tuple[np.ndarray, ...], Any]]:
+    """Per-sample (batch 1) inputs with labels: how a phone app calls the model."""
+    return [(tuple(np.ascontiguousarray(a[i:i + 1]) for a in arrays), labels[i]) for i in range(len(labels))]
+
+
+def _load_student(build: Build, spec_path: Path) -> Any:
+    from edge_kd.models.spec import ModelSpec
+
+    return ModelSpec.load(spec_path).build()
+
+
+# ---- distill ----------------------------------------------------------------------------------------
+class DistillStage(Stage):
+    name = "distill"
+    requires = ("recipe", "target")
+    provides = ("student_spec", "student_value")
+
+    def __init__(self, shared: BuildContext):
+        self.shared = shared
+
+    def cache_key(self, ctx: dict[str, Any]) -> str:
+        return content_hash("build-distill-v1", _recipe_part(ctx["recipe"], "distill"),
+                            _target_part(ctx["target"], "budgets", "runtime", "quantization"))
+
+    def load_cached(self, ctx, build, record):
+        spec = build.root / STUDENT_SPEC
+        value = (record.get("details") or {}).get("student", {}).get("value")
+        if spec.is_file() and (spec.parent / "student.safetensors").is_file() and value is not None:
+            return {"student_spec": Artifact(spec, "json", "student-spec"), "student_value": value}
+        return None
+
+    def run(self, ctx, build, record):
+        from edge_kd.distill.run import distill
+
+        details = distill(ctx["recipe"], ctx["target"], build.root, resume=self.shared.resume,
+                          device=self.shared.device, log=self.shared.log)
+        # distill() records its files through its own handle on build.json: take them over.
+        build.manifest["artifacts"] = read_manifest(build.root)["artifacts"]
+        record["details"] = details
+        record["outputs"] = {"spec": str(STUDENT_SPEC)}
+        return {"student_spec": Artifact(build.root / STUDENT_SPEC, "json", "student-spec"),
+                "student_value": details["student"]["value"]}
+
+
+# ---- prune -------------------------------------------------------------------------------------------
+class PruneStage(Stage):
+    name = "prune"
+    requires = ("student_spec", "student_value", "target")
+    provides = ("student_spec",)
+
+    def __init__(self, shared: BuildContext):
+        self.shared = shared
+
+    def cache_key(self, ctx):
+        return content_hash("build-prune-v1", ctx["student_spec"].path, _recipe_part(ctx["recipe"], "prune"),
+                            _target_part(ctx["target"], "runtime", "pruning"))
+
+    def load_cached(self, ctx, build, record):
+        spec = build.root / PRUNED_DIR / "student.json"
+        return {"student_spec": Artifact(spec, "json", "student-spec")} if spec.is_file() else None
+
+    def run(self, ctx, build, record):
+        import torch
+
+        from edge_kd.distill.trainer import metric_value, predict
+        from edge_kd.models.spec import ModelSpec
+        from edge_kd.prune.pruner import PruneConfig
+        from edge_kd.prune.schedule import RecoveryConfig, run_schedule, runtime_latency
+        from edge_kd.prune.serialize import save_pruned
+
+        cfg, target, value = ctx["recipe"].prune, ctx["target"], ctx["student_value"]
+        spec = ModelSpec.load(ctx["student_spec"].path)
+        model = spec.build()
+        example = spec.example_inputs()
+        splits = self.shared.load_data()
+        train_x = self.shared.student_arrays("train", value)
+        labels = splits.train.labels
+        val_x = self.shared.student_arrays("val", value)
+        metric = "roc_auc" if self.shared.task == "binary" else "accuracy"
+        batch = int(ctx["recipe"].distill.batch_size)
+
+        def batches():
+            order = np.random.default_rng(ctx["recipe"].seed).permutation(len(labels))
+            for s in range(0, len(order), batch):
+                idx = order[s:s + batch]
+                yield tuple(torch.from_numpy(np.ascontiguousarray(a[idx])) for a in train_x), \
+                    torch.from_numpy(labels[idx])
+
+        def evaluate(m):
+            return metric_value(predict(m, val_x), splits.val.labels, metric)
+
+        latency = None
+        if cfg.goal == "latency":
+            latency = lambda m: runtime_latency(m, example, target, work_dir=build.root / ".prune-latency")["p50_ms"]
+        config = PruneConfig(goal=cfg.goal, amount=cfg.amount, criterion=cfg.criterion,
+                             round_to=cfg.round_to or target.pruning.round_to, protect=tuple(cfg.protect),
+                             steps=cfg.steps)
+        result = run_schedule(model, example, config, teacher=model, train_batches=batches,
+                              recovery=RecoveryConfig(epochs=cfg.finetune_epochs), evaluate=evaluate, latency=latency)
+        path = save_pruned(result.model, spec, build.root / PRUNED_DIR, name="student")
+        record["details"] = result.to_dict()
+        if not result.goal_met:
+            self.shared.log(f"prune: goal not met (missed by {result.missed_by}); continuing with the best model")
+        return {"student_spec": Artifact(path, "json", "student-spec")}
+
+
+# ---- quantize + export ----------------------------------------------------------------------------
+class QuantizeStage(Stage):
+    """Static int8 calibrated on stratified training rows (or fp32 export when the profile says so)."""
+
+    name = "quantize"
+    requires = ("student_spec", "student_value", "target")
+    provides = ("artifact",)
+
+    def __init__(self, shared: BuildContext):
+        self.shared = shared
+
+    def cache_key(self, ctx):
+        return content_hash("build-quantize-v1", ctx["student_spec"].path, _recipe_part(ctx["recipe"], "quantize"),
+                            _target_part(ctx["target"], "runtime", "quantization", "budgets"))
+
+    def load_cached(self, ctx, build, record):
+        primary = record.get("outputs", {}).get("primary")
+        if primary and (build.root / primary).is_file():
+            return {"artifact": Artifact(build.root / primary, Path(primary).suffix.lstrip("."), "model")}
+        return None
+
+    def run(self, ctx, build, record):
+        from edge_kd.data.splits import calibration_sample
+
+        recipe, target, value = ctx["recipe"], ctx["target"], ctx["student_value"]
+        model = _load_student(build, ctx["student_spec"].path)
+        from edge_kd.models.spec import ModelSpec
+
+        example = ModelSpec.load(ctx["student_spec"].path).example_inputs()
+        splits = self.shared.load_data()
+        out = build.root / ARTIFACT_DIR
+        if out.exists():
+            shutil.rmtree(out)  # ours: a previous attempt of this stage
+        mode = recipe.quantize.mode or target.quantization.mode
+        if mode == "int8" and recipe.quantize.enabled:
+            from edge_kd.quantize import quantize_model
+
+            n = recipe.quantize.calibration_samples or target.quantization.calibration_samples
+            idx = calibration_sample(splits.train, n, recipe.seed)
+            calib_x = self.shared.student_arrays("train", value, idx)
+            calibration = [s for s, _ in _rows(calib_x, splits.train.labels[idx])]
+            eval_idx = self.shared.eval_indices("val", 300, recipe.seed)
+            eval_x = self.shared.student_arrays("val", value, eval_idx)
+            result = quantize_model(model, example, target, calibration, out, method=recipe.quantize.method,
+                                    eval_samples=_rows(eval_x, splits.val.labels[eval_idx]), task="classification",
+                                    seed=recipe.seed)
+            primary, files, details = result.primary, result.artifacts, result.report
+        else:
+            from edge_kd.export import export_model
+
+            result = export_model(model, example, target, out, name="model")
+            primary, files, details = result.primary, [a.path for a in result.artifacts], {
+                "mode": "fp32", "parity": result.parity}
+        for path in files:
+            if Path(path).is_file():
+                role = "model" if Path(path) == Path(primary) else "export"
+                build.add_artifact(path, role=role, format=Path(path).suffix.lstrip("."))
+        build.add_artifact(primary, role="model", format=Path(primary).suffix.lstrip("."),
+                           tensors=self._tensors(primary))
+        record["details"] = details
+        record["outputs"] = {"primary": str(Path(primary).relative_to(build.root))}
+        return {"artifact": Artifact(Path(primary), Path(primary).suffix.lstrip("."), "model")}
+
+    @staticmethod
+    def _tensors(path: Path) -> list[dict[str, Any]]:
+        from edge_kd.runtimes import open_runner
+
+        try:
+            return open_runner(path).tensors()
+        except Exception:  # the breakdown is informative; never fail a build over it
+            return []
+
+
+# ---- bench --------------------------------------------------------------------------------------
+class BenchStage(Stage):
+    """Latency (emulated phone core) and the task metric through the runtime, for the student and
+    for the fp32 teacher exported to the same runtime (cached per runtime in the shared folder)."""
+
+    name = "bench"
+    requires = ("artifact", "student_value", "target")
+    provides = ("metrics",)
+
+    def __init__(self, shared: BuildContext):
+        self.shared = shared
+
+    def cache_key(self, ctx):
+        return content_hash("build-bench-v1", ctx["artifact"].path, _recipe_part(ctx["recipe"], "bench"),
+                            _target_part(ctx["target"], "runtime", "bench", "ops"))
+
+    def load_cached(self, ctx, build, record):
+        metrics = build.manifest.get("metrics") or {}
+        return {"metrics": metrics} if metrics.get("task_metric") and build.manifest.get("teacher") else None
+
+    def run(self, ctx, build, record):
+        from edge_kd.bench import benchmark_artifact, evaluate_artifact
+
+        recipe, target, value = ctx["recipe"], ctx["target"], ctx["student_value"]
+        splits = self.shared.load_data()
+        task = self.shared.task
+        idx = self.shared.eval_indices("test", recipe.bench.eval_samples, recipe.seed)
+        labels = splits.test.labels[idx]
+        log = self.shared.log
+        log(f"bench: {ctx['artifact'].path.name} in {target.runtime.name} ({len(idx)} test rows, pinned core)")
+        student_eval = evaluate_artifact(ctx["artifact"].path, _rows(self.shared.student_arrays("test", value, idx),
+                                                                      labels), task=task,
+                                         threads=target.runtime.threads)
+        student_bench = benchmark_artifact(ctx["artifact"].path, target)
+        teacher_path = self._teacher_artifact(target)
+        teacher = self.shared.teacher()
+        prepared = teacher.prepare(splits.test)
+        teacher_eval = evaluate_artifact(teacher_path, _rows(prepared.inputs(idx), labels), task=task,
+                                         threads=target.runtime.threads)
+        teacher_bench = benchmark_artifact(teacher_path, target)
+        metrics = {**_bench_fields(student_bench), **_eval_fields(student_eval)}
+        teacher_metrics = {**_bench_fields(teacher_bench), **_eval_fields(teacher_eval),
+                           "artifact": teacher_bench.get("artifact"), "name": teacher.name}
+        build.manifest["metrics"] = metrics
+        build.manifest["teacher"] = teacher_metrics
+        build.save()
+        record["details"] = {"eval_rows": int(len(idx)), "student": student_eval, "teacher": teacher_eval}
+        return {"metrics": metrics}
+
+    def _teacher_artifact(self, target: Any) -> Path:
+        """The fp32 teacher exported for this runtime, built once per teacher and runtime."""
+        from edge_kd.distill.cache import weights_fingerprint
+        from edge_kd.export import export_model
+        from edge_kd.pipeline import atomic_write_json
+
+        teacher = self.shared.teacher()
+        fp = weights_fingerprint(teacher.model)[:16]
+        folder = self.shared.shared_dir / f"teacher-{target.runtime.name}-{fp}"
+        stamp = folder / "export.json"
+        if stamp.is_file():
+            import json
+
+            primary = folder / json.loads(stamp.read_text())["primary"]
+            if primary.is_file():
+                return primary
+        self.shared.log(f"bench: exporting the fp32 teacher to {target.runtime.name} (once per runtime)")
+        result = export_model(teacher.model, teacher.example_inputs(), target, folder, name="teacher")
+        atomic_write_json(stamp, {"primary": result.primary.name, "teacher": teacher.name, "weights": fp})
+        return result.primary
+
+
+def _bench_fields(bench: dict[str, Any]) -> dict[str, Any]:
+    keys = ("latency_ms", "load_ms", "peak_rss_mb", "runtime", "runtime_version", "threads", "pinned_core", "ops")
+    return {k: bench[k] for k in keys if k in bench}
+
+
+def _eval_fields(ev: dict[str, Any]) -> dict[str, Any]:
+    out = {"task_metric": ev["task_metric"], "eval_rows": ev.get("n")}
+    for k in ("accuracy", "roc_auc"):
+        if ev.get(k) is not None:
+            out[k] = ev[k]
+    return out
+
+
+# ---- gate ------------------------------------------------------------------------------------------
+class GateStage(Stage):
+    """The release gate on the recorded numbers; writes ``report.md`` beside build.json."""
+
+    name = "gate"
+    requires = ("metrics", "target")
+    provides = ("gate",)
+
+    def run(self, ctx, build, record):
+        from edge_kd.gate import evaluate
+        from edge_kd.pipeline import atomic_write_text
+
+        report = evaluate(build)
+        build.manifest["gate"] = report.to_dict()
+        atomic_write_text(build.root / "report.md", report.to_markdown())
+        record["details"] = {"passed": report.passed, "failed": [c.name for c in report.failed]}
+        return {"gate": report.passed}
+
+
+def make_stages(recipe: Any, shared: BuildContext) -> list[Stage]:
+    stages: list[Stage] = [DistillStage(shared)]
+    if recipe.prune.enabled:
+        stages.append(PruneStage(shared))
+    stages += [QuantizeStage(shared), BenchStage(shared), GateStage()]
+    return stages
