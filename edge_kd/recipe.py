@@ -66,7 +66,7 @@ class FinetuneConfig:
     For ``tabular-mlp`` only ``epochs``, ``lr``, ``batch_size``, ``weight_decay`` and ``seed`` apply."""
 
     epochs: int = 100
-    lr: float = 3e-3
+    lr: float = 1e-2
     weight_decay: float = 1e-4
     batch_size: int = 256
     unfreeze_last: int = 0

@@ -9,7 +9,6 @@ each student can tokenize the same rows their own way.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Any, Callable, Sequence
 
@@ -122,9 +121,3 @@ def load_text_csv(path: str | os.PathLike[str], text_column: str, label_column: 
         raise InputError(f"{path}: column {label_column!r} has a single label ({names[0]!r}); need at least two classes")
     return TextDataset(texts, codes, names, source=str(path))
 
-
-def text_hash(texts: Sequence[str]) -> str:
-    h = hashlib.sha256()
-    for t in texts:
-        h.update(t.encode("utf-8") + b"\x00")
-    return h.hexdigest()[:16]

@@ -41,7 +41,7 @@ class FinetuneSettings:
     """Head training: AdamW over cached features, best epoch chosen on validation accuracy."""
 
     epochs: int = 100
-    lr: float = 3e-3
+    lr: float = 1e-2
     weight_decay: float = 1e-4
     batch_size: int = 256
     seed: int = 0

@@ -33,10 +33,11 @@ batch_size = 64
 train = "tabular:shop.csv?label=bought&categorical=month,visitor&positive=TRUE"
 [student]
 family = "tabular_mlp"
-max_params = 600
+max_params = 4000
 [distill]
-epochs = 4
-batch_size = 64
+epochs = 40
+batch_size = 32
+lr = 0.003
 [quantize]
 calibration_samples = 32
 method = "minmax"
