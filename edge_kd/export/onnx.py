@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from edge_kd.errors import InputError
-from edge_kd.export._common import call_converter, quiet_output, readable
+from edge_kd.export._common import call_converter, quiet_output
 from edge_kd.pipeline.atomic import atomic_path
 
 
@@ -30,7 +30,6 @@ def export_onnx(model: Any, example_inputs: tuple, out_path: str | os.PathLike[s
         call_converter("ONNX", torch.onnx.export, model, tuple(example_inputs), str(tmp), dynamo=True,
                        external_data=False, input_names=list(input_names) if input_names else None,
                        optimize=True, verbose=False)
-        readable(tmp)
     return out_path
 
 
@@ -69,6 +68,4 @@ def convert_to_ort(onnx_path: str | os.PathLike[str], out_dir: str | os.PathLike
             # The generator names the model it read (our temp file): name the shipped file instead.
             text = tmp_config.read_text().replace(str(tmp_ort), ort_path.name)
             tmp_config.write_text(text)
-            readable(tmp_config)
-        readable(tmp_ort)
     return ort_path, config_path

@@ -5,7 +5,10 @@ policy logic lives here as plain Python over operator names:
 
 * ``xnnpack-full-delegation`` (ExecuTorch): every compute op must run inside the XNNPACK delegate;
   an op left to ExecuTorch's portable kernels is a violation (portable kernels are slow and grow the
-  app's binary). Bookkeeping ops that move no data are not counted.
+  app's binary). Not counted: bookkeeping ops that move no data, and ops XNNPACK has no kernel for
+  by design that do no arithmetic (``ET_ALLOWED_OUTSIDE_DELEGATE``: the embedding lookup, position
+  ranges, view-like copies at partition boundaries). Without that exemption no text model could ever
+  meet the policy; they are still listed in ``operators`` and counted in ``not_delegated``.
 * ``ort-mobile-operators`` (ONNX Runtime Mobile): every op must be in the operator set of the ORT
   mobile package (``MOBILE_PACKAGE_OPS`` below). A custom build can include other ops through the
   model's ``required_operators.config``, but staying inside this set keeps the prebuilt package usable.
@@ -36,7 +39,10 @@ _MOBILE_AI_ONNX = (
     "ReduceMean,ReduceMin,ReduceProd,ReduceSum,Relu,Reshape,Resize,ReverseSequence,Round,ScatterND,Shape,Sigmoid,"
     "Sin,Size,Slice,Softmax,SpaceToDepth,Split,Sqrt,Squeeze,Sub,Sum,Tanh,ThresholdedRelu,Tile,TopK,Transpose,"
     "Unique,Unsqueeze,Where,Erf,GlobalAveragePool,InstanceNormalization,MatMulInteger,QLinearConv,QLinearMatMul,"
-    "Scan,LayerNormalization"
+    "Scan,LayerNormalization,"
+    # ONNX opset 20 standardised the contrib Gelu that the package has (com.microsoft::Gelu); the
+    # dynamo exporter emits the standard one.
+    "Gelu"
 )
 _MOBILE_MS = (
     "BiasGelu,DynamicQuantizeMatMul,FusedConv,FusedGemm,FusedMatMul,Gelu,MatMulIntegerToFloat,NhwcMaxPool,"
@@ -50,6 +56,14 @@ MOBILE_PACKAGE_OPS: dict[str, frozenset[str]] = {
 
 #: ExecuTorch ops that only shuffle metadata or scalars: not compute, allowed outside the delegate.
 _ET_BOOKKEEPING_PREFIXES = ("executorch_prim::", "aten::sym_size", "aten::sym_numel", "aten::_assert")
+#: Non-delegated ExecuTorch ops that are allowed under xnnpack-full-delegation (no arithmetic; XNNPACK
+#: has no kernel for them). Matched on the op name before the overload (``aten::embedding`` etc.).
+ET_ALLOWED_OUTSIDE_DELEGATE = frozenset({
+    "aten::embedding", "aten::arange", "aten::full", "aten::full_like", "aten::zeros", "aten::ones",
+    "aten::scalar_tensor", "aten::view_copy", "aten::expand_copy", "aten::squeeze_copy", "aten::unsqueeze_copy",
+    "aten::select_copy", "aten::slice_copy", "aten::alias_copy", "aten::permute_copy", "aten::clone",
+    "dim_order_ops::_to_dim_order_copy", "dim_order_ops::_clone_dim_order",
+})
 #: The pseudo-op under which delegate calls are counted in the ExecuTorch op list.
 ET_DELEGATE_OP = "executorch_call_delegate"
 
@@ -68,7 +82,8 @@ def violations(policy: str, runtime: str, operators: dict[str, int]) -> list[str
         if runtime != "executorch":
             return sorted(operators)  # a policy for another runtime: nothing in this artifact satisfies it
         return sorted(op for op in operators
-                      if not op.startswith(ET_DELEGATE_OP) and not op.startswith(_ET_BOOKKEEPING_PREFIXES))
+                      if not op.startswith(ET_DELEGATE_OP) and not op.startswith(_ET_BOOKKEEPING_PREFIXES)
+                      and op.split(".")[0] not in ET_ALLOWED_OUTSIDE_DELEGATE)
     if policy == "ort-mobile-operators":
         if runtime != "onnxruntime":
             return sorted(operators)

@@ -8,15 +8,18 @@ from edge_kd.runtimes.ops import MOBILE_PACKAGE_OPS, ops_record, ort_op_key, vio
 
 
 def test_xnnpack_full_delegation_flags_portable_compute_ops_only():
-    ops = {"executorch_call_delegate[XnnpackBackend]": 2, "aten::embedding.out": 1,
-           "executorch_prim::et_view.default": 3, "aten::sym_size.int": 1}
-    assert violations("xnnpack-full-delegation", "executorch", ops) == ["aten::embedding.out"]
+    ops = {"executorch_call_delegate[XnnpackBackend]": 2, "aten::native_layer_norm.out": 1,
+           "executorch_prim::et_view.default": 3, "aten::sym_size.int": 1, "aten::mean.out": 1,
+           # no arithmetic, no XNNPACK kernel: allowed (still counted as not delegated elsewhere)
+           "aten::embedding.out": 1, "aten::expand_copy.out": 4, "aten::arange.start_out": 1}
+    assert violations("xnnpack-full-delegation", "executorch", ops) == ["aten::mean.out",
+                                                                        "aten::native_layer_norm.out"]
     assert violations("xnnpack-full-delegation", "executorch", {"executorch_call_delegate[XnnpackBackend]": 1}) == []
 
 
 def test_ort_mobile_operators_uses_the_mobile_package_set():
     assert "Conv" in MOBILE_PACKAGE_OPS["ai.onnx"] and "QLinearConv" in MOBILE_PACKAGE_OPS["com.microsoft"]
-    ops = {"Conv": 2, "Relu": 2, "com.microsoft::FusedConv": 1, "Einsum": 1, "com.microsoft::Attention": 1,
+    ops = {"Conv": 2, "Relu": 2, "com.microsoft::FusedConv": 1, "Einsum": 1, "com.microsoft::Attention": 1, "Gelu": 1,
            "my.domain::Custom": 1}
     assert violations("ort-mobile-operators", "onnxruntime", ops) == ["Einsum", "com.microsoft::Attention",
                                                                        "my.domain::Custom"]

@@ -1,0 +1,135 @@
+"""The product's main job on real e-commerce data: `edge-kd build` of the examples for all three targets.
+
+For each example recipe and target, one row compares the fp32 teacher and the distilled int8 student,
+both measured in the same runtime in the same run: task metric, bundle bytes, compressed bytes,
+p50/p90 latency, and the ratios (size and speed-up). Writes benchmarks/results/build.{json,md}.
+
+    python benchmarks/build.py [--examples intent_bitext,purchase_online_shoppers,product_image_grocery]
+                               [--targets android-arm64-xnnpack,ort-mobile,tflite-int8] [--data PATH]
+                               [--work builds/bench]
+
+Examples other than the bundled one read ../shared/data (or --data); a missing data set is reported
+and that example is skipped (exit 2 when nothing could be built).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+EXAMPLES = ["intent_bitext", "purchase_online_shoppers", "product_image_grocery"]
+TARGETS = ["android-arm64-xnnpack", "ort-mobile", "tflite-int8"]
+DATA_NEEDED = {
+    "intent_bitext": None,  # bundled in examples/data
+    "intent_banking77": "banking77/train.csv",
+    "purchase_online_shoppers": "online-shoppers/online_shoppers_intention.csv",
+    "product_image_grocery": "grocery-store/train.txt",
+    "ctr_criteo": "ctr-samples/criteo_sample.txt",
+}
+
+
+def _row(example: str, build_dir: Path) -> dict:
+    from edge_kd.pipeline.manifest import read_manifest
+
+    m = read_manifest(build_dir)
+    bundle = [a for a in m["artifacts"] if a["role"] in ("model", "preprocessing")]
+    teacher_art = (m["teacher"] or {}).get("artifact") or {}
+    s_lat, t_lat = m["metrics"].get("latency_ms", {}), m["teacher"].get("latency_ms", {})
+    row = {
+        "example": example, "target": m["target"]["name"], "runtime": m["metrics"].get("runtime"),
+        "metric": m["metrics"]["task_metric"]["name"],
+        "teacher_metric": m["teacher"]["task_metric"]["value"], "student_metric": m["metrics"]["task_metric"]["value"],
+        "teacher_bytes": teacher_art.get("bytes"), "teacher_gzip_bytes": teacher_art.get("gzip_bytes"),
+        "student_bundle_bytes": sum(a["bytes"] for a in bundle),
+        "student_bundle_gzip_bytes": sum(a["gzip_bytes"] for a in bundle),
+        "teacher_p50_ms": t_lat.get("p50"), "teacher_p90_ms": t_lat.get("p90"),
+        "student_p50_ms": s_lat.get("p50"), "student_p90_ms": s_lat.get("p90"),
+        "gate_passed": (m.get("gate") or {}).get("passed"),
+        "failed_checks": [c["name"] for c in (m.get("gate") or {}).get("checks", []) if not c["passed"]],
+        "eval_rows": m["metrics"].get("eval_rows"),
+    }
+    if row["teacher_bytes"] and row["student_bundle_bytes"]:
+        row["size_ratio"] = row["teacher_bytes"] / row["student_bundle_bytes"]
+    if row["teacher_p50_ms"] and row["student_p50_ms"]:
+        row["speedup_p50"] = row["teacher_p50_ms"] / row["student_p50_ms"]
+    row["metric_kept"] = row["student_metric"] / row["teacher_metric"] if row["teacher_metric"] else None
+    return row
+
+
+def _markdown(rows: list[dict], notes: list[str]) -> str:
+    def kib(v):
+        return "-" if v is None else f"{v / 1024:,.1f}"
+
+    lines = ["# `edge-kd build` on real e-commerce data: fp32 teacher vs int8 student, per target", "",
+             "Produced by `benchmarks/build.py`; every figure is measured through the target runtime in the same run "
+             "(one thread, pinned core). Sizes in KiB; the student's size is its whole bundle (model + preprocessing "
+             "assets); the teacher's is its fp32 artifact.", "",
+             "| example | target | metric | teacher | student | kept | teacher KiB (gz) | student KiB (gz) | size ratio "
+             "| teacher p50/p90 ms | student p50/p90 ms | speed-up p50 | gate |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        gate = "pass" if r["gate_passed"] else "FAIL: " + ", ".join(r["failed_checks"])
+        lines.append(
+            f"| {r['example']} | {r['target']} | {r['metric']} | {r['teacher_metric']:.4f} | {r['student_metric']:.4f} "
+            f"| {100 * (r['metric_kept'] or 0):.1f}% | {kib(r['teacher_bytes'])} ({kib(r['teacher_gzip_bytes'])}) "
+            f"| {kib(r['student_bundle_bytes'])} ({kib(r['student_bundle_gzip_bytes'])}) | {r.get('size_ratio', 0):.1f}x "
+            f"| {r['teacher_p50_ms']:.3f} / {r['teacher_p90_ms']:.3f} | {r['student_p50_ms']:.3f} / {r['student_p90_ms']:.3f} "
+            f"| {r.get('speedup_p50', 0):.1f}x | {gate} |")
+    if notes:
+        lines += ["", *[f"- {n}" for n in notes]]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--examples", default=",".join(EXAMPLES))
+    parser.add_argument("--targets", default=",".join(TARGETS))
+    parser.add_argument("--data", help="shared data root (default: ../shared/data beside the repository)")
+    parser.add_argument("--work", default=str(REPO / "builds" / "bench"), help="build output root")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--quick", action="store_true", help="accepted for make bench; builds are the same")
+    args = parser.parse_args()
+
+    from edge_kd.build import build
+    from edge_kd.errors import EdgeKDError
+    from edge_kd.pipeline import atomic_write_json, atomic_write_text
+    from edge_kd.recipe import default_shared_data
+
+    data_root = Path(args.data) if args.data else default_shared_data()
+    targets = args.targets.split(",")
+    rows, notes = [], []
+    for example in args.examples.split(","):
+        needed = DATA_NEEDED.get(example)
+        if needed and not (data_root / needed).exists():
+            msg = f"{example}: skipped, missing {data_root / needed} (pass --data PATH)"
+            print(msg, file=sys.stderr)
+            notes.append(msg)
+            continue
+        start = time.perf_counter()
+        out = Path(args.work) / example
+        try:
+            summaries = build(REPO / "examples" / f"{example}.toml", targets, out, shared_data=str(data_root))
+        except EdgeKDError as exc:
+            notes.append(f"{example}: failed: {exc}")
+            print(f"{example}: {exc}", file=sys.stderr)
+            continue
+        notes.append(f"{example}: built for {len(summaries)} targets in {time.perf_counter() - start:.0f} s")
+        rows += [_row(example, s.build_dir) for s in summaries]
+        # Write after each example so a long run keeps what it measured.
+        out_dir = Path(args.out)
+        atomic_write_json(out_dir / "build.json", {"rows": rows, "notes": notes})
+        atomic_write_text(out_dir / "build.md", _markdown(rows, notes))
+    if not rows:
+        print("nothing was built", file=sys.stderr)
+        return 2
+    print(_markdown(rows, notes))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
