@@ -73,17 +73,34 @@ def teacher_logits(data: Path, cache_dir: Path, *, max_len: int = 64, aug_copies
     # $EDGE_KD_CACHE or ~/.cache/edge_kd), so embeddings computed by other runs are reused.
     tok = lambda d: d.tokenized(model.tokenize, name=f"minilm-l6-{max_len}")  # noqa: E731
     t0 = time.time()
-    model, metrics = finetune_head(model, tok(train), val=tok(val), test=tok(test))
-    log(f"teacher head fitted: val {metrics['val_accuracy']:.4f} test {metrics['test_accuracy']:.4f} "
-        f"({time.time() - t0:.0f}s)")
+    # The fitted head is kept: refitting is not bit-for-bit reproducible across processes, and every
+    # cached export and measurement of the teacher is keyed by its outputs.
+    head_path = cache_dir / f"teacher-head-{tok(train).fingerprint()}-{tok(val).fingerprint()}.safetensors"
+    if head_path.is_file():
+        from edge_kd.models.spec import load_state_dict
+
+        model.head.load_state_dict(load_state_dict(head_path))
+        metrics = {"head": f"reused {head_path.name}"}
+        log(f"teacher head reused from {head_path}")
+    else:
+        from edge_kd.models.spec import save_state_dict
+
+        model, metrics = finetune_head(model, tok(train), val=tok(val), test=tok(test))
+        save_state_dict(model.head, head_path)
+        log(f"teacher head fitted: val {metrics['val_accuracy']:.4f} test {metrics['test_accuracy']:.4f} "
+            f"({time.time() - t0:.0f}s)")
     model.eval()
     aug = augment(train.texts, aug_copies)
-    aug_ds = TextDataset(aug, np.tile(train.labels, aug_copies), train.label_names, source="augmented train")
+    n = len(train)
+    # One data set per augmented copy: each copy's embeddings and logits are cached on their own, so
+    # asking for more copies later computes only the new ones.
+    aug_sets = [TextDataset(aug[c * n:(c + 1) * n], train.labels, train.label_names, source=f"augmented train #{c}")
+                for c in range(aug_copies)]
     wfp = weights_fingerprint(model)
     cache = TeacherCache(cache_dir / "teacher-outputs")
     out = {"train": train, "val": val, "test": test, "aug_texts": aug, "model": model, "finetune": metrics,
            "num_classes": train.num_classes, "max_len": max_len}
-    for name, ds in (("train", train), ("val", val), ("test", test), ("aug", aug_ds)):
+    for name, ds in (("train", train), ("val", val), ("test", test), *((f"aug{c}", d) for c, d in enumerate(aug_sets))):
         key = cache.key(wfp, ds.fingerprint(), str(max_len), "logits")
 
         def batches(ds=ds):
@@ -94,6 +111,8 @@ def teacher_logits(data: Path, cache_dir: Path, *, max_len: int = 64, aug_copies
         t0 = time.time()
         out[f"logits_{name}"] = np.asarray(cache.get_or_compute(key, batches, n_rows=len(ds), meta={"split": name}))
         log(f"teacher logits {name}: {len(ds)} rows ({time.time() - t0:.1f}s)")
+    out["logits_aug"] = np.concatenate([out.pop(f"logits_aug{c}") for c in range(aug_copies)]) if aug_copies else \
+        np.zeros((0, train.num_classes), np.float32)
     for split in ("val", "test"):
         acc = float((out[f"logits_{split}"].argmax(1) == out[split].labels).mean())
         out[f"teacher_pytorch_{split}_accuracy"] = acc

@@ -254,8 +254,9 @@ def _random_like(x: Any, seed: int) -> Any:
 
 
 def default_measurer(*, work_dir: str | None = None) -> Measurer:
-    """int8 via quantize_model for int8 profiles when importable; fp32 export otherwise (an int8
-    profile then gets the fp32 bytes / 4, marked as an estimate)."""
+    """int8 via quantize_model for int8 profiles when importable (fp32 export bytes / 4, marked as an
+    estimate, when it is not). When the runtime's quantizer rejects the model, the real fp32 file
+    is measured and the method records why."""
     int8 = int8_measurer(work_dir=work_dir)
     fp32 = export_measurer(work_dir=work_dir)
 
@@ -268,7 +269,13 @@ def default_measurer(*, work_dir: str | None = None) -> Measurer:
             except ImportError:
                 available = False
             if available:
-                return int8(model, example_inputs, target)
+                try:
+                    return int8(model, example_inputs, target)
+                except InputError as exc:
+                    # The runtime's quantizer cannot build this model: the app would ship the fp32
+                    # file, so size that one (real bytes, no scaling) and say why.
+                    m = export_measurer(scale_int8_estimate=False, work_dir=work_dir)(model, example_inputs, target)
+                    return Measurement(m.bytes, m.gzip_bytes, f"fp32-export (int8 failed: {exc})")
         return fp32(model, example_inputs, target)
 
     return measure

@@ -60,13 +60,31 @@ class LiteRTRunner(Runner):
             self.input_specs.append((name, tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"])))
         self._in_index = [d["index"] for d in details]
         self._out_index = [d["index"] for d in out_details]
+        # Full-integer models take and return int8 tensors with a scale/zero point; callers (bench,
+        # accuracy, parity) hand over floats, as the app's pre/post-processing would before quantizing.
+        self._in_quant = {name: _quant_params(d) for name, d in zip(names, details)}
+        self._out_quant = [_quant_params(d) for d in out_details]
+
+    def _cast(self, name: str, array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        q = self._in_quant.get(name)
+        if q is not None and array.dtype.kind == "f" and dtype.kind in "iu":
+            scale, zero_point = q
+            info = np.iinfo(dtype)
+            return np.clip(np.round(array / scale) + zero_point, info.min, info.max).astype(dtype)
+        return super()._cast(name, array, dtype)
 
     def _run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         interp = self._interp
         for index, array in zip(self._in_index, inputs):
             interp.set_tensor(index, array)
         interp.invoke()
-        return [interp.get_tensor(i) for i in self._out_index]
+        outputs = []
+        for index, q in zip(self._out_index, self._out_quant):
+            y = interp.get_tensor(index)
+            if q is not None and y.dtype.kind in "iu":
+                y = (y.astype(np.float32) - q[1]) * q[0]
+            outputs.append(y)
+        return outputs
 
     def _operators(self):
         info = inspect_tflite(self.path)
@@ -75,6 +93,14 @@ class LiteRTRunner(Runner):
 
     def tensors(self) -> list[dict[str, Any]]:
         return inspect_tflite(self.path)["tensors"]
+
+
+def _quant_params(detail: dict[str, Any]) -> tuple[float, int] | None:
+    """(scale, zero_point) of a quantized int8/uint8 tensor, else None."""
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    if not scale or np.dtype(detail["dtype"]).kind not in "iu" or np.dtype(detail["dtype"]).itemsize != 1:
+        return None
+    return float(scale), int(zero_point)
 
 
 def _delegated_nodes(details: list[dict[str, Any]]) -> tuple[int, int]:
