@@ -132,7 +132,7 @@ def run_target(task: dict[str, Any], target_name: str, work: Path, args: argpars
 
     target = load_target(target_name)
     backend = backend_for(target)
-    out = work / target_name
+    out = work / target.name
     t0 = time.perf_counter()
     result = quantize_model(task["model"], task["example"], target, task["calib"], out, method=args.method,
                             eval_samples=task["eval"], calibration_labels=task["calib_labels"],
@@ -147,20 +147,27 @@ def run_target(task: dict[str, Any], target_name: str, work: Path, args: argpars
     n = args.samples or target.quantization.calibration_samples
     calib = select_calibration(task["calib"], task["calib_labels"], n, 0).calibration
     t0 = time.perf_counter()
-    default_files = backend.default_int8(task["model"], task["example"], calib,
-                                         out / "default" / f"model.default.{backend.extension}")
+    paths = {"fp32": result.fp32_primary}
+    default_error = None
+    try:
+        default_files = backend.default_int8(task["model"], task["example"], calib,
+                                             out / "default" / f"model.default.{backend.extension}")
+        paths["default"] = _primary(default_files, target)
+    except Exception as exc:  # the runtime's own recipe failing on a model is a result, not a crash
+        default_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        log(f"  default path FAILED: {default_error}")
     default_seconds = time.perf_counter() - t0
-    paths = {"fp32": result.fp32_primary, "default": _primary(default_files, target), "edge_kd": result.primary}
+    paths["edge_kd"] = result.primary
     if args.litert_aeq and backend.runtime == "litert":
         paths["aeq"] = backend.aeq_int8(result.fp32_primary, calib, out / "aeq" / "model.aeq.tflite")[0]
     torch.set_num_threads(1)
     runners = {k: open_artifact(p, backend.runtime) for k, p in paths.items()}
-    row: dict[str, Any] = {"target": target_name, "runtime": backend.runtime, "edge_kd_method": result.report["method"],
+    row: dict[str, Any] = {"target": target.name, "runtime": backend.runtime, "edge_kd_method": result.report["method"],
                            "edge_kd_method_search": result.report["method_search"],
                            "fallback": {k: result.report["fallback"][k] for k in ("float_layers", "met_budget",
                                                                                   "missed_by_pt", "cost")},
                            "edge_kd_seconds": round(edge_seconds, 1), "default_seconds": round(default_seconds, 1),
-                           "columns": {}}
+                           "default_error": default_error, "columns": {}}
     accs = {}
     for key, r in runners.items():
         accs[key] = result.report["accuracy"]["fp32"] if key == "fp32" else (
@@ -178,17 +185,23 @@ def run_target(task: dict[str, Any], target_name: str, work: Path, args: argpars
 
 def markdown(results: dict[str, Any]) -> str:
     lines = ["# Static int8: edge_kd vs each runtime's default int8 path", "",
-             f"Run {results['started']} on {results['machine']}; {results['eval_note']}.",
+             f"Run {results['started']} on {results['machine']} (2 cores shared with other jobs).",
              "Accuracy is top-1 through the runtime; p50 is the median of interleaved single-thread runs "
-             "(same process, same moment); size is the shipped file.", ""]
+             "(same process, same moment); size is the shipped file. Rows of one model may come from "
+             "separate processes (--part, merged with --combine): within a row every column uses the same "
+             "weights, calibration samples and test rows; the fitted head can differ slightly between rows.", ""]
     for model in results["models"]:
         lines += [f"## {model['title']}", "",
+                  f"{model.get('eval_rows')} stratified test rows; {model.get('calibration_samples') or 'profile'} "
+                  "calibration samples (stratified, seed 0).", "",
                   "| target | path | accuracy | drop (pt) | p50 ms | size | x fp32 |",
                   "|---|---|---:|---:|---:|---:|---:|"]
         for row in model["rows"]:
             if "error" in row:
                 lines.append(f"| {row['target']} | error | {row['error']} | | | | |")
                 continue
+            if row.get("default_error"):
+                lines.append(f"| {row['target']} | default | failed: {row['default_error'][:90]} | | | | |")
             for key, col in row["columns"].items():
                 label = {"edge_kd": f"edge_kd ({row['edge_kd_method']})"}.get(key, key)
                 lines.append(f"| {row['target']} | {label} | {col['accuracy']:.4f} | {col['drop_pt']:.2f} | "
@@ -211,10 +224,21 @@ def combine(out: Path, parts: list[str]) -> int:
     merged: dict[str, Any] | None = None
     for name in parts:
         data = json.loads((out / f"int8.{name}.json").read_text())
+        for model in data["models"]:
+            model.setdefault("eval_rows", data["args"].get("eval"))
+            model.setdefault("calibration_samples", data["args"].get("samples"))
+            for row in model["rows"]:
+                row.setdefault("run", data["started"])
         if merged is None:
             merged = data
-        else:
-            merged["models"].extend(data["models"])
+            continue
+        for model in data["models"]:  # rows of one model run as separate parts share one table
+            same = next((m for m in merged["models"] if m["kind"] == model["kind"]), None)
+            if same is None:
+                merged["models"].append(model)
+            else:
+                same["rows"].extend(model["rows"])
+        merged.setdefault("parts", []).append({"part": name, "started": data["started"], "args": data["args"]})
     assert merged is not None
     atomic_write_json(out / "int8.json", merged)
     atomic_write_text(out / "int8.md", markdown(merged))
@@ -264,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"model {kind}: fitting head")
         task = image_task(args.data, args.eval, args.calib_pool, 0) if kind == "image" else \
             text_task(args.data, args.eval, args.calib_pool, 0, args.max_len)
-        entry = {"kind": kind, "title": task["title"], "rows": []}
+        entry = {"kind": kind, "title": task["title"], "rows": [], "eval_rows": args.eval,
+                 "calibration_samples": args.samples}
         results["models"].append(entry)
         for target_name in [t.strip() for t in args.targets.split(",") if t.strip()]:
             log(f"model {kind} target {target_name}")

@@ -34,6 +34,37 @@ TARGETS = ("ort-mobile", "android-arm64-xnnpack", "tflite-int8")
 RUNTIME_LABEL = {"ort-mobile": "ORT", "android-arm64-xnnpack": "ExecuTorch/XNNPACK", "tflite-int8": "LiteRT"}
 
 
+#: How to read the tables (written from the measurements of the committed run; see the final report).
+NOTES = [
+    "Machine: 2 CPU cores shared by ~6 concurrent jobs (load average 8-11 during the run). Wall-clock p50 "
+    "is inflated and uneven between rows; even the fastest run is biased toward short models (a 40 ms "
+    "inference is always preempted, a 4 ms one sometimes is not). The CPU-time tables (process CPU clock per "
+    "inference, one runtime thread, medians over interleaved rounds) are the reliable speed-up numbers.",
+    "ORT fp32 gains least: its profile shows depthwise convolutions take ~63% of the time of unpruned "
+    "EfficientNet-Lite0 while holding 9% of the MACs. Removing a fraction p of channels cuts pointwise "
+    "MACs by ~(1-p)^2 but depthwise cost only by (1-p), so ORT's speed-up follows the channel ratio more than "
+    "the MACs ratio. XNNPACK (ExecuTorch, LiteRT) runs depthwise convs efficiently in NHWC and tracks MACs closer.",
+    "round_to: this host has AVX-512 (fp32 GEMM tiles of 16 channels); round_to 16 is fastest for "
+    "XNNPACK/LiteRT here, round_to 8 is no better than 1. The profiles' round_to 8 targets ARM NEON phones.",
+    "The issue's reference (ExecuTorch at 45% no faster than at 30%) does not reproduce here: by CPU time 45% "
+    "is 2.32x vs 1.62x at 30% (round_to 8); ExecuTorch delegates all 68 ops to one XNNPACK blob in both.",
+    "Accuracy: EfficientNet-Lite0 is extremely sensitive to channel removal without retraining (sensitivity "
+    "table: 5% of channels per group already drops top-1 agreement to 12%); 12 batches of KD recovery per step "
+    "cannot bring it back (1% top-1 at 2x fewer MACs). Folding the mean contribution of removed channels into "
+    "the next layer (bias compensation) lifts agreement at 5% from 12% to 52%, still far from the 1 pt goal; on "
+    "the grocery teacher at 2x fewer MACs it gives 3% instead of 1% top-1 after the same recovery. Meeting "
+    "the goal needs epochs of KD fine-tuning, which this shared CPU could not run in the session.",
+    "Goals from the issue, judged on the CPU-time tables: at 2x fewer MACs, fp32 speed-up >= 1.8x in every "
+    "runtime is met by EfficientNet-Lite0 on ExecuTorch (1.87x) and LiteRT (1.88x) but not ORT (1.66x, "
+    "depthwise-bound, above), and by ResNet-18 on ORT (1.83x) but not ExecuTorch (1.74x) / LiteRT (1.69x). "
+    "Pruning + int8 >= 5x vs the fp32 unpruned teacher: EfficientNet-Lite0 ORT 4.99x at 2x / 6.14x at 3x "
+    "fewer MACs; LiteRT only 3.05x / 3.76x because its int8 kernels gain just 1.8x over fp32 on this x86 "
+    "host (XNNPACK fp32 is already fast here; on ARM phones int8 gains more). Accuracy drop <= 1 pt: not met.",
+    "ResNet-18 has no pretrained weights here; it was trained from random init for 2 epochs at 96x96 "
+    "(11% top-1): its accuracy column only shows the pipeline runs, not what pruning costs.",
+]
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -287,6 +318,223 @@ def section_trained(name: str, args: argparse.Namespace, results: Results) -> No
         results.put(name, section)
 
 
+def _artifact(folder: Path, target: str) -> Path | None:
+    """The shipped file in an export folder (quantize_model also leaves its fp32 twin: take *.int8.*)."""
+    suffix = {"ort-mobile": ".ort", "android-arm64-xnnpack": ".pte", "tflite-int8": ".tflite"}[target]
+    pattern = f"*.int8{suffix}" if folder.name == "int8" else f"*{suffix}"
+    found = sorted(folder.glob(pattern)) if folder.is_dir() else []
+    return found[0] if found else None
+
+
+def section_remeasure(args: argparse.Namespace, results: Results) -> None:
+    """Benchmark every stored artifact again, interleaved round-robin for --rounds rounds, so each
+    variant sees the same machine load; keeps the minimum and the median p50 across rounds."""
+    import statistics
+
+    from edge_kd.bench import benchmark_artifact
+    from edge_kd.targets import load_target
+
+    work = Path(args.work)
+    for section in ("reference", "efficientnet_lite0", "resnet18"):
+        sec = results.data.get(section)
+        if not sec:
+            continue
+        folders = {}
+        for row in sec["rows"]:
+            label = row["variant"]
+            sub = label.replace(" ", "_").replace("%", "") if section == "reference" else label.split()[0]
+            folders[label] = work / section / sub
+        samples: dict[str, dict[str, dict[str, list]]] = {}
+        for rnd in range(args.rounds):
+            for target in TARGETS:
+                profile = load_target(target)
+                for label, folder in folders.items():
+                    for kind in ("fp32", "int8"):
+                        path = _artifact(folder / target / kind, target)
+                        if path is None:
+                            continue
+                        lat = benchmark_artifact(path, profile)["latency_ms"]
+                        slot = samples.setdefault(label, {}).setdefault(target, {}).setdefault(
+                            kind, {"min": [], "p50": []})
+                        slot["min"].append(lat["min"])
+                        slot["p50"].append(lat["p50"])
+            log(f"remeasure {section}: round {rnd + 1}/{args.rounds} done")
+        sec["remeasured"] = {label: {t: {k: {"min_ms": min(v["min"]), "p50_ms": statistics.median(v["p50"]),
+                                             "rounds": len(v["min"])} for k, v in kinds.items()}
+                                     for t, kinds in targets.items()} for label, targets in samples.items()}
+        results.put(section, sec)
+
+
+def cpu_time_ms(path: Path, runs: int, warmup: int = 3) -> float:
+    """Median CPU time of one inference (process CPU clock, one runtime thread).
+
+    On a machine shared by many jobs, wall-clock latency mostly measures how often the run was
+    preempted (a long model is interrupted more often than a short one, so even the minimum is
+    biased); the CPU time the inference consumed is what the model costs, whatever the load."""
+    import statistics
+
+    import numpy as np
+
+    from edge_kd.runtimes import open_runner
+
+    runner = open_runner(path, threads=1)
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal(shape).astype(dtype) if np.issubdtype(dtype, np.floating)
+              else np.zeros(shape, dtype=dtype) for _, shape, dtype in runner.input_specs]
+    for _ in range(warmup):
+        runner.run(inputs)
+    times = []
+    for _ in range(runs):
+        t0 = time.process_time()
+        runner.run(inputs)
+        times.append((time.process_time() - t0) * 1000.0)
+    return statistics.median(times)
+
+
+def section_cputime(args: argparse.Namespace, results: Results) -> None:
+    """CPU time per inference of every stored artifact, interleaved over --rounds rounds (median of medians)."""
+    import statistics
+
+    work = Path(args.work)
+    for section in args.cpu_sections:
+        sec = results.data.get(section)
+        if not sec:
+            continue
+        folders = {}
+        for row in sec["rows"]:
+            label = row["variant"]
+            sub = label.replace(" ", "_").replace("%", "") if section == "reference" else label.split()[0]
+            folders[label] = work / section / sub
+        samples: dict[str, dict[str, dict[str, list]]] = {}
+        for rnd in range(args.rounds):
+            for target in TARGETS:
+                for label, folder in folders.items():
+                    for kind in ("fp32", "int8"):
+                        path = _artifact(folder / target / kind, target)
+                        if path is not None:
+                            samples.setdefault(label, {}).setdefault(target, {}).setdefault(kind, []).append(
+                                cpu_time_ms(path, args.cpu_runs))
+            log(f"cputime {section}: round {rnd + 1}/{args.rounds} done")
+        sec["cputime"] = {label: {t: {k: {"cpu_ms": statistics.median(v), "rounds": len(v)} for k, v in kinds.items()}
+                                  for t, kinds in targets.items()} for label, targets in samples.items()}
+        results.put(section, sec)
+
+
+def _op_kind(event_args: dict) -> str:
+    """Op type, with convolutions split by kind (depthwise / 1x1 pointwise / full) from the weight shape."""
+    op = event_args["op_name"]
+    if "Conv" not in op:
+        return op
+    shapes = [next(iter(s.values())) for s in event_args.get("input_type_shape", [])]
+    weight = shapes[1] if len(shapes) > 1 else []
+    if len(weight) == 4 and weight[1] == 1 and weight[2] > 1:
+        return f"{op} depthwise {weight[2]}x{weight[3]}"
+    if len(weight) == 4 and weight[2] == 1 and weight[3] == 1:
+        return f"{op} pointwise 1x1"
+    return f"{op} full" if weight else op
+
+
+def section_ortprofile(args: argparse.Namespace, results: Results) -> None:
+    """ONNX Runtime's own per-operator profile of the reference artifacts: where the time goes, and
+    which op types shrink less than the MACs when channels are pruned."""
+    import collections
+
+    import numpy as np
+    import onnxruntime as ort
+
+    sec = results.data.get("reference")
+    if not sec:
+        return
+    profile: dict[str, dict[str, float]] = {}
+    for row in sec["rows"]:
+        label = row["variant"]
+        path = _artifact(Path(args.work) / "reference" / label.replace(" ", "_").replace("%", "") / "ort-mobile" / "fp32",
+                         "ort-mobile")
+        if path is None:
+            continue
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.inter_op_num_threads = 1
+        so.enable_profiling = True
+        so.profile_file_prefix = str(Path(args.work) / f"ortprof_{label.replace(' ', '_').replace('%', '')}")
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        feed = {i.name: np.random.default_rng(0).standard_normal(i.shape).astype(np.float32) for i in sess.get_inputs()}
+        for _ in range(args.cpu_runs):
+            sess.run(None, feed)
+        trace = json.loads(Path(sess.end_profiling()).read_text())
+        per_op: dict[str, float] = collections.defaultdict(float)
+        for ev in trace:
+            if ev.get("cat") == "Node" and ev.get("name", "").endswith("_kernel_time"):
+                per_op[_op_kind(ev["args"])] += ev["dur"] / 1000.0 / args.cpu_runs
+        profile[label] = dict(sorted(per_op.items(), key=lambda kv: -kv[1]))
+        log(f"ortprofile {label}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in list(profile[label].items())[:6]))
+    sec["ort_profile_ms_per_run"] = profile
+    results.put("reference", sec)
+
+
+def section_compensated(args: argparse.Namespace, results: Results) -> None:
+    """The grocery EfficientNet-Lite0 teacher pruned to 2x fewer MACs WITH bias compensation, same steps and
+    recovery as the main section; accuracy only (the architecture, hence latency, matches the 2x row)."""
+    import torch
+
+    from edge_kd.prune.pruner import PruneConfig
+    from edge_kd.prune.schedule import RecoveryConfig, run_schedule
+
+    model, train, test, info = teacher_efficientnet(args)
+    example = (torch.from_numpy(test.inputs([0])[0]),)
+    rows = []
+    for compensate in (True,):
+        cfg = PruneConfig(goal="macs", amount=0.5, criterion=args.criterion, round_to=8, steps=args.steps,
+                          compensate=compensate)
+        res = run_schedule(model, example, cfg, teacher=model, train_batches=batches_fn(train, 32, seed=1),
+                           recovery=RecoveryConfig(epochs=1, max_batches=args.recovery_batches),
+                           evaluate=lambda m: accuracy(m, test))
+        rows.append({"variant": "2x fewer MACs, bias compensation", "steps": [s.to_dict() for s in res.steps]})
+        log(f"compensated: {[(s.step, s.macs_ratio, s.accuracy_before_recovery, s.accuracy) for s in res.steps]}")
+    results.put("efficientnet_lite0_compensated", {"eval_images": len(test), "rows": rows})
+
+
+def section_sensitivity(args: argparse.Namespace, results: Results) -> None:
+    """How fragile EfficientNet-Lite0 (ImageNet weights, no recovery) is to channel pruning: top-1
+    agreement with the unpruned model on grocery test images, per criterion and channel ratio."""
+    import numpy as np
+    import torch
+
+    from edge_kd.data.images import load_image_list
+    from edge_kd.models.efficientnet_lite import efficientnet_lite0
+    from edge_kd.prune.pruner import PruneConfig, prune_channels, resolve_protected
+
+    test = load_image_list(Path(args.data) / "grocery-store", "test", size=224, preprocessing="tf",
+                           cache_dir=Path(args.work) / "pixels")
+    x = torch.from_numpy(test.inputs(np.linspace(0, len(test) - 1, 40).astype(int))[0])
+    model = efficientnet_lite0(1000, pretrained=True).eval()
+    with torch.no_grad():
+        ref = model(x).argmax(-1)
+    residual = tuple(f"_blocks.{i}._project_conv" for i in range(16)) + ("_conv_stem", "_conv_head")
+    from edge_kd.prune.pruner import input_stats
+
+    train = load_image_list(Path(args.data) / "grocery-store", "train", size=224, preprocessing="tf",
+                            cache_dir=Path(args.work) / "pixels")
+    stats = input_stats(model, [(torch.from_numpy(train.inputs(np.arange(i, len(train), 80))[0]),) for i in range(2)])
+    rows = []
+    for label, kw, ratio, comp in [("l2", {}, 0.02, False), ("l2", {}, 0.05, False), ("l2", {}, 0.10, False),
+                                   ("l1", {"criterion": "l1"}, 0.05, False), ("bn", {"criterion": "bn"}, 0.05, False),
+                                   ("l2, residual stream + head protected", {"protect": residual}, 0.05, False),
+                                   ("l2 + bias compensation", {}, 0.02, True), ("l2 + bias compensation", {}, 0.05, True),
+                                   ("l2 + bias compensation", {}, 0.10, True), ("l2 + bias compensation", {}, 0.20, True)]:
+        pruned = copy.deepcopy(model)
+        cfg = PruneConfig(goal="macs", amount=0.5, round_to=1, **kw)
+        prune_channels(pruned, (x[:1],), cfg, ratio, protected=resolve_protected(pruned, (x[:1],), cfg),
+                       stats=stats if comp else None)
+        with torch.no_grad():
+            agree = float((pruned(x).argmax(-1) == ref).float().mean())
+        rows.append({"criterion": label, "channel_ratio": ratio, "top1_agreement": agree,
+                     "params": sum(p.numel() for p in pruned.parameters())})
+        log(f"sensitivity {label} {ratio}: agreement {agree:.3f}")
+    results.put("sensitivity", {"model": "EfficientNet-Lite0 ImageNet weights (1000 classes)", "images": len(x),
+                                "rows": rows})
+
+
 # ---- report -------------------------------------------------------------------------------------------
 def _p50(row: dict, target: str, kind: str = "fp32", stat: str = "p50_ms") -> float | None:
     v = row.get("runtimes", {}).get(target, {}).get(kind, {})
@@ -311,8 +559,9 @@ def render_markdown(data: dict) -> str:
     lines = ["# Structured pruning: MACs vs measured speed-up", "",
              "Produced by `benchmarks/prune.py` (all rows of a table measured in the same run; p50 from "
              "`edge_kd.bench.benchmark_artifact`, one thread, pinned core). Speed-up = unpruned fp32 / pruned "
-             "latency in the same runtime, by p50 and by the fastest run (min): the machine was shared by "
-             "several jobs, which inflates p50 unevenly; min is the less contaminated estimate.", ""]
+             "latency in the same runtime. The machine was shared by several jobs: the wall-clock tables "
+             "(p50 and fastest run) are noisy and kept for completeness; the **CPU time tables** further down "
+             "are the reliable speed-ups (see Notes).", ""]
     ref = data.get("reference")
     if ref:
         lines += [f"## Reference: {ref['model']}, {ref['criterion']}, no recovery", "",
@@ -354,7 +603,85 @@ def render_markdown(data: dict) -> str:
                   for k, v in rt.items() if isinstance(v, dict) and "error" in v]
         if errors:
             lines += ["Failures:", ""] + [f"- {v} / {t} / {k}: {e}" for v, t, k, e in errors] + [""]
-    notes = data.get("notes")
+    for name in ("reference", "efficientnet_lite0", "resnet18"):
+        rem = (data.get(name) or {}).get("remeasured")
+        if not rem:
+            continue
+        labels = list(rem)
+        base = rem[labels[0]]
+        kinds = [k for k in ("fp32", "int8") if any(k in rem[l].get(t, {}) for l in labels for t in TARGETS)]
+        lines += [f"### {name}: wall clock remeasured, interleaved round-robin (fastest run over all rounds; "
+                  f"biased toward short models on a loaded machine, see Notes)", "",
+                  "| variant | " + " | ".join(f"{RUNTIME_LABEL[t]} {k} min ms (speed-up) / median p50"
+                                              for k in kinds for t in TARGETS) + " |",
+                  "|---|" + "---:|" * (len(kinds) * len(TARGETS))]
+        for label in labels:
+            cells = []
+            for k in kinds:
+                for t in TARGETS:
+                    v = rem[label].get(t, {}).get(k)
+                    b = base.get(t, {}).get("fp32")
+                    if not v:
+                        cells.append("n/a")
+                        continue
+                    sp = b["min_ms"] / v["min_ms"] if b else None
+                    cells.append(f"{v['min_ms']:.2f} ({_fmt(sp)}x) / {v['p50_ms']:.2f}")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    for name in ("reference", "efficientnet_lite0", "resnet18"):
+        cpu = (data.get(name) or {}).get("cputime")
+        if not cpu:
+            continue
+        labels = list(cpu)
+        base = cpu[labels[0]]
+        kinds = [k for k in ("fp32", "int8") if any(k in cpu[l].get(t, {}) for l in labels for t in TARGETS)]
+        macs = {r["variant"]: r["macs"] for r in data[name]["rows"]}
+        lines += [f"### {name}: CPU time per inference (median, one runtime thread; speed-up vs unpruned fp32 "
+                  f"in the same runtime)", "",
+                  "| variant | MACs ratio | " + " | ".join(f"{RUNTIME_LABEL[t]} {k} CPU ms (speed-up)"
+                                                        for k in kinds for t in TARGETS) + " |",
+                  "|---|---:|" + "---:|" * (len(kinds) * len(TARGETS))]
+        for label in labels:
+            cells = []
+            for k in kinds:
+                for t in TARGETS:
+                    v = cpu[label].get(t, {}).get(k)
+                    b = base.get(t, {}).get("fp32")
+                    cells.append("n/a" if not v else f"{v['cpu_ms']:.2f} ({_fmt(b['cpu_ms'] / v['cpu_ms'] if b else None)}x)")
+            ratio = macs[labels[0]] / macs[label] if label in macs else None
+            lines.append(f"| {label} | {_fmt(ratio)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    prof = (data.get("reference") or {}).get("ort_profile_ms_per_run")
+    if prof:
+        labels = list(prof)
+        ops = sorted({op for p in prof.values() for op in p}, key=lambda op: -prof[labels[0]].get(op, 0.0))
+        lines += ["### reference: ONNX Runtime per-operator time (ms per run, ORT profiler, one thread)", "",
+                  "| op type | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+        for op in ops:
+            lines.append(f"| {op} | " + " | ".join(f"{prof[l].get(op, 0.0):.2f}" for l in labels) + " |")
+        lines.append("| total | " + " | ".join(f"{sum(prof[l].values()):.2f}" for l in labels) + " |")
+        lines.append("")
+    sens = data.get("sensitivity")
+    if sens:
+        lines += [f"## Sensitivity: {sens['model']}, no recovery, top-1 agreement with the unpruned model on "
+                  f"{sens['images']} grocery test images", "",
+                  "| criterion | channel ratio removed per group | params (M) | top-1 agreement |", "|---|---:|---:|---:|"]
+        for r in sens["rows"]:
+            lines.append(f"| {r['criterion']} | {r['channel_ratio']:.2f} | {r['params'] / 1e6:.2f} | "
+                         f"{r['top1_agreement']:.3f} |")
+        lines.append("")
+    comp = data.get("efficientnet_lite0_compensated")
+    if comp:
+        lines += [f"## EfficientNet-Lite0 teacher, 2x fewer MACs with bias compensation (accuracy on "
+                  f"{comp['eval_images']} test images; same architecture/latency class as the 2x row above)", "",
+                  "| step | MACs ratio | top-1 before recovery | top-1 after recovery |", "|---:|---:|---:|---:|"]
+        for r in comp["rows"]:
+            for st in r["steps"]:
+                b = st.get("accuracy_before_recovery")
+                lines.append(f"| {st['step']} | {st['macs_ratio']:.3f} | {_fmt(b * 100 if b is not None else None, '.1f')}% | "
+                             f"{_fmt(st['accuracy'] * 100 if st['accuracy'] is not None else None, '.1f')}% |")
+        lines.append("")
+    notes = NOTES
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     return "\n".join(lines)
@@ -366,7 +693,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--work", default="/tmp/edge_kd_prune_bench", help="scratch folder (artifacts, caches)")
     parser.add_argument("--sections", nargs="+", default=["reference", "efficientnet_lite0", "resnet18"],
-                        choices=["reference", "efficientnet_lite0", "resnet18"])
+                        choices=["reference", "efficientnet_lite0", "resnet18", "remeasure", "cputime", "ortprofile", "sensitivity",
+                                 "compensated"])
     parser.add_argument("--eval-images", type=int, default=300)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--recovery-batches", type=int, default=40, help="batches of 32 per recovery step")
@@ -376,6 +704,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-int8", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="fewer variants (smoke run)")
+    parser.add_argument("--cpu-runs", type=int, default=15, help="cputime: timed runs per artifact and round")
+    parser.add_argument("--cpu-sections", nargs="+", default=["reference", "efficientnet_lite0", "resnet18"])
+    parser.add_argument("--rounds", type=int, default=3, help="remeasure: interleaved rounds per artifact")
     parser.add_argument("--render", action="store_true", help="only rewrite prune.md from prune.json")
     args = parser.parse_args(argv)
     if args.render:
@@ -383,7 +714,7 @@ def main(argv: list[str] | None = None) -> int:
         results.md_path.write_text(render_markdown(results.data))
         return 0
 
-    needs_data = [s for s in args.sections if s != "reference"]
+    needs_data = [s for s in args.sections if s not in ("reference", "remeasure", "cputime", "ortprofile")]
     grocery = Path(args.data) / "grocery-store"
     if needs_data and not (grocery / "train.txt").is_file():
         print(f"missing data: {grocery}/train.txt (grocery-store image lists); pass --data PATH", file=sys.stderr)
@@ -397,6 +728,16 @@ def main(argv: list[str] | None = None) -> int:
         log(f"== {section}")
         if section == "reference":
             section_reference(args, results)
+        elif section == "remeasure":
+            section_remeasure(args, results)
+        elif section == "cputime":
+            section_cputime(args, results)
+        elif section == "ortprofile":
+            section_ortprofile(args, results)
+        elif section == "sensitivity":
+            section_sensitivity(args, results)
+        elif section == "compensated":
+            section_compensated(args, results)
         else:
             section_trained(section, args, results)
     log("done")

@@ -7,6 +7,7 @@ runtime) into the build directory's manifest (stage ``quantize``). Heavy imports
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                "labels) or a data spec (csv:..., images:...). Example: edge-kd quantize "
                "edge_kd.testing.tiny_models:tiny_cnn --input image:1x3x32x32:float32 --target ort-mobile "
                "--calib npz:calib.npz --out build/q")
-    p.add_argument("model", metavar="MODEL")
+    p.add_argument("model", metavar="MODEL", help="factory reference pkg.module:function (with --input) or a "
+                                                  "ModelSpec .json")
     add_target_argument(p)
     p.add_argument("--calib", required=True, metavar="SPEC", help="calibration data (npz:PATH or a data spec)")
     p.add_argument("--eval", metavar="SPEC", help="labelled evaluation data for the accuracy check "
                                                   "(default: agreement with fp32 on the calibration data)")
+    p.add_argument("--eval-rows", type=int, default=1000, metavar="N",
+                   help="cap on evaluation rows drawn (stratified) from --eval (default 1000)")
     p.add_argument("--method", choices=METHODS, help="range method (default: the profile's calibration_method)")
     p.add_argument("--samples", type=int, metavar="N", help="calibration samples (default: the profile's)")
     p.add_argument("--input", metavar="SPEC", help="input spec(s), comma-separated, e.g. image:1x3x224x224:float32")
@@ -61,9 +65,10 @@ def _load_model(args: argparse.Namespace) -> tuple[Any, tuple]:
     return spec.build(), spec.example_inputs()
 
 
-def _rows(ds: Any, model: Any) -> tuple[list[tuple], Any]:
+def _rows(ds: Any, model: Any, limit: int, seed: int) -> tuple[list[tuple], Any]:
     import numpy as np
 
+    from edge_kd.data import calibration_sample
     from edge_kd.data.text import TextDataset
 
     if isinstance(ds, TextDataset):
@@ -71,14 +76,16 @@ def _rows(ds: Any, model: Any) -> tuple[list[tuple], Any]:
             raise InputError(f"{ds.source}: text data needs a model with a tokenize() method, or give token ids "
                              "as npz:PATH")
         ds = ds.tokenized(model.tokenize)
-    arrays = ds.inputs()
+    # Draw the rows first: decoding a whole image folder would hold every image in memory.
+    idx = calibration_sample(ds, limit, seed=seed)
+    arrays = ds.inputs(idx)
     for a in arrays:
         if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
             raise InputError(f"{ds.source}: inputs are {a.dtype}, not numeric tensors the model takes")
-    return [tuple(a[i:i + 1] for a in arrays) for i in range(len(ds))], np.asarray(ds.labels)
+    return [tuple(a[i:i + 1] for a in arrays) for i in range(len(idx))], np.asarray(ds.labels)[idx]
 
 
-def load_data(spec: str, model: Any, what: str) -> tuple[list[tuple], Any]:
+def load_data(spec: str, model: Any, what: str, limit: int, seed: int = 0) -> tuple[list[tuple], Any]:
     """Samples (tuples of batch-1 arrays) and labels (or None) from ``npz:PATH`` or a data spec."""
     from edge_kd.quantize.calibration import load_npz_calibration
 
@@ -88,7 +95,7 @@ def load_data(spec: str, model: Any, what: str) -> tuple[list[tuple], Any]:
         from edge_kd.data import parse_data_spec
     except ImportError:  # pragma: no cover - the data package ships with edge_kd
         raise InputError(f"{what} {spec!r}: only npz:PATH is supported here") from None
-    return _rows(parse_data_spec(spec), model)
+    return _rows(parse_data_spec(spec), model, limit, seed)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,19 +107,22 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--samples must be >= 1, got {args.samples}")
     profile = load_target(args.target)
     model, example = _load_model(args)
-    calib, calib_labels = load_data(args.calib, model, "--calib")
+    calib, calib_labels = load_data(args.calib, model, "--calib", args.samples or
+                                    profile.quantization.calibration_samples, args.seed)
     eval_samples = None
     if args.eval:
-        inputs, labels = load_data(args.eval, model, "--eval")
+        inputs, labels = load_data(args.eval, model, "--eval", args.eval_rows)
         if labels is None:
             raise InputError(f"--eval {args.eval!r}: evaluation data needs labels (y)")
         eval_samples = (inputs, labels)
     build = Build.create(args.out, target=profile.to_dict())
     with build.stage("quantize") as record:
-        result = quantize_model(model, example, profile, calib, args.out, method=args.method,
-                                eval_samples=eval_samples, calibration_labels=calib_labels,
-                                num_samples=args.samples, seed=args.seed, max_accuracy_drop=args.max_drop,
-                                name=args.name)
+        # Converters print progress on stdout; keep stdout for our summary (--json must parse).
+        with contextlib.redirect_stdout(sys.stderr):
+            result = quantize_model(model, example, profile, calib, args.out, method=args.method,
+                                    eval_samples=eval_samples, calibration_labels=calib_labels,
+                                    num_samples=args.samples, seed=args.seed, max_accuracy_drop=args.max_drop,
+                                    name=args.name)
         report = result.report
         build.add_artifact(result.primary, role="model", format=profile.primary_format, precision="int8")
         for path in result.artifacts:

@@ -142,7 +142,7 @@ class StudentData:
         import json
 
         path = atomic_write_text(out / LABELS_FILE, json.dumps(self.label_names, separators=(",", ":")))
-        return [(path, "labels")]
+        return [(path, "preprocessing")]  # the app maps output indices to label names
 
 
 def make_student_family(recipe: Any, train: Any) -> tuple[Any, StudentData]:
@@ -281,6 +281,14 @@ def distill(recipe: Any, target: Any, out_dir: str | os.PathLike[str], *, resume
     log(f"teacher {teacher.name}: test {metric} {teacher_test:.4f} (PyTorch; outputs cached in {cache.root})")
 
     family, sdata = make_student_family(recipe, train_ds)
+    if not recipe.student.max_params:
+        # A student larger than its teacher defeats the purpose even when the budget would allow it.
+        teacher_params = sum(p.numel() for p in teacher.model.parameters())
+        allowed = _values_under(family, teacher_params)
+        if allowed and len(allowed) < len(family.values):
+            log(f"sizing: capping {family.knob} at {allowed[-1]} (no more parameters than the teacher's "
+                f"{teacher_params:,}); set [student].max_params to override")
+            family = dataclasses.replace(family, values=allowed)
     teacher_logits = logits["train"]
     loss_task = "binary_single" if family.kwargs.get("num_outputs") == 1 else task
     budget = SizeBudget.from_target(target, options.size_margin)

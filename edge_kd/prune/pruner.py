@@ -37,6 +37,7 @@ class PruneConfig:
     round_to: remaining channel counts are multiples of this (the int8 kernels' fast path).
     protect: module names (prefixes) that keep all their channels, besides the classifier and embeddings.
     max_layer_ratio: no layer loses more than this fraction of its channels (the "smallest allowed model").
+    compensate: fold the mean contribution of removed channels into the next layer (needs real inputs).
     """
 
     goal: Goal = "macs"
@@ -52,6 +53,7 @@ class PruneConfig:
     max_layer_ratio: float = 0.9
     tolerance: float = 0.02
     taylor_batches: int = 2
+    compensate: bool = True
 
     def __post_init__(self) -> None:
         if self.goal not in GOALS:
@@ -94,12 +96,6 @@ class PruneInfo:
 
 
 # ---- protection -------------------------------------------------------------------------------------
-def _prunable_types() -> tuple[type, ...]:
-    from torch import nn
-
-    return (nn.modules.conv._ConvNd, nn.Linear, nn.Embedding, nn.MultiheadAttention)
-
-
 def find_classifier(model: Any, example_inputs: tuple) -> str | None:
     """Name of the last Conv/Linear executed in a forward pass: the layer whose outputs are the classes."""
     import torch
@@ -175,7 +171,6 @@ def build_pruner(model: Any, example_inputs: tuple, config: PruneConfig, channel
 
     Raises InputError when torch-pruning cannot trace the model (naming the op) or when every prunable
     layer is protected."""
-    import torch
     import torch_pruning as tp
     from torch import nn
 
@@ -227,14 +222,102 @@ def build_pruner(model: Any, example_inputs: tuple, config: PruneConfig, channel
     if not groups:
         raise InputError(f"nothing to prune in {type(model).__name__}: every prunable layer is protected "
                          f"(protected: {', '.join(protected) or 'none'})")
-    del torch
     return pruner
+
+
+@dataclass
+class InputStats:
+    """Mean input activation per channel of every Conv2d (groups=1) / Linear, keyed by module name,
+    and the BatchNorm that directly follows each bias-free conv (for bias compensation)."""
+
+    means: dict[str, Any]
+    bn_after: dict[str, str]
+
+
+def input_stats(model: Any, batches: Iterable[tuple]) -> InputStats:
+    """Record per-channel input means on real inputs (each item: a tuple of model inputs)."""
+    import torch
+    from torch import nn
+
+    names = {m: n for n, m in model.named_modules()}
+    sums: dict[str, Any] = {}
+    counts: dict[str, int] = {}
+    out_ids: dict[int, str] = {}
+    bn_after: dict[str, str] = {}
+
+    def hook(mod, inputs, output):
+        x = inputs[0].detach()
+        name = names[mod]
+        if isinstance(mod, nn.BatchNorm2d):
+            producer = out_ids.get(id(inputs[0]))
+            if producer is not None:
+                bn_after[producer] = name
+            return
+        reduce = (0, 2, 3) if isinstance(mod, nn.Conv2d) else tuple(range(x.dim() - 1))
+        sums[name] = sums.get(name, 0) + x.float().mean(dim=reduce)
+        counts[name] = counts.get(name, 0) + 1
+        out_ids[id(output)] = name
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules()
+             if (isinstance(m, nn.Conv2d) and m.groups == 1) or isinstance(m, (nn.Linear, nn.BatchNorm2d))]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for inputs in batches:
+                model(*inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return InputStats({k: v / counts[k] for k, v in sums.items()}, bn_after)
+
+
+def _compensate(model: Any, group: Any, stats: InputStats) -> list[tuple[Any, Any, Any]]:
+    """For every layer in ``group`` that loses INPUT channels, the constant its output loses on average:
+    ``W[:, removed] @ mean(removed inputs)`` (summed over the kernel). Computed before the group is pruned."""
+    import torch_pruning as tp
+    from torch import nn
+
+    names = {m: n for n, m in model.named_modules()}
+    todo = []
+    for dep, idxs in group:
+        layer = dep.target.module
+        if dep.handler not in (tp.prune_conv_in_channels, tp.prune_linear_in_channels):
+            continue
+        name = names.get(layer)
+        mean = stats.means.get(name)
+        if mean is None or (isinstance(layer, nn.Conv2d) and layer.groups != 1) or mean.numel() != layer.weight.shape[1]:
+            continue
+        w = layer.weight.detach()
+        w = w.sum(dim=(2, 3)) if w.dim() == 4 else w
+        delta = w[:, list(idxs)] @ mean[list(idxs)].to(w.dtype)
+        todo.append((layer, name, delta))
+    return todo
+
+
+def _apply_compensation(model: Any, todo: list, stats: InputStats) -> None:
+    import torch
+
+    with torch.no_grad():
+        for layer, name, delta in todo:
+            if getattr(layer, "bias", None) is not None:
+                layer.bias.add_(delta.to(layer.bias.dtype))
+            elif name in stats.bn_after:
+                bn = model.get_submodule(stats.bn_after[name])
+                if bn.running_mean is not None and bn.running_mean.shape == delta.shape:
+                    bn.running_mean.sub_(delta.to(bn.running_mean.dtype))
 
 
 def prune_channels(model: Any, example_inputs: tuple, config: PruneConfig, channel_ratio: float, *,
                    protected: Sequence[str], grad_batches: Iterable | None = None,
-                   loss_fn: Callable | None = None) -> Any:
-    """Prune ``model`` IN PLACE by ``channel_ratio`` per group and return it."""
+                   loss_fn: Callable | None = None, stats: InputStats | None = None) -> Any:
+    """Prune ``model`` IN PLACE by ``channel_ratio`` per group and return it.
+
+    With ``stats`` (see :func:`input_stats`), the average contribution of every removed input channel
+    is folded into the consuming layer's bias, or into the running mean of the BatchNorm after it, so
+    the layer's output keeps its mean (removing channels with a large constant activation otherwise
+    shifts every following layer)."""
     pruner = build_pruner(model, example_inputs, config, channel_ratio, protected)
     if CRITERIA.get(config.criterion).needs_gradients:
         if grad_batches is None:
@@ -242,7 +325,13 @@ def prune_channels(model: Any, example_inputs: tuple, config: PruneConfig, chann
         accumulate_gradients(model, grad_batches, loss_fn, max_batches=config.taylor_batches)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pruner.step()
+        if stats is None:
+            pruner.step()
+        else:
+            for group in pruner.step(interactive=True):
+                todo = _compensate(model, group, stats)
+                group.prune()
+                _apply_compensation(model, todo, stats)
         if not config.protect_embeddings and channel_ratio > 0:
             _prune_embedding_dims(model, pruner, config, channel_ratio)
     model.zero_grad(set_to_none=True)
@@ -292,7 +381,7 @@ def measure(model: Any, example_inputs: tuple, metric: str) -> int:
 def prune_to_fraction(model: Any, example_inputs: tuple, config: PruneConfig, *, metric: str,
                       target_value: float, protected: Sequence[str], grad_batches: Iterable | None = None,
                       loss_fn: Callable | None = None, max_trials: int = 9,
-                      reference_value: float | None = None) -> tuple[Any, float, int, list[dict[str, float]]]:
+                      reference_value: float | None = None, stats: InputStats | None = None) -> tuple[Any, float, int, list[dict[str, float]]]:
     """Find by bisection the channel ratio whose pruned copy has ``metric <= target_value`` and is as
     close to it as possible. Returns (pruned copy, channel ratio, metric value, trials). When even
     ``max_layer_ratio`` misses the target, the most pruned copy is returned (best effort)."""
@@ -303,7 +392,7 @@ def prune_to_fraction(model: Any, example_inputs: tuple, config: PruneConfig, *,
     def attempt(ratio: float) -> tuple[Any, int]:
         candidate = copy.deepcopy(model)
         prune_channels(candidate, example_inputs, config, ratio, protected=protected,
-                       grad_batches=grad_batches, loss_fn=loss_fn)
+                       grad_batches=grad_batches, loss_fn=loss_fn, stats=stats)
         value = measure(candidate, example_inputs, metric)
         trials.append({"channel_ratio": round(ratio, 4), metric: value})
         return candidate, value
@@ -330,9 +419,12 @@ def prune_to_fraction(model: Any, example_inputs: tuple, config: PruneConfig, *,
 
 def prune_to_goal(model: Any, example_inputs: tuple, config: PruneConfig, *, grad_batches: Iterable | None = None,
                   loss_fn: Callable | None = None, fraction: float | None = None,
-                  reference: dict[str, int] | None = None) -> tuple[Any, PruneInfo]:
+                  reference: dict[str, int] | None = None,
+                  stats_inputs: Iterable[tuple] | None = None) -> tuple[Any, PruneInfo]:
     """Prune a copy of ``model`` so that it has ``fraction`` (default ``1 - config.amount``) of the
     reference parameters/MACs (default: the model's own). The input model is left untouched.
+
+    ``stats_inputs`` (real input tuples, a few batches) enable bias compensation of removed channels.
 
     >>> pruned, info = prune_to_goal(tiny_cnn(), (torch.rand(1, 3, 32, 32),),
     ...                              PruneConfig(goal="macs", amount=0.5, round_to=1))   # doctest: +SKIP
@@ -350,9 +442,10 @@ def prune_to_goal(model: Any, example_inputs: tuple, config: PruneConfig, *, gra
     reference = reference or {"params": params_before, "macs": macs_before}
     keep = (1.0 - config.amount) if fraction is None else fraction
     target_value = keep * reference[metric]
+    stats = input_stats(model, stats_inputs) if (stats_inputs is not None and config.compensate) else None
     pruned, ratio, value, trials = prune_to_fraction(
         model, example_inputs, config, metric=metric, target_value=target_value, protected=protected,
-        grad_batches=grad_batches, loss_fn=loss_fn, reference_value=reference[metric])
+        grad_batches=grad_batches, loss_fn=loss_fn, reference_value=reference[metric], stats=stats)
     info = PruneInfo(channel_ratio=ratio, params_before=params_before, params_after=count_params(pruned),
                      macs_before=macs_before, macs_after=count_macs(pruned, example_inputs).total,
                      goal_value=target_value, goal_met=value <= target_value, protected=list(protected),

@@ -206,8 +206,10 @@ def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teac
         else:
             fraction = 1.0 - config.amount * k / config.steps
         grads = _taylor_batches(train_batches, config.taylor_batches) if _needs_grads(config) else None
+        stats_inputs = ([inputs for inputs, _ in itertools.islice(train_batches(), 2)]
+                        if (train_batches is not None and config.compensate) else None)
         pruned, info = prune_to_goal(current, example_inputs, config, grad_batches=grads, fraction=fraction,
-                                     reference=reference)
+                                     reference=reference, stats_inputs=stats_inputs)
         acc_before = evaluate(pruned) if (evaluate and train_batches is not None) else None
         rec = {}
         if train_batches is not None and recovery.epochs > 0:

@@ -15,10 +15,18 @@ report, also when the budget cannot be met (``report["fallback"]["met_budget"]``
     result.primary           # build/q/model.int8.tflite
     result.report["accuracy"]
 
+Guards that keep real models from silently breaking (each found on MiniLM/EfficientNet in
+benchmarks/int8.py): the model's outputs keep min/max ranges (clipping the top logits changes the
+argmax); attention-mask arithmetic (``scores + mask`` with -3.4e38 sentinels) stays float and sentinels
+never enter a range; integer ``x + 1`` stays integer (the stock XNNPACK/litert transforms make it
+float and crash on index ops); on XNNPACK, models with LayerNorm get weighted ops quantized only
+(their residual adds carry outlier channels of +-200).
+
 Importing this package is light; torch and the runtimes are imported when quantize_model runs.
 """
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import statistics
@@ -38,6 +46,8 @@ if TYPE_CHECKING:
     from edge_kd.targets import TargetProfile
 
 __all__ = ["QuantizeResult", "quantize_model", "backend_for", "RANGE_METHODS", "AUTO_ORDER"]
+
+log = logging.getLogger("edge_kd.quantize")
 
 #: Methods ``auto`` tries, in order of preference when two tie on accuracy and output SQNR.
 AUTO_ORDER = ("minmax", "percentile", "mse", "entropy", "moving_average")
@@ -82,13 +92,9 @@ def backend_for(target: "TargetProfile") -> Any:
 # ------------------------------------------------------------------------------------------------
 def open_artifact(path: Path, runtime: str, threads: int = 1) -> Any:
     """A runner taking float inputs (LiteRT full-integer models get quantized I/O on the way)."""
-    if runtime == "litert":
-        from edge_kd.quantize.litert import quantized_io
-
-        return quantized_io(path, threads)
     from edge_kd.runtimes import open_runner
 
-    return open_runner(path, threads=threads)
+    return open_runner(path, threads=threads, runtime=runtime)
 
 
 def _outputs(runner: Any, inputs: Sequence[tuple[np.ndarray, ...]]) -> list[np.ndarray]:
@@ -235,6 +241,7 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
         min_allowed, allowed_text = _allowed_metric(target, fp32_metric, max_accuracy_drop)
         fp32_p50 = _p50_ms(fp32_runner, eval_inputs[0])
         del fp32_runner
+        log.info("%s: fp32 %s %.4f on %d samples", target.name, metric_name, fp32_metric, len(eval_inputs))
 
         # ---- sensitivity (also the per-layer SQNR of the report) ----------------------------
         probe_method = method if method != "auto" else "minmax"
@@ -279,6 +286,7 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
                 ev.pop("_runner")
                 search.append({"method": m, "metric": ev["metric"], "output_sqnr_db": ev["output_sqnr_db"],
                                "bytes": ev["bytes"]})
+                log.info("%s: auto candidate %s -> %s", target.name, m, search[-1])
                 score = (ev["metric"], ev["output_sqnr_db"], -k)
                 if best is None or score > best[0]:
                     best = (score, m, files, ranges)
@@ -309,6 +317,7 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
                 step = {"float_layers": exclude, "metric": ev_k["metric"], "output_sqnr_db": ev_k["output_sqnr_db"],
                         "bytes": ev_k["bytes"], "p50_ms": _p50_ms(ev_k.pop("_runner"), eval_inputs[0])}
                 steps.append(step)
+                log.info("%s: fallback step %s", target.name, step)
                 if step["metric"] > best_candidate[0]["metric"] + 1e-12:
                     best_candidate = (step, files_k, ranges_k)
                 if step["metric"] >= min_allowed - 1e-12:

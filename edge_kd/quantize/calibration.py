@@ -37,6 +37,8 @@ RANGE_METHODS = ("minmax", "moving_average", "percentile", "entropy", "mse")
 #: Fewer samples than this give ranges that depend on which images happened to be drawn.
 MIN_CALIBRATION_SAMPLES = 8
 DEFAULT_BINS = 2048
+#: Magnitudes at or above this are masking sentinels (finfo(float32).min is -3.4e38), not activations.
+SENTINEL = 1e30
 
 
 # ------------------------------------------------------------------------------------------------
@@ -147,14 +149,18 @@ class RangeStats:
         self.averaging_constant = averaging_constant
         self.hist = StreamingHistogram(bins)
         self.batches = 0
+        self.sentinels = 0
 
     def update(self, x: Any) -> None:
         x = np.asarray(x, dtype=np.float32)
         if x.size == 0:
             return
-        finite = np.isfinite(x)
+        finite = np.isfinite(x) & (np.abs(x) < SENTINEL)
         if not finite.all():
-            x = x[finite]  # an inf in an activation (e.g. a -inf attention mask) must not blow the range up
+            # inf and mask sentinels (transformers add finfo(float32).min to masked attention scores)
+            # are not data: they would stretch the range over 1e38 and zero every real value.
+            self.sentinels += int(x.size - finite.sum())
+            x = x[finite]
             if x.size == 0:
                 return
         b_min, b_max = float(x.min()), float(x.max())
@@ -194,7 +200,7 @@ class RangeStats:
         return lo, hi
 
     def summary(self) -> dict[str, float]:
-        return {"min": self.min, "max": self.max, "batches": self.batches}
+        return {"min": self.min, "max": self.max, "batches": self.batches, "sentinels": self.sentinels}
 
 
 def percentile_range(hist: StreamingHistogram, percentile: float) -> tuple[float, float]:
@@ -208,6 +214,8 @@ def percentile_range(hist: StreamingHistogram, percentile: float) -> tuple[float
 
 def _kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
     mask = p > 0
+    if q.sum() <= 0 or p.sum() <= 0:
+        return math.inf
     p = p / p.sum()
     q = q / q.sum()
     q = np.where(mask & (q <= 0), 1e-12, q)
@@ -222,9 +230,10 @@ def _best_kl_threshold(counts: np.ndarray, levels: int) -> int:
     bins; the threshold with the smallest KL(P || Q) wins.
     """
     n = len(counts)
-    # Thresholds below `levels` bins are searched too: when an outlier stretched the histogram, the
-    # dense mass may fill only a few bins, and TensorRT's lower bound (`levels` bins) could not clip it.
-    start = min(n, max(16, n // 128))
+    if n <= levels:
+        return n
+    # TensorRT's lower bound: fewer than `levels` bins would make Q equal P and reward any clipping.
+    start = levels
     best_i, best_kl = n, math.inf
     # Coarser steps on large histograms keep the search O(n * levels / step).
     step = max(1, (n - start) // 512)
@@ -251,12 +260,17 @@ def entropy_range(hist: StreamingHistogram, observed_min: float, observed_max: f
     tensors fold the histogram onto |x| and search a symmetric clip over 128 levels per side."""
     if hist.empty or hist.counts.sum() == 0:
         return observed_min, observed_max
+    # Exact zeros (ReLU outputs, padding) are representable exactly whatever the clip; left in, their
+    # spike dominates P and the search clips the informative tail far too hard.
     if hist.lo >= 0.0:
-        i = _best_kl_threshold(hist.counts, 255)
+        counts = hist.counts.copy()
+        counts[0] = 0.0
+        i = _best_kl_threshold(counts, 255)
         hi = hist.lo + i * (hist.hi - hist.lo) / hist.bins
         return observed_min, hi
     bound = max(abs(hist.lo), abs(hist.hi))
     folded, _ = np.histogram(np.abs(hist.centers), bins=hist.bins, range=(0.0, bound), weights=hist.counts)
+    folded[0] = 0.0
     i = _best_kl_threshold(folded, 128)
     t = i * bound / hist.bins
     return max(observed_min, -t), min(observed_max, t)

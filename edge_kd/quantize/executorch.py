@@ -15,6 +15,13 @@ import numpy as np
 from edge_kd.quantize.ranges import PT2ECalibration, make_quantizer, pt2e_config
 
 
+def is_transformer(model: Any) -> bool:
+    """LayerNorm marks a residual stream with outlier channels: quantize weighted ops only there."""
+    import torch
+
+    return any(isinstance(m, torch.nn.LayerNorm) for m in model.modules())
+
+
 class ExecuTorchBackend:
     """PT2E + XNNPACK -> ``.pte`` (see :class:`edge_kd.quantize.onnxruntime.OrtBackend` for the interface)."""
 
@@ -37,7 +44,8 @@ class ExecuTorchBackend:
 
     def calibrate(self, model: Any, example_inputs: tuple, samples: Sequence[tuple[np.ndarray, ...]],
                   exclude: Sequence[str] = ()) -> PT2ECalibration:
-        quantizer = make_quantizer(self.pt2e_backend, self._config("minmax"), exclude)
+        quantizer = make_quantizer(self.pt2e_backend, self._config("minmax"), exclude,
+                                   weighted_only=is_transformer(model))
         return PT2ECalibration(model, example_inputs, quantizer, samples)
 
     def build(self, calibrated: PT2ECalibration, method: str, example_inputs: tuple, out_path: Path

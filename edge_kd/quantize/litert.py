@@ -7,13 +7,21 @@ Two ways exist to get a full-integer .tflite from PyTorch today:
 2. **fp32 conversion, then the AI Edge Quantizer** (``ai_edge_quantizer.Quantizer`` with the
    ``static_wi8_ai8`` recipe and its own min/max calibration over the interpreter's tensors).
 
-edge_kd uses (1). Why, measured in ``benchmarks/int8.py`` (``--litert-aeq`` adds the AEQ column):
-PT2E is the path where edge_kd's range methods apply unchanged (the same RangeObserver as ExecuTorch,
-so ``percentile``/``entropy``/``mse`` mean the same thing on both torch targets) and where per-layer
-float fallback is a module-name filter on the same graph; the AI Edge Quantizer only offers min/max
-ranges. The PT2E model's inputs and outputs are int8 tensors (scale/zero point in the flatbuffer): the
-app quantizes its float input with them; :func:`quantized_io` wraps a runner so float samples can be
-fed for accuracy checks.
+edge_kd uses (1). Why, measured side by side by ``benchmarks/int8.py --litert-aeq`` (results in
+benchmarks/results/int8.md; 2 shared x86 cores, one thread):
+
+* accuracy: on MiniLM/banking77 PT2E with edge_kd ranges keeps fp32 accuracy (0.895 vs fp32 0.895,
+  200 test rows) where the AI Edge Quantizer's min/max recipe loses 7 points (0.825); on
+  EfficientNet-Lite0/grocery (300 test rows) PT2E scored 0.657 and AEQ 0.637 (fp32 0.637);
+* latency: mixed -- on MiniLM the PT2E model ran faster (48.5 ms vs 80.2 ms), on EfficientNet AEQ's
+  was a little faster (24.8 ms vs 26.7 ms); sizes were within 1%;
+* one range implementation: PT2E takes the same RangeObserver as ExecuTorch (``percentile``,
+  ``entropy``, ``mse`` mean the same thing on both torch targets) and per-layer float fallback is the
+  same module filter; AEQ offers min/max ranges only.
+
+The PT2E model's inputs and outputs are int8 tensors (scale/zero point in the flatbuffer): the app
+quantizes its float input with them (AEQ keeps float I/O, its one practical advantage); edge_kd's
+LiteRT runner does the same, so float samples are fed for accuracy checks.
 """
 from __future__ import annotations
 
@@ -94,58 +102,9 @@ class LiteRTBackend(ExecuTorchBackend):
                 "bytes": Path(path).stat().st_size}
 
 
-class QuantizedIORunner:
-    """Feeds float arrays to a model with int8 inputs (quantized with the input's scale/zero point)
-    and returns dequantized float outputs: what the app's pre/post-processing does."""
-
-    def __init__(self, path: Path, threads: int = 1):
-        from ai_edge_litert.interpreter import Interpreter
-
-        from edge_kd.runtimes import open_runner
-
-        self.inner = open_runner(path, threads=threads)
-        interp = Interpreter(model_path=str(path), num_threads=threads)
-        by_name = {d["name"]: d for d in interp.get_input_details()}
-        signatures = interp.get_signature_list()
-        self._in_q: list[tuple[float, int] | None] = []
-        self._out_q: list[tuple[float, int] | None] = []
-        key = next(iter(signatures)) if len(signatures) == 1 else None
-        if key is not None:
-            sig = interp.get_signature_runner(key)
-            ins, outs = sig.get_input_details(), sig.get_output_details()
-            for name in self.inner.input_specs:
-                d = ins.get(name[0]) or by_name.get(name[0])
-                self._in_q.append(_qp(d))
-            for name in self.inner.output_names:
-                self._out_q.append(_qp(outs.get(name)))
-        self.input_specs = self.inner.input_specs
-
-    def run(self, inputs: Sequence[Any]) -> list[np.ndarray]:
-        fed = []
-        for k, (x, (_name, _shape, dtype)) in enumerate(zip(inputs, self.inner.input_specs)):
-            x = np.asarray(x)
-            q = self._in_q[k] if k < len(self._in_q) else None
-            if np.dtype(dtype) == np.int8 and x.dtype.kind == "f" and q is not None:
-                scale, zp = q
-                x = np.clip(np.round(x / scale) + zp, -128, 127).astype(np.int8)
-            fed.append(x)
-        outs = self.inner.run(fed)
-        result = []
-        for k, y in enumerate(outs):
-            q = self._out_q[k] if k < len(self._out_q) else None
-            if y.dtype == np.int8 and q is not None:
-                y = (y.astype(np.float32) - q[1]) * q[0]
-            result.append(y)
-        return result
-
-
-def _qp(detail: dict[str, Any] | None) -> tuple[float, int] | None:
-    if not detail:
-        return None
-    scale, zp = detail.get("quantization", (0.0, 0))
-    return (float(scale), int(zp)) if scale else None
-
-
 def quantized_io(path: Path, threads: int = 1) -> Any:
-    """A runner for ``path`` that takes and returns float arrays whatever its I/O dtype."""
-    return QuantizedIORunner(path, threads)
+    """A runner for ``path`` taking and returning floats whatever its I/O dtype (edge_kd.runtimes'
+    LiteRT runner quantizes inputs and dequantizes outputs of full-integer models)."""
+    from edge_kd.runtimes import open_runner
+
+    return open_runner(path, threads=threads)

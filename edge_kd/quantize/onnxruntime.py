@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edge_kd.quantize.calibration import RangeStats
-from edge_kd.quantize.ranges import collect_onnx_ranges, ort_ranges, write_ort_range_cache
+from edge_kd.quantize.ranges import collect_onnx_ranges, ort_ranges, sentinel_nodes, write_ort_range_cache
 
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
 
@@ -32,6 +32,8 @@ class OrtCalibration:
     exclude_nodes: list[str] = field(default_factory=list)
     preprocessed: bool = True
     workdir: Any = None
+    outputs: list[str] = field(default_factory=list)
+    mask_nodes: list[str] = field(default_factory=list)
 
 
 def _weighted_nodes(model: Any) -> list[tuple[Any, tuple[int, ...]]]:
@@ -124,7 +126,11 @@ class OrtBackend:
             mapping = map_layers_to_nodes(onnx.load(str(pre)), layers)
             nodes = [mapping[name] for name in exclude if name in mapping]
         stats = collect_onnx_ranges(pre, samples)
-        return OrtCalibration(pre, stats, nodes, preprocessed, workdir)
+        model_pre = onnx.load(str(pre))
+        masked = sentinel_nodes(model_pre, stats)
+        outputs = [o.name for o in model_pre.graph.output]
+        return OrtCalibration(pre, stats, nodes + [n for n in masked if n not in nodes], preprocessed, workdir,
+                              outputs, masked)
 
     def build(self, calibrated: OrtCalibration, method: str, example_inputs: tuple, out_path: Path
               ) -> tuple[list[Path], list[dict[str, Any]]]:
@@ -134,7 +140,8 @@ class OrtBackend:
         from edge_kd.pipeline.atomic import atomic_path
 
         symmetric = self.settings.activations == "per-tensor-symmetric"
-        ranges = ort_ranges(calibrated.stats, method, percentile=self.settings.percentile, symmetric=symmetric)
+        ranges = ort_ranges(calibrated.stats, method, percentile=self.settings.percentile, symmetric=symmetric,
+                            outputs=calibrated.outputs)
         with tempfile.TemporaryDirectory(prefix="edge_kd-ortq-") as tmp:
             cache = write_ort_range_cache(ranges, Path(tmp) / "ranges.json")
             with atomic_path(out_path) as tmp_out, _quiet_ort():

@@ -84,11 +84,44 @@ def pt2e_config(backend: str, *, per_channel: bool = True, symmetric_activations
     )
 
 
+_LOOKUPS = (torch.ops.aten.embedding.default, torch.ops.aten.index.Tensor, torch.ops.aten.index_select.default)
+
+
+def _mask_tainted(graph: torch.fx.Graph) -> set[torch.fx.Node]:
+    """Nodes computed only from an integer graph input (and constants): attention masks and their
+    arithmetic. A lookup of a weight by ids (token embeddings) is not tainted, and neither is a node
+    that combines a mask with real activations (``scores + mask``): its output is an activation."""
+    tainted: set[torch.fx.Node] = set()
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            val = node.meta.get("val")
+            if val is not None and hasattr(val, "dtype") and not val.dtype.is_floating_point:
+                tainted.add(node)
+        elif node.op == "call_function":
+            if node.target in _LOOKUPS and node.args and isinstance(node.args[0], torch.fx.Node) \
+                    and node.args[0].op == "get_attr":
+                continue
+            inputs = [i for i in node.all_input_nodes if i.op != "get_attr"]
+            if inputs and all(i in tainted for i in inputs):
+                tainted.add(node)
+    return tainted
+
+
 def module_filter(excluded: Iterable[str]) -> Callable[[torch.fx.Node], bool]:
-    """True for nodes that do NOT come from an excluded module (or a child of one)."""
+    """True for nodes to quantize: not from an excluded module (or a child of one), and not mask
+    arithmetic (a float op with an input derived from an integer mask input: quantizing the
+    ``scores + mask`` add would put the -3.4e38 sentinel and the real scores on one int8 grid)."""
     names = tuple(excluded)
+    cache: dict[int, set[torch.fx.Node]] = {}
 
     def keep(node: torch.fx.Node) -> bool:
+        graph = node.graph
+        if id(graph) not in cache:
+            cache.clear()
+            cache[id(graph)] = _mask_tainted(graph)
+        tainted = cache[id(graph)]
+        if node in tainted or any(i in tainted for i in node.all_input_nodes):
+            return False
         stack = node.meta.get("nn_module_stack") or {}
         for path, _type in stack.values():
             for name in names:
@@ -132,20 +165,26 @@ def float_scalars_to_attrs(model: torch.fx.GraphModule) -> torch.fx.GraphModule:
     return model
 
 
-def make_quantizer(backend: str, config: Any, exclude: Sequence[str] = ()) -> Any:
-    """The backend's PT2E quantizer with ``config`` for every layer except ``exclude`` (kept float)."""
+def make_quantizer(backend: str, config: Any, exclude: Sequence[str] = (), *, weighted_only: bool = False) -> Any:
+    """The backend's PT2E quantizer with ``config`` for every layer except ``exclude`` (kept float).
+
+    ``weighted_only`` (XNNPACK): annotate conv/linear/pool patterns only, leaving element-wise add/mul
+    in float. Transformers need it: their residual stream carries a few outlier channels (ranges of
+    +-200 in MiniLM) and a per-tensor int8 residual add loses the other channels.
+    """
     keep = module_filter(exclude)
     if backend == "xnnpack":
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
 
         class _XNNPACKQuantizer(XNNPACKQuantizer):
+            if weighted_only:
+                SUPPORTED_PATTERNS = [p for p in XNNPACKQuantizer.SUPPORTED_PATTERNS
+                                      if p.name.startswith(("linear", "conv", "adaptive_avg_pool2d"))]
+
             def transform_for_annotation(self, model):
                 return float_scalars_to_attrs(model)
 
-        quantizer = _XNNPACKQuantizer().set_global(config)
-        if exclude:
-            quantizer.set_filter_function(keep)
-        return quantizer
+        return _XNNPACKQuantizer().set_global(config).set_filter_function(keep)
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer
 
     class _LiteRTQuantizer(PT2EQuantizer):
@@ -155,8 +194,7 @@ def make_quantizer(backend: str, config: Any, exclude: Sequence[str] = ()) -> An
         # litert-torch's quantizer has no global filter; its own module-name filter also mangles names
         # with underscores (EfficientNet's "_blocks"), so combine ours into every annotation pass.
         def _annotate_all_static_patterns(self, model, quantization_config, filter_fn=None):
-            if exclude:
-                filter_fn = keep if filter_fn is None else (lambda n, f=filter_fn: keep(n) and f(n))
+            filter_fn = keep if filter_fn is None else (lambda n, f=filter_fn: keep(n) and f(n))
             return super()._annotate_all_static_patterns(model, quantization_config, filter_fn)
 
     return _LiteRTQuantizer().set_global(config)
@@ -198,9 +236,11 @@ class PT2ECalibration:
 
         prepared = copy.deepcopy(self.prepared)
         observed = self.observers(prepared)
-        for _, obs in observed:
+        outputs = _output_observers(prepared)
+        for name, obs in observed:
             if method is not None:
-                obs.method = method
+                # The model's outputs keep their full range: clipping the largest logits changes the argmax.
+                obs.method = "minmax" if name in outputs else method
                 obs.percentile = percentile
         ranges = _observer_targets(prepared)
         converted = convert_pt2e(prepared, fold_quantize=fold_quantize)
@@ -220,6 +260,26 @@ class PT2ECalibration:
         """Observers placed on activations: 0 means the quantizer found nothing to quantize."""
         return len([1 for n in self.prepared.graph.nodes if n.op == "call_module" and "activation_post_process" in
                     str(n.target)])
+
+
+def _output_observers(prepared: torch.fx.GraphModule) -> set[str]:
+    """Observers whose result is a graph output (directly or through shape-only ops)."""
+    names = set()
+    for node in prepared.graph.nodes:
+        if node.op == "call_module" and "activation_post_process" in str(node.target):
+            frontier, seen = list(node.users), set()
+            while frontier:
+                u = frontier.pop()
+                if u in seen:
+                    continue
+                seen.add(u)
+                if u.op == "output":
+                    names.add(str(node.target))
+                    break
+                if u.op == "call_function" and any(k in str(u.target) for k in ("view", "reshape", "squeeze",
+                                                                                  "flatten", "getitem", "clone")):
+                    frontier.extend(u.users)
+    return names
 
 
 def _observer_targets(prepared: torch.fx.GraphModule) -> dict[str, str]:
@@ -284,8 +344,18 @@ def collect_onnx_ranges(onnx_path: str | Path, samples: Sequence[tuple[np.ndarra
 
 
 def ort_ranges(stats: dict[str, RangeStats], method: str, *, percentile: float = 99.99,
-               symmetric: bool = False) -> dict[str, tuple[float, float]]:
-    return {name: s.compute(method, percentile=percentile, symmetric=symmetric) for name, s in stats.items()}
+               symmetric: bool = False, outputs: Iterable[str] = ()) -> dict[str, tuple[float, float]]:
+    """Ranges per tensor by ``method``; the model's ``outputs`` keep min/max (logits must not clip)."""
+    outputs = set(outputs)
+    return {name: s.compute("minmax" if name in outputs else method, percentile=percentile, symmetric=symmetric)
+            for name, s in stats.items()}
+
+
+def sentinel_nodes(model: Any, stats: dict[str, RangeStats]) -> list[str]:
+    """Nodes producing or consuming a tensor that carried mask sentinels (|x| >= 1e30): kept float."""
+    flagged = {name for name, s in stats.items() if s.sentinels}
+    return [n.name for n in model.graph.node
+            if any(t in flagged for t in list(n.input) + list(n.output))]
 
 
 def write_ort_range_cache(ranges: dict[str, tuple[float, float]], path: str | Path) -> Path:

@@ -62,7 +62,7 @@ def test_distill_cli_end_to_end_and_resume(tmp_path, capsys):
     assert d["sizing"]["knob"] == "hidden" and d["sizing"]["attempts"]
     assert d["epochs"] == 3 and d["metric"] == "roc_auc" and 0.5 < d["test_roc_auc_pytorch"] <= 1.0
     roles = {a["role"] for a in manifest["artifacts"]}
-    assert {"student-weights", "student-spec", "labels"} <= roles
+    assert {"student-weights", "student-spec", "preprocessing"} <= roles
     spec = ModelSpec.load(out / "student" / "student.json")
     model = spec.build()
     assert spec.kwargs["hidden"] == d["sizing"]["value"]

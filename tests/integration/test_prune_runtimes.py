@@ -87,3 +87,23 @@ def test_cli_latency_budget_met_or_missed(tmp_path, capsys):
     assert main([*base, "--latency-budget", "10s", "--out", str(out2)]) == 0
     steps = json.loads((out2 / "build.json").read_text())["stages"][-1]["details"]["steps"]
     assert len(steps) == 1
+
+
+def test_cli_lowrank_decisions_are_measured_and_reload(tmp_path, capsys):
+    from edge_kd.cli import main
+    from edge_kd.models.spec import ModelSpec
+
+    out = tmp_path / "lr"
+    code = main(["prune", "edge_kd.testing.tiny_models:tiny_mlp", "--kwargs", '{"hidden": 256}',
+                 "--input", "features:1x12:float32", "--target", "tflite-int8", "--ratio", "0.2",
+                 "--lowrank", "0.5", "--lowrank-max", "1", "--lowrank-group", "layer", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    stage = json.loads((out / "build.json").read_text())["stages"][-1]
+    decisions = stage["details"]["lowrank"]
+    assert len(decisions) == 1
+    d = decisions[0]
+    assert d["latency_before_ms"] > 0 and d["latency_after_ms"] > 0 and d["macs_after"] < d["macs_before"]
+    assert d["kept"] == (d["latency_after_ms"] < d["latency_before_ms"] * 0.97)
+    model = ModelSpec.load(out / "model.json").build()
+    rewritten = isinstance(model.net[2], torch.nn.Sequential)
+    assert rewritten == d["kept"]

@@ -31,3 +31,15 @@ def test_cli_quantize_writes_artifact_and_manifest(tmp_path: Path, capsys):
     models = [a for a in manifest["artifacts"] if a["role"] == "model"]
     assert len(models) == 1 and models[0]["format"] == "ort" and (out / models[0]["path"]).is_file()
     assert {a["role"] for a in manifest["artifacts"]} >= {"model", "quantization-report", "fp32-reference"}
+
+
+def test_cli_quantize_from_image_data_spec(tmp_path: Path, capsys):
+    root = Path(__file__).resolve().parents[1] / "fixtures" / "images"
+    out = tmp_path / "b"
+    rc = main(["quantize", "edge_kd.testing.tiny_models:tiny_cnn", "--input", "image:1x3x32x32:float32",
+               "--target", "tflite-int8", "--calib", f"images:{root}?split=train&size=32&preprocessing=tf",
+               "--eval", f"images:{root}?split=test&size=32&preprocessing=tf", "--method", "minmax",
+               "--samples", "8", "--max-drop", "100pt", "--out", str(out), "--json"])
+    assert rc == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["metric"] == "top1" and summary["model"].endswith(".tflite")

@@ -64,12 +64,17 @@ def test_auto_picks_a_method_through_the_runtime(tmp_path: Path):
     assert result.report["method"] == best["method"]
 
 
-def test_tiny_text_int8_onnxruntime(tmp_path: Path):
+@pytest.mark.parametrize("target_name", ["ort-mobile", "android-arm64-xnnpack"])
+def test_tiny_text_int8(tmp_path: Path, target_name: str):
     rng = np.random.default_rng(0)
     samples = [(rng.integers(0, 100, (1, 16)),) for _ in range(16)]
-    result = quantize_model(tiny_text(), (torch.randint(0, 100, (1, 16)),), load_target("ort-mobile"), samples,
+    result = quantize_model(tiny_text(), (torch.randint(0, 100, (1, 16)),), load_target(target_name), samples,
                             tmp_path, method="minmax")
-    assert result.report["weights_storage"]["int8_tensors"] >= 2
+    if target_name == "ort-mobile":
+        assert result.report["weights_storage"]["int8_tensors"] >= 2
+    else:  # transformer on XNNPACK: weighted ops quantized (observers on linear outputs), adds kept float
+        tensors = [r["tensor"] for r in result.report["activation_ranges"]]
+        assert any("linear" in t for t in tensors) and not any(t.endswith(":add") for t in tensors)
     assert result.report["accuracy"]["int8"] >= 0.8
 
 

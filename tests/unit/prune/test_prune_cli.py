@@ -72,3 +72,9 @@ def test_prune_with_data_records_accuracy(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     steps = json.loads((out / "build.json").read_text())["stages"][-1]["details"]["steps"]
     assert steps[0]["accuracy"] is not None and steps[-1]["recovery"]["batches"] == 2
+
+
+def test_lowrank_needs_latency(tmp_path, capsys):
+    code = main(["prune", *CNN, "--macs", "0.5", "--lowrank", "0.9", "--no-latency", "--out", str(tmp_path / "b")])
+    assert code == 2 and "cannot be combined with --no-latency" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()

@@ -155,3 +155,54 @@ def test_best_effort_when_goal_unreachable():
     # embeddings + classifier protected: only the FFN of tiny_text can shrink, so 90% fewer MACs is impossible
     _, pruned, info, _ = _run("text", goal="macs", amount=0.9, round_to=1)
     assert not info.goal_met and info.macs_after < info.macs_before
+
+
+def _constant_channel_mlp():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)).eval()
+    with torch.no_grad():
+        model[0].weight.abs_()     # positive weights and inputs: every ReLU is active
+        model[0].weight[3] = 0.0   # lowest-magnitude channel: removed first ...
+        model[0].bias[3] = 5.0     # ... but it always outputs 5, a constant the next layer relies on
+        model[2].weight[:, 3] = 0.05
+    return model
+
+
+def test_bias_compensation_keeps_constant_channel_contribution():
+    from edge_kd.prune.pruner import input_stats, prune_channels, resolve_protected
+
+    x = torch.rand(16, 4)
+    cfg = PruneConfig(goal="macs", amount=0.5, round_to=1)
+    outputs = {}
+    for compensate in (False, True):
+        model = _constant_channel_mlp()
+        ref = model(x)
+        stats = input_stats(model, [(x,)]) if compensate else None
+        prune_channels(model, (x[:1],), cfg, 0.125, protected=resolve_protected(model, (x[:1],), cfg), stats=stats)
+        assert model[0].out_features == 7
+        outputs[compensate] = (model(x) - ref).abs().max().item()
+    assert outputs[False] > 0.1          # plain removal shifts the output by W2[:, 3] * 5
+    assert outputs[True] < 1e-5          # compensation folds it into the next layer's bias
+
+
+def test_bias_compensation_into_following_batchnorm():
+    from edge_kd.prune.pruner import input_stats, prune_channels, resolve_protected
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 4, 1, bias=False), nn.BatchNorm2d(4),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
+    with torch.no_grad():
+        model[0].weight.abs_()
+        model[0].bias.abs_()
+        model[0].weight[2] = 0.0   # constant channel with the smallest group norm
+        model[0].bias[2] = 3.0
+        model[2].weight[:, 2] = 0.05
+        model[3].running_var.fill_(1.0)
+    x = torch.rand(4, 3, 8, 8)
+    ref = model(x)
+    cfg = PruneConfig(goal="macs", amount=0.5, round_to=1, protect=("2",))  # only conv 0 loses channels
+    stats = input_stats(model, [(x,)])
+    assert stats.bn_after == {"2": "3"}
+    prune_channels(model, (x[:1],), cfg, 0.125, protected=resolve_protected(model, (x[:1],), cfg), stats=stats)
+    assert model[0].out_channels == 7 and float(model[0].bias.max()) < 3.0  # the constant channel went
+    torch.testing.assert_close(model(x), ref, atol=1e-5, rtol=1e-5)

@@ -66,17 +66,29 @@ def test_range_observer_uses_the_chosen_method():
     assert float(scale_mm) > float(scale)  # min/max keeps the tails: a coarser scale
 
 
-def test_module_filter_matches_module_and_children_only():
+def test_module_filter_matches_module_and_children_only_and_skips_mask_arithmetic():
+    class Blocks(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self._blocks = nn.ModuleList([nn.Linear(4, 4) for _ in range(11)])
+            self.after = nn.Linear(4, 4)
+
+        def forward(self, x, mask):
+            for b in self._blocks:
+                x = b(x)
+            x = x + (1 - mask) * -1e4  # float arithmetic on an integer mask input
+            return self.after(x)  # downstream of the mask add: an ordinary activation again
+
+    example = (torch.rand(1, 4), torch.ones(1, 4, dtype=torch.int64))
+    graph = torch.export.export(Blocks(), example, strict=False).module().graph
     keep = module_filter(["_blocks.1"])
-
-    class N:
-        def __init__(self, path):
-            self.meta = {"nn_module_stack": {"a": ("", "M"), "b": (path, "Conv2d")}}
-
-    assert not keep(N("_blocks.1"))
-    assert not keep(N("_blocks.1.conv"))
-    assert keep(N("_blocks.10"))
-    assert keep(N("_blocks.0"))
+    linear = [n for n in graph.nodes if n.op == "call_function" and "linear" in str(n.target)]
+    kept = {list(n.meta["nn_module_stack"].values())[-1][0]: keep(n) for n in linear}
+    assert kept["_blocks.1"] is False
+    assert kept["_blocks.10"] is True and kept["_blocks.0"] is True and kept["after"] is True
+    mask_ops = [n for n in graph.nodes if n.op == "call_function" and any(k in str(n.target) for k in
+                                                                           ("rsub", "sub", "mul", "add."))]
+    assert mask_ops and not any(keep(n) for n in mask_ops)  # the mask math and the scores + mask add
 
 
 # ---- quantize_model rejects bad input before any export ------------------------------------------------
