@@ -139,27 +139,6 @@ def benchmark_artifact(path: str | os.PathLike[str], target: "TargetProfile", *,
     }
 
 
-def _roc_auc(labels: "np.ndarray", scores: "np.ndarray") -> float | None:
-    """Area under the ROC curve by the rank-sum (Mann-Whitney U) formula, ties averaged."""
-    import numpy as np
-
-    labels = np.asarray(labels).astype(bool)
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if n_pos == 0 or n_neg == 0:
-        return None
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), dtype=np.float64)
-    sorted_scores = np.asarray(scores)[order]
-    i = 0
-    while i < len(sorted_scores):
-        j = i
-        while j + 1 < len(sorted_scores) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
 def _binary_scores(output: "np.ndarray") -> "np.ndarray":
     """Positive-class scores: logit of a single output, or the softmax-free logit difference of two."""
     import numpy as np
@@ -231,7 +210,9 @@ def evaluate_artifact(path: str | os.PathLike[str], samples: Iterable[tuple[tupl
         scores = _binary_scores(logits)
         threshold = 0.0  # logit 0 == probability 0.5
         accuracy = float(np.mean((scores > threshold) == (y > 0.5)))
-        auc = _roc_auc(y > 0.5, scores)
+        from edge_kd.metrics import roc_auc
+
+        auc = roc_auc(y > 0.5, scores)
         result.update(task_metric={"name": "roc_auc", "value": auc}, roc_auc=auc, accuracy=accuracy)
     if ref_firsts:
         ref = np.concatenate(ref_firsts, axis=0)

@@ -132,23 +132,13 @@ class TrainResult:
 
 # ---- metrics -----------------------------------------------------------------------------------
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with average ranks for ties)."""
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    labels = np.asarray(labels).ravel().astype(bool)
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if n_pos == 0 or n_neg == 0:
+    """Area under the ROC curve (see edge_kd.metrics.roc_auc); both classes must be present."""
+    from edge_kd.metrics import roc_auc as _roc_auc
+
+    value = _roc_auc(labels, scores)
+    if value is None:
         raise InputError("ROC-AUC needs both classes in the validation/test split")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), dtype=np.float64)
-    sorted_scores = scores[order]
-    i = 0
-    while i < len(scores):
-        j = i
-        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return value
 
 
 def metric_value(outputs: np.ndarray, labels: np.ndarray, metric: str) -> float:

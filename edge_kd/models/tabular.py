@@ -80,24 +80,11 @@ def tabular_mlp(num_numeric: int, cardinalities: Sequence[int] = (), num_classes
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC-AUC by the rank statistic (ties get average ranks). NaN when only one class is present."""
-    labels = np.asarray(labels).astype(bool)
-    scores = np.asarray(scores, dtype=np.float64)
-    n_pos = int(labels.sum())
-    n_neg = len(labels) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), dtype=np.float64)
-    sorted_scores = scores[order]
-    i = 0
-    while i < len(scores):
-        j = i
-        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    """ROC-AUC (see edge_kd.metrics.roc_auc). NaN when only one class is present."""
+    from edge_kd.metrics import roc_auc as _roc_auc
+
+    value = _roc_auc(labels, scores)
+    return math.nan if value is None else value
 
 
 def _predict(model: nn.Module, ds: Any, batch_size: int = 1024) -> np.ndarray:

@@ -101,10 +101,3 @@ class LiteRTBackend(ExecuTorchBackend):
                 "float32_tensors": sum(1 for t in big if str(t.get("dtype")) == "float32"),
                 "bytes": Path(path).stat().st_size}
 
-
-def quantized_io(path: Path, threads: int = 1) -> Any:
-    """A runner for ``path`` taking and returning floats whatever its I/O dtype (edge_kd.runtimes'
-    LiteRT runner quantizes inputs and dequantizes outputs of full-integer models)."""
-    from edge_kd.runtimes import open_runner
-
-    return open_runner(path, threads=threads)

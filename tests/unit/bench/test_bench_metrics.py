@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_kd.bench import _binary_scores, _roc_auc, evaluate_artifact, latency_stats, pick_core
+from edge_kd.bench import _binary_scores, evaluate_artifact, latency_stats, pick_core
+from edge_kd.metrics import roc_auc as _roc_auc
 from edge_kd.errors import InputError
 
 DATA = Path(__file__).resolve().parents[1] / "runtimes" / "data"
