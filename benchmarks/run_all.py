@@ -33,9 +33,11 @@ def main() -> int:
             status[name] = "no script"
             continue
         cmd = [sys.executable, str(script)]
-        if args.quick:
+        text = script.read_text()
+        # Pass the options on only to the scripts that take them.
+        if args.quick and '"--quick"' in text:
             cmd.append("--quick")
-        if args.data and name not in ("gate", "runtimes"):
+        if args.data and '"--data"' in text:
             cmd += ["--data", args.data]
         print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
         start = time.perf_counter()
