@@ -99,14 +99,13 @@ def _owned_by_us(folder: Path) -> bool:
     return (folder / MARKER).is_file()
 
 
-def _check_out_dir(out: Path, target_names: Sequence[str]) -> None:
+def _check_out_dir(out: Path) -> None:
     """Refuse an output folder that holds someone else's files (never overwrite them)."""
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a directory")
     if not out.is_dir() or _owned_by_us(out):
         return
-    entries = [p for p in out.iterdir()]
-    if entries:
+    if any(out.iterdir()):
         raise InputError(f"{out}: folder is not empty and was not made by edge-kd build; refusing to write into "
                          "someone else's files (choose an empty or new --out)")
 
@@ -114,11 +113,10 @@ def _check_out_dir(out: Path, target_names: Sequence[str]) -> None:
 def _validate_stage_settings(recipe: Any) -> None:
     """Names the stages will look up (losses, student family, pruning criterion): fail now, not in an hour."""
     from edge_kd.distill.losses import LOSSES
-    from edge_kd.models.students.base import make_family  # noqa: F401  (registers families)
-    from edge_kd.models.students.base import FAMILIES
-    import edge_kd.models.students.image  # noqa: F401
+    import edge_kd.models.students.image  # noqa: F401  (importing a family's module registers it)
     import edge_kd.models.students.tabular  # noqa: F401
     import edge_kd.models.students.text  # noqa: F401
+    from edge_kd.models.students.base import FAMILIES
 
     src = recipe.source
     for name in recipe.distill.losses:
@@ -158,7 +156,7 @@ def plan_build(recipe_path: str | os.PathLike[str], targets: Sequence[str] | Non
     if dupes:
         raise InputError(f"target {dupes[0]!r} is given twice")
     out_dir = Path(out) if out is not None else Path("builds") / recipe.name
-    _check_out_dir(out_dir, names)
+    _check_out_dir(out_dir)
     dirs = {p.name: out_dir / p.name for p in profiles}
     for name, d in dirs.items():
         if d.is_dir() and any(d.iterdir()) and not (d / MANIFEST_NAME).exists():
@@ -182,7 +180,7 @@ def build(recipe_path: str | os.PathLike[str], targets: Sequence[str] | None = N
     True
     """
     from edge_kd.build.stages import BuildContext, make_stages
-    from edge_kd.pipeline import Build, atomic_write_json, run_pipeline, validate_pipeline
+    from edge_kd.pipeline import Build, atomic_write_json, atomic_write_text, run_pipeline, validate_pipeline
     from edge_kd.pipeline.manifest import read_manifest
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -202,8 +200,7 @@ def build(recipe_path: str | os.PathLike[str], targets: Sequence[str] | None = N
         b = Build.create(build_dir, target=target.to_dict(), recipe=plan.recipe.to_dict())
         run_pipeline(stage_lists[target.name], b, {"recipe": plan.recipe, "target": target})
         summaries.append(BuildSummary.from_manifest(build_dir, read_manifest(build_dir)))
-    atomic_write_json(plan.out / "summary.json", [
-        {k: (str(v) if isinstance(v, Path) else v) for k, v in s.__dict__.items()} for s in summaries])
+    atomic_write_text(plan.out / "summary.json", summary_json(summaries) + "\n")
     return summaries
 
 

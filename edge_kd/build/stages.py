@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from edge_kd.errors import InputError
-from edge_kd.pipeline import Artifact, Build, Stage, content_hash
+from edge_kd.pipeline import Artifact, Stage, content_hash
 from edge_kd.pipeline.manifest import read_manifest
 
 STUDENT_SPEC = Path("student") / "student.json"
@@ -106,7 +105,7 @@ def _rows(arrays: tuple[np.ndarray, ...], labels: np.ndarray) -> list[tuple[tupl
     return [(tuple(np.ascontiguousarray(a[i:i + 1]) for a in arrays), labels[i]) for i in range(len(labels))]
 
 
-def _load_student(build: Build, spec_path: Path) -> Any:
+def _load_student(spec_path: Path) -> Any:
     from edge_kd.models.spec import ModelSpec
 
     return ModelSpec.load(spec_path).build()
@@ -194,7 +193,8 @@ class PruneStage(Stage):
 
         latency = None
         if cfg.goal == "latency":
-            latency = lambda m: runtime_latency(m, example, target, work_dir=build.root / ".prune-latency")["p50_ms"]
+            def latency(m: Any) -> float:
+                return float(runtime_latency(m, example, target)["latency_ms"]["p50"])
         config = PruneConfig(goal=cfg.goal, amount=cfg.amount, criterion=cfg.criterion,
                              round_to=cfg.round_to or target.pruning.round_to, protect=tuple(cfg.protect),
                              steps=cfg.steps)
@@ -232,7 +232,7 @@ class QuantizeStage(Stage):
         from edge_kd.data.splits import calibration_sample
 
         recipe, target, value = ctx["recipe"], ctx["target"], ctx["student_value"]
-        model = _load_student(build, ctx["student_spec"].path)
+        model = _load_student(ctx["student_spec"].path)
         from edge_kd.models.spec import ModelSpec
 
         example = ModelSpec.load(ctx["student_spec"].path).example_inputs()

@@ -79,7 +79,6 @@ def load_npz_samples(spec: str, limit: int | None = None):
 
 def cmd_bench(args: argparse.Namespace) -> int:
     import dataclasses
-    import json
     from pathlib import Path
 
     from edge_kd.bench import benchmark_artifact, evaluate_artifact

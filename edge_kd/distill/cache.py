@@ -13,9 +13,7 @@ checkpoint or a changed data file can never reuse stale outputs.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator

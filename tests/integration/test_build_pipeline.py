@@ -165,3 +165,23 @@ def test_bad_input_fails_before_any_work(tmp_path):
         assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1, (case, result.stderr)
     assert (tmp_path / "theirs" / "notes.txt").read_text() == "mine"
     assert not (tmp_path / "theirs" / "ort-mobile").exists()
+
+
+def test_build_with_pruning_stage(tmp_path):
+    """[prune].enabled adds a prune stage between distill and quantize; the shipped model is the pruned one."""
+    _write_data(tmp_path)
+    recipe = RECIPE.replace("[quantize]", "[prune]\nenabled = true\ngoal = \"macs\"\namount = 0.5\nsteps = 2\n"
+                                          "finetune_epochs = 1\n\n[quantize]")
+    (tmp_path / "recipe.toml").write_text(recipe)
+    result = _cli("build", "recipe.toml", "--target", "ort-mobile", "--out", "out", cwd=tmp_path)
+    assert result.returncode in (0, 1), result.stderr[-3000:]
+    manifest = json.loads((tmp_path / "out" / "ort-mobile" / "build.json").read_text())
+    stages = {s["name"]: s for s in manifest["stages"]}
+    assert list(stages) == ["distill", "prune", "quantize", "bench", "gate"]
+    steps = stages["prune"]["details"]["steps"]
+    assert stages["prune"]["details"]["goal_met"] and steps[-1]["macs"] <= 0.5 * steps[0]["macs"] * 1.05
+    from edge_kd.models.spec import ModelSpec
+    from edge_kd.prune.macs import count_macs
+
+    pruned = ModelSpec.load(tmp_path / "out" / "ort-mobile" / "pruned" / "student.json")
+    assert count_macs(pruned.build(), pruned.example_inputs()).total == steps[-1]["macs"]
