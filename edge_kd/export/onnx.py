@@ -33,11 +33,20 @@ def export_onnx(model: Any, example_inputs: tuple, out_path: str | os.PathLike[s
     return out_path
 
 
+def _is_qdq(onnx_path: Path) -> bool:
+    """Whether the model is in QDQ format (has QuantizeLinear/DequantizeLinear nodes)."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in model.graph.node)
+
+
 def convert_to_ort(onnx_path: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     """Convert an ``.onnx`` to ``<stem>.ort`` plus ``<stem>.required_operators.config`` in ``out_dir``.
 
-    Follows onnxruntime.tools.convert_onnx_models_to_ort (fixed optimization style, all graph
-    optimizations, minus the x86-only NCHWc layout transformer since the target is an ARM phone).
+    Follows onnxruntime.tools.convert_onnx_models_to_ort: all graph optimizations minus the x86-only
+    NCHWc layout transformer (the target is an ARM phone); fixed optimization style for float models,
+    runtime style (fusions saved, replayed at load) for QDQ int8 models.
 
     >>> convert_to_ort(Path("out/model.onnx"), Path("out"))     # doctest: +SKIP
     (PosixPath('out/model.ort'), PosixPath('out/model.required_operators.config'))
@@ -55,6 +64,12 @@ def convert_to_ort(onnx_path: str | os.PathLike[str], out_dir: str | os.PathLike
         so.optimized_model_filepath = str(tmp_ort)
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.add_session_config_entry("session.save_model_format", "ORT")
+        if _is_qdq(onnx_path):
+            # ORT's guidance for QDQ models on mobile: keep the QDQ node groups in the file and save their
+            # fusions as runtime optimizations. A build with the fused kernels (QGemm, QLinearConv...)
+            # replays them at load time; the prebuilt ORT Mobile package, which lacks some of them
+            # (com.microsoft::QGemm), still runs the file. Fixed style would bake those kernels in.
+            so.add_session_config_entry("optimization.minimal_build_optimizations", "save")
         so.log_severity_level = 3
         try:
             ort.InferenceSession(str(onnx_path), sess_options=so, providers=["CPUExecutionProvider"],

@@ -71,8 +71,9 @@ class EagerDiffers(torch.nn.Module):
 
 def test_parity_failure_raises_with_numbers_and_leaves_nothing(tmp_path):
     out = tmp_path / "out"
+    torch.manual_seed(0)  # the tolerance scales with the largest output (floor 1e-3): keep it deterministic
     with pytest.raises(InputError, match=r"model\.onnx: parity check failed in onnxruntime: max abs error 0\.5 > "
-                                         r"tolerance 0\.001 over 4 inputs .*no artifact written"):
+                                         r"tolerance 0\.00[0-9]+ over 4 inputs .*no artifact written"):
         export_model(EagerDiffers().eval(), (torch.rand(1, 4),), load_target("ort-mobile"), out)
     assert not out.exists()  # created by the export, removed with everything in it
     out.mkdir()
