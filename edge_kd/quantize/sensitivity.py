@@ -49,6 +49,25 @@ def _quantized_output(module: nn.Module, x: torch.Tensor, w: torch.Tensor) -> to
     return module._conv_forward(x, w, module.bias)  # Conv1d/Conv2d honour their padding mode here
 
 
+def _run_with_hooks(model: Any, layers: Sequence[tuple[str, Any]], samples: Sequence[Any], *,
+                    pre_hook: Any = None, hook: Any = None) -> None:
+    """Run ``samples`` through ``model`` with a per-layer (pre-)forward hook made by ``pre_hook(name)`` /
+    ``hook(name)``; the hooks are removed afterwards, also on error."""
+    handles = []
+    try:
+        for name, module in layers:
+            if pre_hook is not None:
+                handles.append(module.register_forward_pre_hook(pre_hook(name)))
+            if hook is not None:
+                handles.append(module.register_forward_hook(hook(name)))
+        with torch.no_grad():
+            for sample in samples:
+                model(*[torch.from_numpy(np.ascontiguousarray(a)) for a in sample])
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def layer_sensitivity(model: nn.Module, samples: Sequence[tuple[np.ndarray, ...]], *, method: str = "minmax",
                       percentile: float = 99.99, per_channel: bool = True, symmetric_activations: bool = False,
                       max_samples: int = 32) -> list[dict[str, Any]]:
@@ -60,7 +79,6 @@ def layer_sensitivity(model: nn.Module, samples: Sequence[tuple[np.ndarray, ...]
     samples = list(samples)[:max_samples]
     stats = {name: RangeStats() for name, _ in layers}
     order: dict[str, int] = {}
-    handles = []
 
     def observe(name: str):
         def hook(_module, inputs):
@@ -70,16 +88,7 @@ def layer_sensitivity(model: nn.Module, samples: Sequence[tuple[np.ndarray, ...]
         return hook
 
     model.eval()
-    try:
-        for name, module in layers:
-            handles.append(module.register_forward_pre_hook(observe(name)))
-        with torch.no_grad():
-            for sample in samples:
-                model(*[torch.from_numpy(np.ascontiguousarray(a)) for a in sample])
-    finally:
-        for h in handles:
-            h.remove()
-    handles.clear()
+    _run_with_hooks(model, layers, samples, pre_hook=observe)
 
     signal = {name: 0.0 for name, _ in layers}
     noise = {name: 0.0 for name, _ in layers}
@@ -101,15 +110,7 @@ def layer_sensitivity(model: nn.Module, samples: Sequence[tuple[np.ndarray, ...]
             noise[name] += float(((output.float() - yq) ** 2).sum())
         return hook
 
-    try:
-        for name, module in layers:
-            handles.append(module.register_forward_hook(measure(name)))
-        with torch.no_grad():
-            for sample in samples:
-                model(*[torch.from_numpy(np.ascontiguousarray(a)) for a in sample])
-    finally:
-        for h in handles:
-            h.remove()
+    _run_with_hooks(model, layers, samples, hook=measure)
 
     ranking = []
     for name, module in layers:
