@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import platform
 import sys
 import time
@@ -275,20 +276,36 @@ def teacher_resnet(args: argparse.Namespace):
     return model.eval(), train, test, info
 
 
+def _spec_of(name: str, size: int):
+    from edge_kd.models.spec import InputSpec, ModelSpec
+
+    image = (InputSpec("image", (1, 3, size, size), "float32", -1.0, 1.0),)
+    if name == "efficientnet_lite0":
+        return ModelSpec("edge_kd.models.efficientnet_lite:efficientnet_lite0", image,
+                         {"num_classes": 81, "pretrained": False, "image_size": size})
+    return ModelSpec("edge_kd.models.resnet:resnet18", image, {"num_classes": 81})
+
+
 def section_trained(name: str, args: argparse.Namespace, results: Results) -> None:
     import torch
 
     from edge_kd.prune.macs import count_macs, count_params
     from edge_kd.prune.pruner import PruneConfig
-    from edge_kd.prune.schedule import RecoveryConfig, run_schedule
+    from edge_kd.prune.schedule import RecoveryConfig, RecoveryData, run_schedule
 
     model, train, test, info = teacher_efficientnet(args) if name == "efficientnet_lite0" else teacher_resnet(args)
     size = info["image_size"]
     example = (torch.from_numpy(test.inputs([0])[0]),)
     calib = [(torch.from_numpy(train.inputs([i])[0]),) for i in range(0, len(train), max(1, len(train) // 64))][:64]
     work = Path(args.work) / name
+    recovery = RecoveryConfig(epochs=args.recovery_epochs, lr=args.recovery_lr, batch_size=32)
+    _, val, _ = load_grocery(args, size, info["preprocessing"].split()[0])
+    data = RecoveryData(train.inputs(), train.labels, val.inputs(), val.labels)
     section: dict[str, Any] = {"info": info, "eval_images": len(test), "steps": args.steps,
-                               "recovery": {"max_batches_per_step": args.recovery_batches, "batch": 32,
+                               "recovery": {"epochs_per_step": args.recovery_epochs, "batch": 32,
+                                            "peak_lr": args.recovery_lr, "train_images": len(train),
+                                            "trainer": "edge_kd.distill.trainer (AdamW, warm-up + cosine, "
+                                                       "best val epoch kept)",
                                             "loss": "hinton T=4 alpha=0.7, teacher = unpruned model"},
                                "rows": []}
     base_acc = accuracy(model, test)
@@ -302,10 +319,16 @@ def section_trained(name: str, args: argparse.Namespace, results: Results) -> No
     for amount, label in ((0.5, "2x fewer MACs"), (2 / 3, "3x fewer MACs")):
         t0 = time.perf_counter()
         cfg = PruneConfig(goal="macs", amount=amount, criterion=args.criterion, round_to=8, steps=args.steps)
-        res = run_schedule(model, example, cfg, teacher=model, train_batches=batches_fn(train, 32, seed=1),
-                           recovery=RecoveryConfig(epochs=1, max_batches=args.recovery_batches),
-                           evaluate=lambda m: accuracy(m, test))
+        torch.set_num_threads(args.train_threads)
+        res = run_schedule(model, example, cfg, teacher=model, recovery=recovery, recovery_data=data,
+                           evaluate=lambda m: accuracy(m, test),
+                           on_step=lambda r, _m: log(f"  step {r.step}: MACs ratio {r.macs_ratio}, top-1 "
+                                                     f"{r.accuracy_before_recovery} -> {r.accuracy} ({r.seconds} s)"))
+        torch.set_num_threads(args.threads)
         pruned = res.model
+        from edge_kd.prune.serialize import save_pruned  # reloadable (spec + safetensors) for re-measuring
+
+        save_pruned(pruned, _spec_of(name, size), work / "models", name=label.split()[0])
         log(f"{name} {label}: steps {[s.to_dict() for s in res.steps]}")
         row = {"variant": label, "macs": res.steps[-1].macs, "params": res.steps[-1].params,
                "macs_ratio": res.steps[0].macs / res.steps[-1].macs,
@@ -695,9 +718,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sections", nargs="+", default=["reference", "efficientnet_lite0", "resnet18"],
                         choices=["reference", "efficientnet_lite0", "resnet18", "remeasure", "cputime", "ortprofile", "sensitivity",
                                  "compensated"])
-    parser.add_argument("--eval-images", type=int, default=300)
+    parser.add_argument("--eval-images", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--recovery-batches", type=int, default=40, help="batches of 32 per recovery step")
+    parser.add_argument("--recovery-batches", type=int, default=40,
+                        help="sensitivity/compensated sections: batches of 32 per recovery step")
+    parser.add_argument("--recovery-epochs", type=int, default=2, help="trained sections: KD epochs per pruning step")
+    parser.add_argument("--recovery-lr", type=float, default=5e-4, help="trained sections: peak learning rate")
+    parser.add_argument("--train-threads", type=int, default=os.cpu_count() or 1,
+                        help="torch threads for recovery training (benchmarks run in their own pinned process)")
     parser.add_argument("--criterion", default="l2")
     parser.add_argument("--resnet-size", type=int, default=112)
     parser.add_argument("--resnet-epochs", type=int, default=4)

@@ -199,7 +199,8 @@ class PruneConfig:
     ``goal``/``amount``: ``params`` or ``macs`` with ``amount`` the fraction to REMOVE in (0, 1)
     (macs 0.5 = 2x fewer multiply-adds), or ``latency`` with ``amount`` a p50 budget in ms;
     ``criterion`` ranks channels (names in ``edge_kd.prune.criteria``: l1, l2, bn, taylor);
-    ``steps`` iterative rounds; ``finetune_epochs`` of recovery (distillation) after pruning;
+    ``steps`` iterative rounds; ``finetune_epochs`` of recovery after each step (the distillation
+    trainer against the unpruned model, at ``finetune_lr`` peak learning rate, batch ``[distill].batch_size``);
     ``round_to`` overrides the target profile's channel multiple; ``protect``: module names kept whole.
     """
 
@@ -209,6 +210,7 @@ class PruneConfig:
     criterion: str = "l2"
     steps: int = 1
     finetune_epochs: int = 2
+    finetune_lr: float = 5e-4
     round_to: int | None = None
     protect: tuple[str, ...] = ()
 
@@ -219,6 +221,8 @@ class PruneConfig:
             raise ValueError(f"a latency goal needs a positive amount (ms), got {self.amount}")
         if self.steps < 1 or self.finetune_epochs < 0:
             raise ValueError("steps must be >= 1 and finetune_epochs >= 0")
+        if not self.finetune_lr > 0:
+            raise ValueError(f"finetune_lr must be > 0, got {self.finetune_lr}")
         if self.round_to is not None and self.round_to < 1:
             raise ValueError("round_to must be >= 1")
 

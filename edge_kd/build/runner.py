@@ -123,9 +123,11 @@ def _validate_stage_settings(recipe: Any) -> None:
         if name not in LOSSES:
             raise ConfigError(f"unknown KD loss {name!r}; known: {', '.join(LOSSES.names())}", source=src,
                               key="distill.losses")
-    if recipe.student.family != "custom" and recipe.student.family not in FAMILIES:
+    from edge_kd.distill.run import TEACHER_FAMILY
+
+    if recipe.student.family not in ("custom", TEACHER_FAMILY) and recipe.student.family not in FAMILIES:
         raise ConfigError(f"unknown student family {recipe.student.family!r}; known: "
-                          f"{', '.join(FAMILIES.names())}, custom", source=src, key="student.family")
+                          f"{', '.join(FAMILIES.names())}, custom, {TEACHER_FAMILY}", source=src, key="student.family")
     if recipe.prune.enabled:
         from edge_kd.prune.criteria import CRITERIA
 

@@ -12,6 +12,7 @@ features, logits and runtime artifacts are computed once and the distillation is
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -83,8 +84,52 @@ class BuildContext:
         if self._family is None:
             from edge_kd.distill.run import make_student_family
 
-            self._family = make_student_family(self.recipe, self.load_data().train)
+            family, sdata = make_student_family(self.recipe, self.load_data().train)
+            if family is None:  # family "teacher": the student reads the data as the teacher does
+                sdata.prepare = self.teacher().prepare
+            self._family = (family, sdata)
         return self._family
+
+    def sibling_stage(self, name: str, key: str, own_root: Path) -> tuple[Path, dict[str, Any]] | None:
+        """A stage completed with the same cache key in another target's folder of this build (a stage
+        whose result does not depend on the target is then copied, not recomputed)."""
+        for manifest_path in sorted(self.shared_dir.parent.glob("*/build.json")):
+            root = manifest_path.parent
+            if root.resolve() == own_root.resolve():
+                continue
+            try:
+                stages = read_manifest(root).get("stages", [])
+            except Exception:  # noqa: BLE001 - a damaged sibling manifest only means no reuse
+                continue
+            for record in stages:
+                if record.get("name") == name and record.get("cache_key") == key and \
+                        record.get("status") in ("ok", "reused"):
+                    return root, record
+        return None
+
+    def adopt(self, name: str, key: str, build: Any, record: dict[str, Any], folder: Path) -> bool:
+        """Copy ``folder`` (relative to a build root) from a sibling target whose stage ``name`` completed
+        with ``key``; fills ``record`` and registers the copied files. False when there is none."""
+        found = self.sibling_stage(name, key, build.root)
+        if found is None or not (found[0] / folder).is_dir():
+            return False
+        source_root, source = found
+        dest = build.root / folder
+        tmp = dest.with_name(dest.name + ".adopting")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(source_root / folder, tmp)
+        shutil.rmtree(dest, ignore_errors=True)
+        tmp.rename(dest)  # atomic: a crash leaves the old folder or the complete copy
+        for entry in read_manifest(source_root).get("artifacts", []):
+            rel = Path(entry["path"])
+            if not rel.is_absolute() and rel.parts[:len(folder.parts)] == folder.parts and (build.root / rel).is_file():
+                build.add_artifact(build.root / rel, role=entry["role"], format=entry["format"])
+        record["details"] = dict(source.get("details") or {})
+        record["outputs"] = dict(source.get("outputs") or {})
+        record["reused_from"] = source_root.name
+        record["status"] = "reused"
+        self.log(f"{name}: same inputs as the completed stage for {source_root.name}; copied its result")
+        return True
 
     def student_arrays(self, split: str, value: Any, indices: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
         ds = getattr(self.load_data(), split)
@@ -105,6 +150,14 @@ def _rows(arrays: tuple[np.ndarray, ...], labels: np.ndarray) -> list[tuple[tupl
     return [(tuple(np.ascontiguousarray(a[i:i + 1]) for a in arrays), labels[i]) for i in range(len(labels))]
 
 
+def _student_identity(spec_path: Path) -> tuple[Path, Path | None]:
+    """What a student is for cache keys: its spec JSON and its weights file (the JSON names the file,
+    not its bytes, so a retrained student with the same architecture must still change the key)."""
+    weights = json.loads(spec_path.read_text()).get("weights")
+    path = spec_path.parent / weights if weights else None
+    return spec_path, (path if path is not None and path.is_file() else None)
+
+
 def _load_student(spec_path: Path) -> Any:
     from edge_kd.models.spec import ModelSpec
 
@@ -121,19 +174,26 @@ class DistillStage(Stage):
         self.shared = shared
 
     def cache_key(self, ctx: dict[str, Any]) -> str:
+        from edge_kd.distill.run import TEACHER_FAMILY
+
+        if ctx["recipe"].student.family == TEACHER_FAMILY:  # no sizing, no training: the same for every target
+            return content_hash("build-distill-teacher-v1", _recipe_part(ctx["recipe"], "distill"))
         return content_hash("build-distill-v1", _recipe_part(ctx["recipe"], "distill"),
                             _target_part(ctx["target"], "budgets", "runtime", "quantization"))
 
     def load_cached(self, ctx, build, record):
         spec = build.root / STUDENT_SPEC
-        value = (record.get("details") or {}).get("student", {}).get("value")
-        if spec.is_file() and (spec.parent / "student.safetensors").is_file() and value is not None:
-            return {"student_spec": Artifact(spec, "json", "student-spec"), "student_value": value}
+        student = (record.get("details") or {}).get("student", {})
+        if spec.is_file() and (spec.parent / "student.safetensors").is_file() and "value" in student:
+            return {"student_spec": Artifact(spec, "json", "student-spec"), "student_value": student["value"]}
         return None
 
     def run(self, ctx, build, record):
         from edge_kd.distill.run import distill
 
+        if self.shared.adopt(self.name, record["cache_key"], build, record, STUDENT_SPEC.parent):
+            return {"student_spec": Artifact(build.root / STUDENT_SPEC, "json", "student-spec"),
+                    "student_value": record["details"]["student"]["value"]}
         details = distill(ctx["recipe"], ctx["target"], build.root, resume=self.shared.resume,
                           device=self.shared.device, log=self.shared.log)
         # distill() records its files through its own handle on build.json: take them over.
@@ -154,52 +214,49 @@ class PruneStage(Stage):
         self.shared = shared
 
     def cache_key(self, ctx):
-        return content_hash("build-prune-v1", ctx["student_spec"].path, _recipe_part(ctx["recipe"], "prune"),
-                            _target_part(ctx["target"], "runtime", "pruning"))
+        # The runtime matters only to a latency goal: targets sharing round_to share the pruned model.
+        prune = ctx["recipe"].prune
+        return content_hash("build-prune-v2", *_student_identity(ctx["student_spec"].path),
+                            _recipe_part(ctx["recipe"], "prune"), prune.round_to or ctx["target"].pruning.round_to,
+                            _target_part(ctx["target"], "runtime") if prune.goal == "latency" else None)
 
     def load_cached(self, ctx, build, record):
         spec = build.root / PRUNED_DIR / "student.json"
         return {"student_spec": Artifact(spec, "json", "student-spec")} if spec.is_file() else None
 
     def run(self, ctx, build, record):
-        import torch
-
-        from edge_kd.distill.trainer import metric_value, predict
         from edge_kd.models.spec import ModelSpec
         from edge_kd.prune.pruner import PruneConfig
-        from edge_kd.prune.schedule import RecoveryConfig, run_schedule, runtime_latency
+        from edge_kd.prune.schedule import RecoveryConfig, RecoveryData, run_schedule, runtime_latency
         from edge_kd.prune.serialize import save_pruned
 
+        if self.shared.adopt(self.name, record["cache_key"], build, record, Path(PRUNED_DIR)):
+            return {"student_spec": Artifact(build.root / PRUNED_DIR / "student.json", "json", "student-spec")}
         cfg, target, value = ctx["recipe"].prune, ctx["target"], ctx["student_value"]
         spec = ModelSpec.load(ctx["student_spec"].path)
         model = spec.build()
         example = spec.example_inputs()
         splits = self.shared.load_data()
-        train_x = self.shared.student_arrays("train", value)
-        labels = splits.train.labels
-        val_x = self.shared.student_arrays("val", value)
         metric = "roc_auc" if self.shared.task == "binary" else "accuracy"
-        batch = int(ctx["recipe"].distill.batch_size)
+        data = RecoveryData(self.shared.student_arrays("train", value), splits.train.labels,
+                            self.shared.student_arrays("val", value), splits.val.labels, metric)
+        evaluate = data.evaluate
+        distill_cfg = ctx["recipe"].distill
+        recovery = RecoveryConfig(epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, batch_size=int(distill_cfg.batch_size),
+                                  temperature=distill_cfg.temperature, alpha=distill_cfg.alpha,
+                                  device=self.shared.device)
 
-        def batches():
-            order = np.random.default_rng(ctx["recipe"].seed).permutation(len(labels))
-            for s in range(0, len(order), batch):
-                idx = order[s:s + batch]
-                yield tuple(torch.from_numpy(np.ascontiguousarray(a[idx])) for a in train_x), \
-                    torch.from_numpy(labels[idx])
-
-        def evaluate(m):
-            return metric_value(predict(m, val_x), splits.val.labels, metric)
-
-        latency = None
-        if cfg.goal == "latency":
-            def latency(m: Any) -> float:
-                return float(runtime_latency(m, example, target)["latency_ms"]["p50"])
+        def latency(m: Any) -> float:
+            return float(runtime_latency(m, example, target)["latency_ms"]["p50"])
         config = PruneConfig(goal=cfg.goal, amount=cfg.amount, criterion=cfg.criterion,
                              round_to=cfg.round_to or target.pruning.round_to, protect=tuple(cfg.protect),
                              steps=cfg.steps)
-        result = run_schedule(model, example, config, teacher=model, train_batches=batches,
-                              recovery=RecoveryConfig(epochs=cfg.finetune_epochs), evaluate=evaluate, latency=latency)
+        result = run_schedule(model, example, config, teacher=model, recovery=recovery, recovery_data=data,
+                              evaluate=evaluate, latency=latency if cfg.goal == "latency" else None,
+                              on_step=lambda r, _m: self.shared.log(
+                                  f"prune step {r.step}: MACs x{1 / r.macs_ratio:.2f}, {metric} "
+                                  f"{r.accuracy_before_recovery if r.accuracy_before_recovery is not None else r.accuracy}"
+                                  f" -> {r.accuracy} ({r.seconds:.0f} s)"))
         path = save_pruned(result.model, spec, build.root / PRUNED_DIR, name="student")
         record["details"] = result.to_dict()
         if not result.goal_met:
@@ -219,7 +276,8 @@ class QuantizeStage(Stage):
         self.shared = shared
 
     def cache_key(self, ctx):
-        return content_hash("build-quantize-v1", ctx["student_spec"].path, _recipe_part(ctx["recipe"], "quantize"),
+        return content_hash("build-quantize-v2", *_student_identity(ctx["student_spec"].path),
+                            _recipe_part(ctx["recipe"], "quantize"),
                             _target_part(ctx["target"], "runtime", "quantization", "budgets"))
 
     def load_cached(self, ctx, build, record):

@@ -43,6 +43,11 @@ def run(args: argparse.Namespace) -> int:
                       log=lambda msg: print(msg, file=sys.stderr))
     metric = details["metric"]
     s = details["sizing"]
+    if details["student"]["family"] == "teacher":
+        print(f"student = the teacher ({s['params']:,} params), test {metric} "
+              f"{details[f'test_{metric}_pytorch']:.4f}; prune it to fit (edge-kd prune, or [prune] in edge-kd build) "
+              f"-> {args.out}")
+        return 0
     print(f"student {details['student']['family']} {s['knob']}={s['value']} ({s['params']:,} params): bundle "
           f"{s['bundle_bytes']:,} bytes ({s['method']}); val {metric} {details[f'best_val_{metric}']:.4f}, "
           f"test {metric} {details[f'test_{metric}_pytorch']:.4f} (teacher {details['teacher'][f'test_{metric}']:.4f}) "

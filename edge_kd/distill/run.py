@@ -8,7 +8,8 @@ preprocessing spec), with its decision and metrics recorded in the build manifes
     result["test_metric"], result["sizing"]["bundle_bytes"]
 
 Recipe fields used: ``[teacher]`` / ``[data]`` (through ``edge_kd.recipe``), ``[student]``
-``family`` + ``options`` (the family's knob and fixed sizes, see ``edge_kd.models.students``) +
+``family`` + ``options`` (the family's knob and fixed sizes, see ``edge_kd.models.students``; or
+``"teacher"``: start from the teacher's own architecture and weights, see ``TEACHER_FAMILY``) +
 ``max_params``; ``[distill]`` ``losses``, ``temperature``, ``alpha``, ``epochs``, ``lr``,
 ``weight_decay``, ``batch_size``, ``seed`` and ``options`` (strict keys, see :class:`DistillOptions`).
 """
@@ -30,6 +31,10 @@ STUDENT_WEIGHTS = "student.safetensors"
 STUDENT_SPEC = "student.json"
 PREPROCESS_FILE = "preprocess.json"
 LABELS_FILE = "labels.json"
+#: ``[student] family = "teacher"``: the student starts as the teacher itself (architecture and fine-tuned
+#: weights) and the prune stage makes it fit; the usual route when a pretrained trunk is the only way to
+#: good accuracy on little data (product photos), where a student from scratch cannot catch up.
+TEACHER_FAMILY = "teacher"
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,8 @@ class StudentData:
     family: Any
     label_names: list[str]
     kind: str  # text | arrays
+    #: the teacher's data preparation (image scaling), for a student that is the teacher itself
+    prepare: Callable[[Any], Any] | None = None
     _hashes: dict[int, list[list[int]]] = field(default_factory=dict)
 
     def text_spec(self, value: Any):
@@ -125,6 +132,8 @@ class StudentData:
             if key not in self._hashes:
                 self._hashes[key] = hash_texts(spec, ds.texts)
             return (ids_from_hashes(self._hashes[key], spec.buckets, spec.max_ids),)
+        if self.prepare is not None:
+            ds = self.prepare(ds)
         return tuple(np.ascontiguousarray(a) for a in ds.inputs())
 
     def extra_bytes(self, value: Any) -> int:
@@ -153,6 +162,13 @@ def make_student_family(recipe: Any, train: Any) -> tuple[Any, StudentData]:
     name = recipe.student.family
     n = train.num_classes
     kind = "arrays"
+    if name == TEACHER_FAMILY:
+        if hasattr(train, "texts"):
+            raise InputError("student family 'teacher' starts from the teacher's own network, which reads the data "
+                             "as it is; a text teacher tokenizes inside (use 'text_hashed' for text)")
+        if opts or recipe.student.max_params:
+            raise InputError("student family 'teacher' takes no options or max_params: the [prune] stage sizes it")
+        return None, StudentData(None, list(train.label_names), kind)
     if name == "text_hashed":
         if not hasattr(train, "texts"):
             raise InputError(f"student family 'text_hashed' reads text, but the training data is {type(train).__name__}")
@@ -281,6 +297,9 @@ def distill(recipe: Any, target: Any, out_dir: str | os.PathLike[str], *, resume
     log(f"teacher {teacher.name}: test {metric} {teacher_test:.4f} (PyTorch; outputs cached in {cache.root})")
 
     family, sdata = make_student_family(recipe, train_ds)
+    if family is None:
+        return _teacher_as_student(recipe, teacher, teacher_fp, teacher_test, teacher_seconds, sdata, metric,
+                                   build, out, log)
     if not recipe.student.max_params:
         # A student larger than its teacher defeats the purpose even when the budget would allow it.
         teacher_params = sum(p.numel() for p in teacher.model.parameters())
@@ -350,6 +369,53 @@ def distill(recipe: Any, target: Any, out_dir: str | os.PathLike[str], *, resume
             build.add_artifact(student_dir / STUDENT_WEIGHTS, role="student-weights", format="safetensors")
             build.add_artifact(student_dir / STUDENT_SPEC, role="student-spec", format="json")
             for path, role in sdata.write_assets(student_dir, value):
+                build.add_artifact(path, role=role, format="json")
+            record["outputs"] = {"spec": str(Path(STUDENT_DIR) / STUDENT_SPEC),
+                                 "weights": str(Path(STUDENT_DIR) / STUDENT_WEIGHTS)}
+        record["details"] = details
+    return details
+
+
+def teacher_student_key(recipe: Any, teacher_fp: str) -> str:
+    """The distill stage's key for ``family = "teacher"``: no target part (no sizing, no training), so
+    every target of a build shares the result."""
+    from edge_kd.pipeline import content_hash
+
+    return content_hash("distill-teacher-v1", teacher_fp, recipe.to_dict().get("student"))
+
+
+def _teacher_as_student(recipe: Any, teacher: Any, teacher_fp: str, teacher_test: float, teacher_seconds: float,
+                        sdata: StudentData, metric: str, build: Any, out: Path,
+                        log: Callable[[str], None]) -> dict[str, Any]:
+    """``family = "teacher"``: save the (fine-tuned) teacher as the student; the prune stage shrinks it
+    with distillation from this unpruned copy."""
+    import copy
+    from dataclasses import replace
+
+    from edge_kd.models.spec import save_state_dict
+
+    student = copy.deepcopy(teacher.model).cpu().eval()
+    params = sum(p.numel() for p in student.parameters())
+    spec = replace(teacher.spec, weights=STUDENT_WEIGHTS)
+    log(f"student: the teacher itself ({params:,} parameters); pruning sizes it for the target")
+    details = {
+        "sizing": {"method": "teacher copy (the prune stage sizes it)", "params": params},
+        "teacher": {"name": teacher.name, "weights_sha256": teacher_fp, f"test_{metric}": teacher_test,
+                    "seconds": round(teacher_seconds, 2)},
+        "student": {"family": TEACHER_FAMILY, "knob": None, "value": None, "params": params, "spec": spec.to_dict(),
+                    "preprocessing": dict(teacher.preprocessing)},
+        "metric": metric, "epochs": 0, f"test_{metric}_pytorch": teacher_test,
+    }
+    ctx = build.stage("distill", cache_key=teacher_student_key(recipe, teacher_fp)) if build is not None \
+        else _null_record()
+    with ctx as record:
+        if build is not None:
+            student_dir = out / STUDENT_DIR
+            save_state_dict(student, student_dir / STUDENT_WEIGHTS)
+            spec.save(student_dir / STUDENT_SPEC)
+            build.add_artifact(student_dir / STUDENT_WEIGHTS, role="student-weights", format="safetensors")
+            build.add_artifact(student_dir / STUDENT_SPEC, role="student-spec", format="json")
+            for path, role in sdata.write_assets(student_dir, None):
                 build.add_artifact(path, role=role, format="json")
             record["outputs"] = {"spec": str(Path(STUDENT_DIR) / STUDENT_SPEC),
                                  "weights": str(Path(STUDENT_DIR) / STUDENT_WEIGHTS)}

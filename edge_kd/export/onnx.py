@@ -41,17 +41,38 @@ def _is_qdq(onnx_path: Path) -> bool:
     return any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in model.graph.node)
 
 
+def _save_ort(onnx_path: Path, ort_out: Path, *, runtime_style: bool) -> None:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(ort_out)
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry("session.save_model_format", "ORT")
+    if runtime_style:
+        so.add_session_config_entry("optimization.minimal_build_optimizations", "save")
+    so.log_severity_level = 3
+    try:
+        ort.InferenceSession(str(onnx_path), sess_options=so, providers=["CPUExecutionProvider"],
+                             disabled_optimizers=["NchwcTransformer"])
+    except Exception as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{onnx_path}: ONNX Runtime cannot convert it to .ort: {message}") from None
+
+
 def convert_to_ort(onnx_path: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     """Convert an ``.onnx`` to ``<stem>.ort`` plus ``<stem>.required_operators.config`` in ``out_dir``.
 
     Follows onnxruntime.tools.convert_onnx_models_to_ort: all graph optimizations minus the x86-only
-    NCHWc layout transformer (the target is an ARM phone); fixed optimization style for float models,
-    runtime style (fusions saved, replayed at load) for QDQ int8 models.
+    NCHWc layout transformer (the target is an ARM phone), fixed optimization style: the fused kernels
+    (QLinearConv, QLinearMatMul...) are in the file, so ORT Mobile runs exactly what was benchmarked.
+    A QDQ model whose fixed-style graph would need an operator outside the ORT Mobile package
+    (``edge_kd.runtimes.ops``) is saved in runtime style instead (QDQ groups kept, fusions replayed at
+    load by builds that have the kernels). A full ONNX Runtime does not replay them, so such a file
+    benchmarks unfused here: the int8 helper avoids it by quantizing Gemm as MatMul + Add.
 
     >>> convert_to_ort(Path("out/model.onnx"), Path("out"))     # doctest: +SKIP
     (PosixPath('out/model.ort'), PosixPath('out/model.required_operators.config'))
     """
-    import onnxruntime as ort
     from onnxruntime.tools.ort_format_model import create_config_from_models
 
     onnx_path, out_dir = Path(onnx_path), Path(out_dir)
@@ -60,23 +81,13 @@ def convert_to_ort(onnx_path: str | os.PathLike[str], out_dir: str | os.PathLike
     ort_path = out_dir / f"{onnx_path.stem}.ort"
     config_path = out_dir / f"{onnx_path.stem}.required_operators.config"
     with atomic_path(ort_path) as tmp_ort:
-        so = ort.SessionOptions()
-        so.optimized_model_filepath = str(tmp_ort)
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.add_session_config_entry("session.save_model_format", "ORT")
+        _save_ort(onnx_path, tmp_ort, runtime_style=False)
         if _is_qdq(onnx_path):
-            # ORT's guidance for QDQ models on mobile: keep the QDQ node groups in the file and save their
-            # fusions as runtime optimizations. A build with the fused kernels (QGemm, QLinearConv...)
-            # replays them at load time; the prebuilt ORT Mobile package, which lacks some of them
-            # (com.microsoft::QGemm), still runs the file. Fixed style would bake those kernels in.
-            so.add_session_config_entry("optimization.minimal_build_optimizations", "save")
-        so.log_severity_level = 3
-        try:
-            ort.InferenceSession(str(onnx_path), sess_options=so, providers=["CPUExecutionProvider"],
-                                 disabled_optimizers=["NchwcTransformer"])
-        except Exception as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InputError(f"{onnx_path}: ONNX Runtime cannot convert it to .ort: {message}") from None
+            from edge_kd.runtimes.onnxruntime import inspect_ort
+            from edge_kd.runtimes.ops import violations
+
+            if violations("ort-mobile-operators", "onnxruntime", inspect_ort(tmp_ort)["operators"]):
+                _save_ort(onnx_path, tmp_ort, runtime_style=True)
         with atomic_path(config_path, suffix=".config") as tmp_config:
             with quiet_output():
                 create_config_from_models([tmp_ort], tmp_config, enable_type_reduction=False)

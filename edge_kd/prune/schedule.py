@@ -30,9 +30,12 @@ Batches = Callable[[], Iterable[tuple[tuple, Any]]]
 
 @dataclass(frozen=True)
 class RecoveryConfig:
-    """The short fine-tune after each pruning step: distillation from the unpruned model.
+    """The fine-tune after each pruning step: distillation from the unpruned model.
 
-    ``max_batches`` bounds the work per step (CPU budgets); ``loss`` is a name in edge_kd.distill.losses."""
+    With :class:`RecoveryData` the step runs edge_kd.distill's trainer (AdamW, warm-up + cosine decay,
+    validation every epoch, the best epoch's weights kept) for ``epochs`` epochs against the unpruned
+    model's logits, computed once. Without it, a plain loop over ``train_batches`` runs, bounded by
+    ``max_batches`` (quick CPU checks). ``loss`` is a name in edge_kd.distill.losses."""
 
     epochs: int = 1
     max_batches: int | None = None
@@ -41,12 +44,47 @@ class RecoveryConfig:
     loss: str = "hinton"
     temperature: float = 4.0
     alpha: float = 0.7
+    batch_size: int = 32
+    warmup_fraction: float = 0.05
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
             raise InputError(f"recovery epochs must be >= 0, got {self.epochs}")
         if self.lr <= 0:
             raise InputError(f"recovery lr must be > 0, got {self.lr}")
+        if self.batch_size < 1:
+            raise InputError(f"recovery batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class RecoveryData:
+    """Arrays for recovery through the distillation trainer: training inputs and labels, and a
+    validation split that picks the best epoch (``metric``: accuracy or roc_auc)."""
+
+    train_inputs: tuple[Any, ...]
+    train_labels: Any
+    val_inputs: tuple[Any, ...]
+    val_labels: Any
+    metric: str = "accuracy"
+
+    def batches(self, batch_size: int, seed: int = 0) -> Batches:
+        """``train_batches`` over these arrays (for Taylor importance), shuffled by ``seed``."""
+        import numpy as np
+        import torch
+
+        def gen():
+            order = np.random.default_rng(seed).permutation(len(self.train_labels))
+            for s in range(0, len(order), batch_size):
+                idx = order[s:s + batch_size]
+                yield (tuple(torch.from_numpy(np.ascontiguousarray(a[idx])) for a in self.train_inputs),
+                       torch.from_numpy(np.asarray(self.train_labels)[idx]))
+        return gen
+
+    def evaluate(self, model: Any) -> float:
+        from edge_kd.distill.trainer import metric_value, predict
+
+        return metric_value(predict(model, self.val_inputs, batch_size=64), self.val_labels, self.metric)
 
 
 def _kd_loss(config: RecoveryConfig) -> Any:
@@ -54,6 +92,37 @@ def _kd_loss(config: RecoveryConfig) -> Any:
     from edge_kd.distill.losses import build_loss
 
     return build_loss(config.loss, temperature=config.temperature, alpha=config.alpha)
+
+
+def teacher_logits(teacher: Any, data: RecoveryData, batch_size: int = 64) -> Any:
+    """The unpruned model's outputs on the training rows (eval mode): the soft targets of every step."""
+    from edge_kd.distill.trainer import predict
+
+    return predict(teacher, data.train_inputs, batch_size=batch_size)
+
+
+def recover_with_trainer(student: Any, soft_targets: Any | None, data: RecoveryData, config: RecoveryConfig,
+                         *, checkpoint_dir: str | Path | None = None) -> dict[str, Any]:
+    """Fine-tune ``student`` in place with edge_kd.distill's trainer for ``config.epochs`` epochs against
+    ``soft_targets`` (hard labels only when None); the best validation epoch's weights are kept.
+    Returns {epochs, best_epoch, best_metric, seconds, history}."""
+    from edge_kd.distill.losses import build_loss
+    from edge_kd.distill.trainer import DistillData, EvalData, TrainConfig, train_student
+
+    start = time.perf_counter()
+    loss = _kd_loss(config) if soft_targets is not None else build_loss("ce")
+    train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                               weight_decay=config.weight_decay, warmup_fraction=config.warmup_fraction,
+                               patience=config.epochs + 1, metric=data.metric, device=config.device,
+                               eval_batch_size=64)
+    result = train_student(student, loss, DistillData(tuple(data.train_inputs), data.train_labels, soft_targets),
+                           EvalData(tuple(data.val_inputs), data.val_labels), train_config,
+                           checkpoint_dir=checkpoint_dir)
+    student.cpu().eval()
+    return {"epochs": result.epochs_run, "best_epoch": result.best_epoch,
+            "best_val_metric": round(float(result.best_metric), 6), "device": result.device,
+            "seconds": round(time.perf_counter() - start, 2),
+            "history": result.history}
 
 
 def recover(student: Any, teacher: Any | None, train_batches: Batches, config: RecoveryConfig) -> dict[str, Any]:
@@ -154,18 +223,24 @@ def _taylor_batches(train_batches: Batches | None, n: int) -> list | None:
 
 def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teacher: Any | None = None,
                  train_batches: Batches | None = None, recovery: RecoveryConfig | None = None,
+                 recovery_data: RecoveryData | None = None,
                  evaluate: Callable[[Any], float] | None = None,
                  latency: Callable[[Any], float] | None = None,
                  on_step: Callable[[StepReport, Any], None] | None = None) -> ScheduleResult:
     """Prune ``model`` (a copy; the input is untouched) in ``config.steps`` steps toward the goal.
 
     ``teacher``: distillation source for recovery (default: the unpruned model itself).
-    ``train_batches()``: a fresh iterable of ``((inputs...), labels)`` per call; recovery is skipped without it.
+    ``train_batches()``: a fresh iterable of ``((inputs...), labels)`` per call (Taylor importance, and the
+    quick recovery loop when there is no ``recovery_data``); recovery is skipped without either.
+    ``recovery_data``: arrays for recovery through the distillation trainer (the teacher's logits are
+    computed once; each step trains ``recovery.epochs`` epochs and keeps its best validation epoch).
     ``evaluate(model) -> float``: the task metric (accuracy) after each step.
     ``latency(model) -> float``: p50 ms in the target runtime; required for a latency goal.
     ``on_step(report, model)``: called after each step (e.g. to write a checkpoint).
     """
     recovery = recovery or RecoveryConfig()
+    if train_batches is None and recovery_data is not None:
+        train_batches = recovery_data.batches(recovery.batch_size)
     if config.goal == "latency" and latency is None:
         raise InputError("a latency goal needs a latency measurement (a target runtime to export to)")
     if _needs_grads(config) and train_batches is None:
@@ -175,6 +250,9 @@ def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teac
     protected = resolve_protected(original, example_inputs, config)
     build_pruner(copy.deepcopy(original), example_inputs, config, 0.0, protected)  # fail fast
     reference = {"params": count_params(original), "macs": count_macs(original, example_inputs).total}
+    soft_targets = None
+    if recovery_data is not None and recovery.epochs > 0:
+        soft_targets = teacher_logits(teacher, recovery_data)
 
     def measure_step(step: int, current: Any, fraction: float | None, ratio: float, t0: float,
                      acc_before: float | None = None, rec: dict | None = None) -> StepReport:
@@ -212,7 +290,9 @@ def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teac
                                      reference=reference, stats_inputs=stats_inputs)
         acc_before = evaluate(pruned) if (evaluate and train_batches is not None) else None
         rec = {}
-        if train_batches is not None and recovery.epochs > 0:
+        if recovery_data is not None and recovery.epochs > 0:
+            rec = recover_with_trainer(pruned, soft_targets, recovery_data, recovery)
+        elif train_batches is not None and recovery.epochs > 0:
             rec = recover(pruned, teacher, train_batches, recovery)
         report = measure_step(k, pruned, round(fraction, 4), info.channel_ratio, t0, acc_before, rec)
         steps.append(report)

@@ -46,6 +46,51 @@ def _weighted_nodes(model: Any) -> list[tuple[Any, tuple[int, ...]]]:
     return found
 
 
+def gemm_as_matmul(model: Any) -> int:
+    """Rewrite ``Gemm(A, B, C)`` (alpha = beta = 1, no transA, constant B) as ``MatMul(A, B') + C`` in
+    place, keeping the node's name and metadata; returns how many were rewritten.
+
+    Why: ORT fuses a QDQ Gemm into ``com.microsoft::QGemm``, which the ORT Mobile package does not
+    have, while a QDQ MatMul becomes ``QLinearMatMul`` (standard ONNX) and the bias add ``QLinearAdd``,
+    both in the package. The model computes the same function."""
+    from onnx import helper, numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    attrs = lambda n: {a.name: helper.get_attribute_value(a) for a in n.attribute}  # noqa: E731
+    new_nodes, count = [], 0
+    for node in model.graph.node:
+        a = attrs(node) if node.op_type == "Gemm" else {}
+        if node.op_type != "Gemm" or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0 \
+                or a.get("transA", 0) or node.input[1] not in inits:
+            new_nodes.append(node)
+            continue
+        weight = inits[node.input[1]]
+        if a.get("transB", 0):
+            transposed = numpy_helper.from_array(numpy_helper.to_array(weight).T.copy(), weight.name + "_t")
+            model.graph.initializer.append(transposed)
+            b = transposed.name
+        else:
+            b = weight.name
+        has_bias = len(node.input) > 2 and node.input[2]
+        mm_out = node.output[0] + "_matmul" if has_bias else node.output[0]
+        matmul = helper.make_node("MatMul", [node.input[0], b], [mm_out], name=node.name)
+        matmul.metadata_props.extend(node.metadata_props)
+        new_nodes.append(matmul)
+        if has_bias:
+            add = helper.make_node("Add", [mm_out, node.input[2]], [node.output[0]], name=node.name + "_bias")
+            add.metadata_props.extend(node.metadata_props)
+            new_nodes.append(add)
+        count += 1
+    if count:
+        used = {i for n in new_nodes for i in n.input}
+        keep = [i for i in model.graph.initializer if i.name in used]
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(keep)
+        del model.graph.node[:]
+        model.graph.node.extend(new_nodes)
+    return count
+
+
 def map_layers_to_nodes(model: Any, layers: Sequence[dict[str, Any]]) -> dict[str, str]:
     """torch layer name -> ONNX node name.
 
@@ -121,6 +166,9 @@ class OrtBackend:
         except Exception:  # pre-processing is an optimisation; quantizing the exported graph still works
             preprocessed = False
             pre.write_bytes(Path(fp32).read_bytes())
+        graph = onnx.load(str(pre))
+        if gemm_as_matmul(graph):
+            onnx.save(graph, str(pre))
         nodes: list[str] = []
         if exclude:
             mapping = map_layers_to_nodes(onnx.load(str(pre)), layers)

@@ -185,3 +185,35 @@ def test_build_with_pruning_stage(tmp_path):
 
     pruned = ModelSpec.load(tmp_path / "out" / "ort-mobile" / "pruned" / "student.json")
     assert count_macs(pruned.build(), pruned.example_inputs()).total == steps[-1]["macs"]
+
+
+def test_teacher_as_student_pruned_once_for_all_targets(tmp_path):
+    """[student] family = "teacher": the student starts as the teacher and the prune stage shrinks it.
+    Neither stage depends on the target here, so the second target copies both from the first."""
+    _write_data(tmp_path)
+    recipe = RECIPE.replace('family = "tabular_mlp"\nmax_params = 4000', 'family = "teacher"').replace(
+        "[quantize]", "[prune]\nenabled = true\ngoal = \"params\"\namount = 0.5\nsteps = 1\n"
+                      "finetune_epochs = 2\n\n[quantize]")
+    (tmp_path / "recipe.toml").write_text(recipe)
+    result = _cli("build", "recipe.toml", "--target", "ort-mobile", "--target", "tflite-int8", "--out", "out",
+                  cwd=tmp_path)
+    assert result.returncode in (0, 1), result.stderr[-3000:]
+    first, second = (json.loads((tmp_path / "out" / t / "build.json").read_text()) for t in ("ort-mobile", "tflite-int8"))
+    stages1 = {s["name"]: s for s in first["stages"]}
+    stages2 = {s["name"]: s for s in second["stages"]}
+    assert stages1["distill"]["details"]["student"]["family"] == "teacher"
+    assert stages1["distill"]["status"] == "ok" and stages1["prune"]["status"] == "ok"
+    for name in ("distill", "prune"):
+        assert stages2[name]["status"] == "reused" and stages2[name]["reused_from"] == "ort-mobile", name
+        assert stages2[name]["cache_key"] == stages1[name]["cache_key"]
+    assert stages2["quantize"]["status"] == "ok"  # the runtime differs: exported again
+    for rel in ("pruned/student.safetensors", "student/student.safetensors", "student/labels.json"):
+        assert (tmp_path / "out" / "ort-mobile" / rel).read_bytes() == (tmp_path / "out" / "tflite-int8" / rel).read_bytes()
+    teacher_params = stages1["distill"]["details"]["student"]["params"]
+    steps = stages1["prune"]["details"]["steps"]
+    assert steps[0]["params"] == teacher_params and steps[-1]["params"] <= 0.5 * teacher_params * 1.05
+    assert steps[-1]["recovery"]["epochs"] == 2
+    assert any(a["path"] == "student/labels.json" for a in second["artifacts"])
+    # the shipped artifact of each target is the pruned model and runs in its runtime
+    for manifest in (first, second):
+        assert manifest["metrics"]["task_metric"]["value"] is not None

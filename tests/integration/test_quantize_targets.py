@@ -127,3 +127,21 @@ def test_missed_budget_still_writes_best_candidate(tmp_path: Path):
     assert not fb["met_budget"] and fb["missed_by_pt"] > 0
     assert not result.report["accuracy"]["within_budget"]
     assert result.primary.is_file() and (tmp_path / "model.quantize.json").is_file()
+
+
+def test_ort_int8_linear_layers_stay_in_the_mobile_package_and_fused(tmp_path: Path):
+    """A QDQ Gemm would fuse into com.microsoft::QGemm, which ORT Mobile lacks; edge_kd quantizes
+    Linear layers as MatMul + Add, so the fixed-style .ort holds fused QLinearMatMul kernels and no
+    operator outside the package (and the file runs what was benchmarked)."""
+    from edge_kd.runtimes import open_runner
+    from edge_kd.runtimes.onnxruntime import inspect_ort
+    from edge_kd.testing.tiny_models import tiny_mlp
+
+    rng = np.random.default_rng(0)
+    samples = [(rng.standard_normal((1, 12)).astype(np.float32),) for _ in range(32)]
+    result = quantize_model(tiny_mlp(), (torch.zeros(1, 12),), load_target("ort-mobile"), samples, tmp_path,
+                            method="minmax")
+    ops = inspect_ort(result.primary)["operators"]
+    assert "com.microsoft::QGemm" not in ops and "Gemm" not in ops, ops
+    assert ops.get("QLinearMatMul", 0) >= 2, ops
+    assert open_runner(result.primary, threads=1).ops("ort-mobile-operators")["violations"] == []

@@ -49,7 +49,7 @@ def test_examples_load(tmp_path):
         assert "${" not in r.data.train
     grocery = load_recipe(REPO / "examples" / "product_image_grocery.toml", shared_data="/data")
     assert grocery.data.test == "images:/data/grocery-store?split=test&label=fine&size=224"
-    assert grocery.prune.enabled and grocery.prune.amount == 0.3
+    assert grocery.prune.enabled and grocery.prune.amount == 0.3 and grocery.student.family == "teacher"
 
 
 def test_bundled_example_runs_without_shared_data(tmp_path):

@@ -4,7 +4,7 @@ import torch
 
 from edge_kd.errors import InputError
 from edge_kd.prune.pruner import PruneConfig
-from edge_kd.prune.schedule import RecoveryConfig, recover, run_schedule
+from edge_kd.prune.schedule import RecoveryConfig, RecoveryData, recover, run_schedule
 from edge_kd.testing.tiny_models import TINY_SPECS, tiny_cnn
 
 
@@ -67,3 +67,42 @@ def test_latency_goal_missed_reports_by_how_much():
 def test_latency_goal_needs_a_runtime():
     with pytest.raises(InputError, match="latency measurement"):
         run_schedule(tiny_cnn(), TINY_SPECS["cnn"].example_inputs(), PruneConfig(goal="latency", amount=5.0))
+
+
+def _colour_task(n: int, seed: int):
+    """4 classes: which colour channel carries a brighter patch, or all three (a tiny CNN with global
+    pooling learns it)."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 4, (n,), generator=g)
+    x = torch.rand(n, 3, 32, 32, generator=g) * 0.5
+    for i, k in enumerate(y.tolist()):
+        channels = slice(k, k + 1) if k < 3 else slice(0, 3)
+        x[i, channels, 8:24, 8:24] += 0.4
+    return x.numpy(), y.numpy()
+
+
+def test_trainer_recovery_restores_accuracy_after_pruning():
+    """Recovery through the distillation trainer: the teacher's logits are computed once, each step
+    trains whole epochs and keeps its best validation epoch, and the pruned model gets its accuracy back."""
+    from edge_kd.prune.schedule import recover_with_trainer
+
+    torch.manual_seed(0)
+    x, y = _colour_task(384, 0)
+    vx, vy = _colour_task(128, 1)
+    data = RecoveryData((x,), y, (vx,), vy)
+    teacher = tiny_cnn(width=16)
+    recover_with_trainer(teacher, None, data, RecoveryConfig(epochs=8, lr=1e-2, device="cpu"))
+    assert data.evaluate(teacher) > 0.9
+    config = PruneConfig(goal="macs", amount=0.7, steps=2, round_to=1)
+    bare = run_schedule(teacher, (torch.from_numpy(x[:1]),), config, recovery=RecoveryConfig(epochs=0),
+                        recovery_data=data, evaluate=data.evaluate)
+    healed = run_schedule(teacher, (torch.from_numpy(x[:1]),), config, teacher=teacher, recovery_data=data,
+                          recovery=RecoveryConfig(epochs=5, lr=5e-3, alpha=0.5, device="cpu"),
+                          evaluate=data.evaluate)
+    assert healed.steps[-1].macs == bare.steps[-1].macs  # same architecture, only the weights differ
+    last = healed.steps[-1]
+    assert last.recovery["epochs"] == 5 and 1 <= last.recovery["best_epoch"] <= 5
+    assert last.accuracy > 0.85 and last.accuracy > bare.steps[-1].accuracy + 0.1, (last.accuracy, bare.steps[-1].accuracy)
+    # the best validation epoch's weights are the ones kept (evaluate() reads the same validation rows)
+    assert abs(last.accuracy - last.recovery["best_val_metric"]) < 1e-6
+    assert last.recovery["best_val_metric"] == max(h["val_accuracy"] for h in last.recovery["history"])
