@@ -276,7 +276,7 @@ class QuantizeStage(Stage):
         self.shared = shared
 
     def cache_key(self, ctx):
-        return content_hash("build-quantize-v2", *_student_identity(ctx["student_spec"].path),
+        return content_hash("build-quantize-v3", *_student_identity(ctx["student_spec"].path),
                             _recipe_part(ctx["recipe"], "quantize"),
                             _target_part(ctx["target"], "runtime", "quantization", "budgets"))
 

@@ -46,18 +46,19 @@ def _weighted_nodes(model: Any) -> list[tuple[Any, tuple[int, ...]]]:
     return found
 
 
-def gemm_as_matmul(model: Any) -> int:
+def gemm_as_matmul(model: Any) -> list[str]:
     """Rewrite ``Gemm(A, B, C)`` (alpha = beta = 1, no transA, constant B) as ``MatMul(A, B') + C`` in
-    place, keeping the node's name and metadata; returns how many were rewritten.
+    place, keeping the node's name and metadata; returns the names of the bias ``Add`` nodes.
 
     Why: ORT fuses a QDQ Gemm into ``com.microsoft::QGemm``, which the ORT Mobile package does not
-    have, while a QDQ MatMul becomes ``QLinearMatMul`` (standard ONNX) and the bias add ``QLinearAdd``,
-    both in the package. The model computes the same function."""
+    have. Quantizing the MatMul and keeping the bias add in float (the caller excludes the returned
+    nodes) gives ``MatMulIntegerToFloat`` + ``Add``, both in the package, with the bias exact, as in
+    a Gemm. The model computes the same function."""
     from onnx import helper, numpy_helper
 
     inits = {i.name: i for i in model.graph.initializer}
     attrs = lambda n: {a.name: helper.get_attribute_value(a) for a in n.attribute}  # noqa: E731
-    new_nodes, count = [], 0
+    new_nodes, bias_adds, rewritten = [], [], 0
     for node in model.graph.node:
         a = attrs(node) if node.op_type == "Gemm" else {}
         if node.op_type != "Gemm" or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0 \
@@ -76,19 +77,20 @@ def gemm_as_matmul(model: Any) -> int:
         matmul = helper.make_node("MatMul", [node.input[0], b], [mm_out], name=node.name)
         matmul.metadata_props.extend(node.metadata_props)
         new_nodes.append(matmul)
+        rewritten += 1
         if has_bias:
             add = helper.make_node("Add", [mm_out, node.input[2]], [node.output[0]], name=node.name + "_bias")
             add.metadata_props.extend(node.metadata_props)
             new_nodes.append(add)
-        count += 1
-    if count:
+            bias_adds.append(add.name)
+    if rewritten:
         used = {i for n in new_nodes for i in n.input}
         keep = [i for i in model.graph.initializer if i.name in used]
         del model.graph.initializer[:]
         model.graph.initializer.extend(keep)
         del model.graph.node[:]
         model.graph.node.extend(new_nodes)
-    return count
+    return bias_adds
 
 
 def map_layers_to_nodes(model: Any, layers: Sequence[dict[str, Any]]) -> dict[str, str]:
@@ -166,9 +168,11 @@ class OrtBackend:
         except Exception:  # pre-processing is an optimisation; quantizing the exported graph still works
             preprocessed = False
             pre.write_bytes(Path(fp32).read_bytes())
-        graph = onnx.load(str(pre))
-        if gemm_as_matmul(graph):
-            onnx.save(graph, str(pre))
+        proto = onnx.load(str(pre))
+        had_gemm = any(n.op_type == "Gemm" for n in proto.graph.node)
+        float_adds = gemm_as_matmul(proto)
+        if had_gemm:
+            onnx.save(proto, str(pre))
         nodes: list[str] = []
         if exclude:
             mapping = map_layers_to_nodes(onnx.load(str(pre)), layers)
@@ -177,6 +181,7 @@ class OrtBackend:
         model_pre = onnx.load(str(pre))
         masked = sentinel_nodes(model_pre, stats)
         outputs = [o.name for o in model_pre.graph.output]
+        nodes += [n for n in float_adds if n not in nodes]
         return OrtCalibration(pre, stats, nodes + [n for n in masked if n not in nodes], preprocessed, workdir,
                               outputs, masked)
 
