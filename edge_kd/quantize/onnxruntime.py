@@ -93,6 +93,58 @@ def gemm_as_matmul(model: Any) -> list[str]:
     return bias_adds
 
 
+def gather_before_dequantize(model: Any) -> int:
+    """``DequantizeLinear(W_q) -> Gather -> QuantizeLinear -> DequantizeLinear`` with the same scale and
+    zero point on both sides becomes ``Gather(W_q) -> DequantizeLinear``: identical values (re-quantizing a
+    dequantized int8 value with its own parameters gives it back), but only the looked-up rows are
+    dequantized instead of the whole embedding table on every call. ORT drops these pairs itself only
+    where int8 activations stay int8 (not on x86, where it moves them to uint8 first). Returns the count."""
+    import onnx
+    from onnx import helper
+
+    consumers: dict[str, list[Any]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    inits = {i.name for i in model.graph.initializer}
+    graph_outputs = {o.name for o in model.graph.output}
+    drop: set[int] = set()
+    count = 0
+    for gather in list(model.graph.node):
+        if gather.op_type != "Gather":
+            continue
+        dq = producer.get(gather.input[0])
+        axis = {a.name: helper.get_attribute_value(a) for a in gather.attribute}.get("axis", 0)
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in inits or axis != 0:
+            continue
+        if any(a.name == "axis" for a in dq.attribute) or len(consumers.get(dq.output[0], [])) != 1:
+            continue  # per-channel table or a shared dequantized table: leave it
+        users = consumers.get(gather.output[0], [])
+        if len(users) != 1 or users[0].op_type != "QuantizeLinear" or gather.output[0] in graph_outputs:
+            continue
+        q = users[0]
+        if list(q.input[1:]) != list(dq.input[1:]):
+            continue
+        after = consumers.get(q.output[0], [])
+        if not after or any(n.op_type != "DequantizeLinear" or list(n.input[1:]) != list(dq.input[1:]) for n in after):
+            continue
+        # Gather the int8 table, then let the existing DequantizeLinear nodes read the int8 rows.
+        gather.input[0] = dq.input[0]
+        for n in after:
+            n.input[0] = gather.output[0]
+        for info in model.graph.value_info:
+            if info.name == gather.output[0]:  # the gathered rows are int8 now
+                info.type.tensor_type.elem_type = onnx.TensorProto.INT8
+        drop.update({id(dq), id(q)})
+        count += 1
+    if count:
+        kept = [n for n in model.graph.node if id(n) not in drop]
+        del model.graph.node[:]
+        model.graph.node.extend(kept)
+    return count
+
+
 def map_layers_to_nodes(model: Any, layers: Sequence[dict[str, Any]]) -> dict[str, str]:
     """torch layer name -> ONNX node name.
 
@@ -187,6 +239,7 @@ class OrtBackend:
 
     def build(self, calibrated: OrtCalibration, method: str, example_inputs: tuple, out_path: Path
               ) -> tuple[list[Path], list[dict[str, Any]]]:
+        import onnx
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
         from edge_kd.export.onnx import convert_to_ort
@@ -205,6 +258,9 @@ class OrtBackend:
                                 nodes_to_exclude=list(calibrated.exclude_nodes),
                                 calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=str(cache),
                                 extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
+                qdq = onnx.load(str(tmp_out))
+                if gather_before_dequantize(qdq):
+                    onnx.save(qdq, str(tmp_out))
         ort_path, config = convert_to_ort(out_path, out_path.parent)
         report = [{"tensor": name, "method": method, "observed": [s.min, s.max],
                    "range": [round(ranges[name][0], 6), round(ranges[name][1], 6)]}

@@ -161,3 +161,31 @@ def test_ort_int8_linear_layers_stay_in_the_mobile_package(tmp_path: Path):
         expected = model(torch.from_numpy(x)).numpy()
     got = runner.run([x])[0]
     assert np.abs(got - expected).max() < 0.05 * (np.abs(expected).max() + 1e-6) + 0.02
+
+
+def test_ort_int8_embedding_gathers_int8_rows(tmp_path: Path):
+    """The int8 embedding table is gathered first and only the looked-up rows are dequantized (not the
+    whole table per call); the outputs are those of the plain QDQ graph."""
+    import onnx
+
+    from edge_kd.models.students.text import hashed_text_student
+    from edge_kd.runtimes import open_runner
+
+    torch.manual_seed(0)
+    model = hashed_text_student(buckets=2000, dim=16, num_classes=5, max_ids=24).eval()
+    rng = np.random.default_rng(0)
+    samples = [(rng.integers(0, 2001, (1, 24)).astype(np.int64),) for _ in range(32)]
+    result = quantize_model(model, (torch.from_numpy(samples[0][0]),), load_target("ort-mobile"), samples, tmp_path,
+                            method="minmax")
+    qdq = onnx.load(str(result.primary.with_suffix(".onnx")))
+    inits = {i.name: i for i in qdq.graph.initializer}
+    gathers = [n for n in qdq.graph.node if n.op_type == "Gather"]
+    assert gathers and all(inits[g.input[0]].data_type == onnx.TensorProto.INT8 for g in gathers if g.input[0] in inits)
+    assert any(g.input[0] in inits and tuple(inits[g.input[0]].dims) == (2001, 16) for g in gathers)
+    runner = open_runner(result.primary, threads=1)
+    assert runner.ops("ort-mobile-operators")["violations"] == []
+    for (ids,) in samples[:8]:
+        with torch.no_grad():
+            expected = model(torch.from_numpy(ids)).numpy()
+        got = runner.run([ids])[0]
+        assert np.abs(got - expected).max() < 0.1 * (np.abs(expected).max() + 1e-6) + 0.02
