@@ -275,8 +275,13 @@ class QuantizeStage(Stage):
     def __init__(self, shared: BuildContext):
         self.shared = shared
 
+    #: Bumped when a backend's int8 export changes what it writes (ORT: Linear as MatMul + float bias,
+    #: int8 embedding rows gathered before dequantizing), so builds made by older code are redone.
+    EXPORT_REVISION = {"onnxruntime": 3}
+
     def cache_key(self, ctx):
-        return content_hash("build-quantize-v3", *_student_identity(ctx["student_spec"].path),
+        revision = self.EXPORT_REVISION.get(ctx["target"].runtime.name, 2)
+        return content_hash(f"build-quantize-v{revision}", *_student_identity(ctx["student_spec"].path),
                             _recipe_part(ctx["recipe"], "quantize"),
                             _target_part(ctx["target"], "runtime", "quantization", "budgets"))
 
