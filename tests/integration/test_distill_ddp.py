@@ -56,7 +56,9 @@ def test_two_process_ddp(tmp_path):
                            str(script), str(ckpt)], capture_output=True, text=True, timeout=180, env=env,
                           cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = [json.loads(line.split("RESULT ", 1)[1]) for line in proc.stdout.splitlines() if "RESULT " in line]
+    # Both ranks print to one pipe: their lines can interleave, so decode each object where its marker starts.
+    decoder = json.JSONDecoder()
+    results = [decoder.raw_decode(part)[0] for part in proc.stdout.split("RESULT ")[1:]]
     assert sorted(r["rank"] for r in results) == [0, 1]
     assert all(r["world"] == 2 and r["epochs"] == 2 for r in results)
     assert [r["rows"] for r in results] == [48, 48]  # each rank saw half of 48 rows per epoch, 2 epochs
