@@ -221,7 +221,7 @@ def section_reference(args: argparse.Namespace, results: Results) -> None:
         widths = sorted({m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)})
         rows.append({"variant": label, "channel_ratio": ratio, "round_to": round_to, "macs": macs,
                      "params": count_params(model), "conv_widths": widths,
-                     "runtimes": measure_runtimes(model, example, work / label.replace(" ", "_").replace("%", ""))})
+                     "runtimes": measure_runtimes(model, example, _variant_folder(work.parent, "reference", label))})
         results.put("reference", {"model": "EfficientNet-Lite0 (random weights, 224x224, fp32, 1 thread)",
                                   "criterion": "l2 group magnitude", "rows": rows})
 
@@ -344,7 +344,7 @@ def section_trained(name: str, args: argparse.Namespace, results: Results) -> No
                "accuracy_no_recovery_last_step": res.steps[-1].accuracy_before_recovery,
                "accuracy": res.steps[-1].accuracy, "steps": [s.to_dict() for s in res.steps],
                "prune_seconds": round(time.perf_counter() - t0, 1),
-               "runtimes": measure_runtimes(pruned, example, work / label.split()[0],
+               "runtimes": measure_runtimes(pruned, example, _variant_folder(work.parent, name, label),
                                             int8_calibration=calib if want_int8 else None)}
         section["rows"].append(row)
         results.put(name, section)
@@ -356,6 +356,23 @@ def _artifact(folder: Path, target: str) -> Path | None:
     pattern = f"*.int8{suffix}" if folder.name == "int8" else f"*{suffix}"
     found = sorted(folder.glob(pattern)) if folder.is_dir() else []
     return found[0] if found else None
+
+
+def _variant_folder(work: Path, section: str, label: str) -> Path:
+    """Where measure_runtimes wrote a variant's exports (the reference section names folders by the whole label)."""
+    sub = label.replace(" ", "_").replace("%", "") if section == "reference" else label.split()[0]
+    return work / section / sub
+
+
+def _stored_artifacts(work: Path, section: str, sec: dict[str, Any]):
+    """(label, target, kind, path) of every stored artifact of a section, variants interleaved per target."""
+    folders = {row["variant"]: _variant_folder(work, section, row["variant"]) for row in sec["rows"]}
+    for target in TARGETS:
+        for label, folder in folders.items():
+            for kind in ("fp32", "int8"):
+                path = _artifact(folder / target / kind, target)
+                if path is not None:
+                    yield label, target, kind, path
 
 
 def section_remeasure(args: argparse.Namespace, results: Results) -> None:
@@ -371,25 +388,13 @@ def section_remeasure(args: argparse.Namespace, results: Results) -> None:
         sec = results.data.get(section)
         if not sec:
             continue
-        folders = {}
-        for row in sec["rows"]:
-            label = row["variant"]
-            sub = label.replace(" ", "_").replace("%", "") if section == "reference" else label.split()[0]
-            folders[label] = work / section / sub
         samples: dict[str, dict[str, dict[str, list]]] = {}
         for rnd in range(args.rounds):
-            for target in TARGETS:
-                profile = load_target(target)
-                for label, folder in folders.items():
-                    for kind in ("fp32", "int8"):
-                        path = _artifact(folder / target / kind, target)
-                        if path is None:
-                            continue
-                        lat = benchmark_artifact(path, profile)["latency_ms"]
-                        slot = samples.setdefault(label, {}).setdefault(target, {}).setdefault(
-                            kind, {"min": [], "p50": []})
-                        slot["min"].append(lat["min"])
-                        slot["p50"].append(lat["p50"])
+            for label, target, kind, path in _stored_artifacts(work, section, sec):
+                lat = benchmark_artifact(path, load_target(target))["latency_ms"]
+                slot = samples.setdefault(label, {}).setdefault(target, {}).setdefault(kind, {"min": [], "p50": []})
+                slot["min"].append(lat["min"])
+                slot["p50"].append(lat["p50"])
             log(f"remeasure {section}: round {rnd + 1}/{args.rounds} done")
         sec["remeasured"] = {label: {t: {k: {"min_ms": min(v["min"]), "p50_ms": statistics.median(v["p50"]),
                                              "rounds": len(v["min"])} for k, v in kinds.items()}
@@ -432,20 +437,11 @@ def section_cputime(args: argparse.Namespace, results: Results) -> None:
         sec = results.data.get(section)
         if not sec:
             continue
-        folders = {}
-        for row in sec["rows"]:
-            label = row["variant"]
-            sub = label.replace(" ", "_").replace("%", "") if section == "reference" else label.split()[0]
-            folders[label] = work / section / sub
         samples: dict[str, dict[str, dict[str, list]]] = {}
         for rnd in range(args.rounds):
-            for target in TARGETS:
-                for label, folder in folders.items():
-                    for kind in ("fp32", "int8"):
-                        path = _artifact(folder / target / kind, target)
-                        if path is not None:
-                            samples.setdefault(label, {}).setdefault(target, {}).setdefault(kind, []).append(
-                                cpu_time_ms(path, args.cpu_runs))
+            for label, target, kind, path in _stored_artifacts(work, section, sec):
+                samples.setdefault(label, {}).setdefault(target, {}).setdefault(kind, []).append(
+                    cpu_time_ms(path, args.cpu_runs))
             log(f"cputime {section}: round {rnd + 1}/{args.rounds} done")
         sec["cputime"] = {label: {t: {k: {"cpu_ms": statistics.median(v), "rounds": len(v)} for k, v in kinds.items()}
                                   for t, kinds in targets.items()} for label, targets in samples.items()}
@@ -480,7 +476,7 @@ def section_ortprofile(args: argparse.Namespace, results: Results) -> None:
     profile: dict[str, dict[str, float]] = {}
     for row in sec["rows"]:
         label = row["variant"]
-        path = _artifact(Path(args.work) / "reference" / label.replace(" ", "_").replace("%", "") / "ort-mobile" / "fp32",
+        path = _artifact(_variant_folder(Path(args.work), "reference", label) / "ort-mobile" / "fp32",
                          "ort-mobile")
         if path is None:
             continue
