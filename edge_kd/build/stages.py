@@ -90,21 +90,21 @@ class BuildContext:
             self._family = (family, sdata)
         return self._family
 
-    def sibling_stage(self, name: str, key: str, own_root: Path) -> tuple[Path, dict[str, Any]] | None:
-        """A stage completed with the same cache key in another target's folder of this build (a stage
-        whose result does not depend on the target is then copied, not recomputed)."""
+    def sibling_stage(self, name: str, key: str, own_root: Path) -> tuple[Path, dict[str, Any], dict[str, Any]] | None:
+        """(folder, stage record, manifest) of a stage completed with the same cache key in another target's
+        folder of this build (a stage whose result does not depend on the target is then copied, not recomputed)."""
         for manifest_path in sorted(self.shared_dir.parent.glob("*/build.json")):
             root = manifest_path.parent
             if root.resolve() == own_root.resolve():
                 continue
             try:
-                stages = read_manifest(root).get("stages", [])
+                manifest = read_manifest(root)
             except Exception:  # noqa: BLE001 - a damaged sibling manifest only means no reuse
                 continue
-            for record in stages:
+            for record in manifest.get("stages", []):
                 if record.get("name") == name and record.get("cache_key") == key and \
                         record.get("status") in ("ok", "reused"):
-                    return root, record
+                    return root, record, manifest
         return None
 
     def adopt(self, name: str, key: str, build: Any, record: dict[str, Any], folder: Path) -> bool:
@@ -113,14 +113,14 @@ class BuildContext:
         found = self.sibling_stage(name, key, build.root)
         if found is None or not (found[0] / folder).is_dir():
             return False
-        source_root, source = found
+        source_root, source, manifest = found
         dest = build.root / folder
         tmp = dest.with_name(dest.name + ".adopting")
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(source_root / folder, tmp)
         shutil.rmtree(dest, ignore_errors=True)
         tmp.rename(dest)  # atomic: a crash leaves the old folder or the complete copy
-        for entry in read_manifest(source_root).get("artifacts", []):
+        for entry in manifest.get("artifacts", []):
             rel = Path(entry["path"])
             if not rel.is_absolute() and rel.parts[:len(folder.parts)] == folder.parts and (build.root / rel).is_file():
                 build.add_artifact(build.root / rel, role=entry["role"], format=entry["format"])

@@ -259,7 +259,6 @@ def distill(recipe: Any, target: Any, out_dir: str | os.PathLike[str], *, resume
     from edge_kd.distill.ddp import init_distributed
     from edge_kd.distill.sizing import SizeBudget, choose_student
     from edge_kd.distill.trainer import DistillData, EvalData, TrainConfig, metric_value, predict, train_student
-    from edge_kd.models.spec import save_state_dict
     from edge_kd.pipeline import Build, content_hash
     from edge_kd.recipe import load_splits, teacher_from_recipe
 
@@ -364,16 +363,25 @@ def distill(recipe: Any, target: Any, out_dir: str | os.PathLike[str], *, resume
             "history": result.history, "device": result.device, "world_size": result.world_size,
         }
         if build is not None:
-            save_state_dict(student, student_dir / STUDENT_WEIGHTS)
-            family.spec(value, STUDENT_WEIGHTS).save(student_dir / STUDENT_SPEC)
-            build.add_artifact(student_dir / STUDENT_WEIGHTS, role="student-weights", format="safetensors")
-            build.add_artifact(student_dir / STUDENT_SPEC, role="student-spec", format="json")
-            for path, role in sdata.write_assets(student_dir, value):
-                build.add_artifact(path, role=role, format="json")
-            record["outputs"] = {"spec": str(Path(STUDENT_DIR) / STUDENT_SPEC),
-                                 "weights": str(Path(STUDENT_DIR) / STUDENT_WEIGHTS)}
+            record["outputs"] = _save_student(build, student_dir, student, family.spec(value, STUDENT_WEIGHTS),
+                                              sdata, value)
         record["details"] = details
     return details
+
+
+def _save_student(build: Any, student_dir: Path, student: Any, spec: Any, sdata: StudentData,
+                  value: Any) -> dict[str, str]:
+    """Write the student's weights, ModelSpec and bundle assets and record them in the build; returns
+    the stage outputs (paths relative to the build folder)."""
+    from edge_kd.models.spec import save_state_dict
+
+    save_state_dict(student, student_dir / STUDENT_WEIGHTS)
+    spec.save(student_dir / STUDENT_SPEC)
+    build.add_artifact(student_dir / STUDENT_WEIGHTS, role="student-weights", format="safetensors")
+    build.add_artifact(student_dir / STUDENT_SPEC, role="student-spec", format="json")
+    for path, role in sdata.write_assets(student_dir, value):
+        build.add_artifact(path, role=role, format="json")
+    return {"spec": str(Path(STUDENT_DIR) / STUDENT_SPEC), "weights": str(Path(STUDENT_DIR) / STUDENT_WEIGHTS)}
 
 
 def teacher_student_key(recipe: Any, teacher_fp: str) -> str:
@@ -392,8 +400,6 @@ def _teacher_as_student(recipe: Any, teacher: Any, teacher_fp: str, teacher_test
     import copy
     from dataclasses import replace
 
-    from edge_kd.models.spec import save_state_dict
-
     student = copy.deepcopy(teacher.model).cpu().eval()
     params = sum(p.numel() for p in student.parameters())
     spec = replace(teacher.spec, weights=STUDENT_WEIGHTS)
@@ -410,15 +416,7 @@ def _teacher_as_student(recipe: Any, teacher: Any, teacher_fp: str, teacher_test
         else _null_record()
     with ctx as record:
         if build is not None:
-            student_dir = out / STUDENT_DIR
-            save_state_dict(student, student_dir / STUDENT_WEIGHTS)
-            spec.save(student_dir / STUDENT_SPEC)
-            build.add_artifact(student_dir / STUDENT_WEIGHTS, role="student-weights", format="safetensors")
-            build.add_artifact(student_dir / STUDENT_SPEC, role="student-spec", format="json")
-            for path, role in sdata.write_assets(student_dir, None):
-                build.add_artifact(path, role=role, format="json")
-            record["outputs"] = {"spec": str(Path(STUDENT_DIR) / STUDENT_SPEC),
-                                 "weights": str(Path(STUDENT_DIR) / STUDENT_WEIGHTS)}
+            record["outputs"] = _save_student(build, out / STUDENT_DIR, student, spec, sdata, None)
         record["details"] = details
     return details
 
