@@ -95,7 +95,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="accepted for make bench; builds are the same")
     args = parser.parse_args()
 
-    from edge_kd.build import build
+    from edge_kd.stages import build
     from edge_kd.errors import EdgeKDError
     from edge_kd.pipeline import atomic_write_json, atomic_write_text
     from edge_kd.recipe import default_shared_data

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_kd.build.runner import build, summary_json, summary_table
+    from edge_kd.stages.runner import build, summary_json, summary_table
     from edge_kd.pipeline import atomic_write_text
 
     summaries = build(args.recipe, args.targets, args.out, resume=args.resume, device=args.device,

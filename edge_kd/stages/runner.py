@@ -181,7 +181,7 @@ def build(recipe_path: str | os.PathLike[str], targets: Sequence[str] | None = N
     >>> rows[0].gate_passed                                                            # doctest: +SKIP
     True
     """
-    from edge_kd.build.stages import BuildContext, make_stages
+    from edge_kd.stages.stages import BuildContext, make_stages
     from edge_kd.pipeline import Build, atomic_write_json, atomic_write_text, run_pipeline, validate_pipeline
     from edge_kd.pipeline.manifest import read_manifest
 

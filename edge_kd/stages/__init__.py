@@ -8,9 +8,9 @@ bad recipe fails in seconds. One build directory per target holds the artifacts,
 ``report.md``; completed stages with the same inputs (content hashes) are reused on a re-run or with
 ``--resume``, so a second target or a crash does not redo the teacher or the distillation.
 
-    from edge_kd.build import build
+    from edge_kd.stages import build
     summaries = build("examples/intent_bitext.toml", ["android-arm64-xnnpack", "ort-mobile"], "builds/intent")
 """
-from edge_kd.build.runner import BuildSummary, build, plan_build
+from edge_kd.stages.runner import BuildSummary, build, plan_build
 
 __all__ = ["BuildSummary", "build", "plan_build"]
