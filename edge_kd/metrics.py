@@ -1,7 +1,17 @@
-"""Task metrics shared by training, teachers and evaluation through the runtimes (numpy only)."""
+"""Task metrics shared by training, teachers, pruning and evaluation through the runtimes (numpy only).
+
+One implementation of each: ``roc_auc(labels, scores)`` (labels first, like every metric here),
+``binary_scores`` (the positive-class score of a binary model's outputs) and ``metric_value`` (the
+named training/selection metric of a batch of outputs).
+"""
 from __future__ import annotations
 
 import numpy as np
+
+from edge_kd.errors import InputError
+
+#: Metrics a trainer or a schedule can select on.
+METRICS = ("accuracy", "roc_auc")
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
@@ -23,3 +33,34 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     ranks = np.empty(len(scores), dtype=np.float64)
     ranks[order] = np.repeat(first + (counts + 1) / 2.0, counts)  # 1-based average rank per tie group
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def binary_scores(outputs: np.ndarray) -> np.ndarray:
+    """Positive-class scores: logit of a single output, or the softmax-free logit difference of two."""
+    out = np.asarray(outputs, dtype=np.float64)
+    if out.ndim >= 1 and out.shape[-1] == 2:
+        return (out[..., 1] - out[..., 0]).reshape(-1)  # monotone in softmax[..., 1]
+    return out.reshape(out.shape[0] if out.ndim else 1, -1)[:, 0]
+
+
+def metric_value(outputs: np.ndarray, labels: np.ndarray, metric: str) -> float:
+    """Accuracy (argmax, or logit > 0 for one-logit binary models) or ROC-AUC of ``outputs``.
+
+    >>> metric_value(np.array([[1.0, 2.0], [3.0, 0.0]]), np.array([1, 1]), "accuracy")
+    0.5
+    """
+    outputs = np.asarray(outputs)
+    binary_single = outputs.ndim == 1 or outputs.shape[1] == 1
+    if metric == "roc_auc":
+        if binary_single:
+            scores = outputs.reshape(-1)
+        elif outputs.shape[1] != 2:
+            raise InputError("ROC-AUC is defined here for binary tasks (1 or 2 outputs)")
+        else:
+            scores = outputs[:, 1] - outputs[:, 0]
+        value = roc_auc(labels, scores)
+        if value is None:
+            raise InputError("ROC-AUC needs both classes in the validation/test split")
+        return value
+    pred = (outputs.reshape(-1) > 0).astype(np.int64) if binary_single else outputs.argmax(1)
+    return float((pred == np.asarray(labels).reshape(-1)).mean())

@@ -1,7 +1,9 @@
-"""Name -> object registries with helpful errors (KD losses, calibration methods, runtimes, ...)."""
+"""Name -> object registries with helpful errors (KD losses, range methods, runtimes, op policies, ...)."""
 from __future__ import annotations
 
 import difflib
+import importlib
+from typing import Any
 from typing import Callable, Generic, Iterator, TypeVar
 
 from edge_kd.errors import InputError
@@ -47,8 +49,36 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._items)
 
+    def names_in_order(self) -> list[str]:
+        """The names in registration order."""
+        return list(self._items)
+
+    def values(self) -> list[T]:
+        """The entries in registration order (the order lookups by other keys prefer)."""
+        return list(self._items.values())
+
+    def remove(self, name: str) -> T:
+        """Unregister ``name`` (a plugin or a test that registered it); returns the entry."""
+        self.get(name)
+        return self._items.pop(name)
+
     def __contains__(self, name: object) -> bool:
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._items))
+
+
+def load_ref(ref: str) -> Any:
+    """The object a ``"package.module:attribute"`` reference names, imported on first use.
+
+    Registries store references rather than objects so that looking an entry up imports nothing
+    heavy: the module is imported when the entry is used (Olive's pass registry does the same).
+
+    >>> load_ref("edge_kd.units:parse_bytes")("1KiB")
+    1024
+    """
+    module, sep, attr = ref.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError(f"{ref!r} is not a 'package.module:attribute' reference")
+    return getattr(importlib.import_module(module), attr)

@@ -21,19 +21,19 @@ from typing import Any, Literal
 
 from edge_kd.config import from_dict, parsed, to_dict
 from edge_kd.errors import ConfigError, InputError
+from edge_kd.runtimes.ops import OP_POLICIES
+from edge_kd.runtimes.registry import RUNTIMES, runtime_spec
 from edge_kd.units import AccuracyDrop, parse_accuracy_drop, parse_bytes, parse_ms
 
 #: Folder of the shipped profiles. EDGE_KD_TARGETS_DIR points elsewhere (tests, packaged installs).
 SHIPPED_TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
 
-RUNTIME_FORMATS: dict[str, tuple[str, ...]] = {
-    "executorch": ("pte",),
-    "onnxruntime": ("onnx", "ort"),
-    "litert": ("tflite",),
-}
-#: Range-estimation methods for int8 calibration (implemented in edge_kd.quantize).
-CALIBRATION_METHODS = ("auto", "minmax", "moving_average", "percentile", "entropy", "mse")
-OP_POLICIES = ("xnnpack-full-delegation", "tflite-builtin-only", "ort-mobile-operators", "any")
+def calibration_methods() -> tuple[str, ...]:
+    """``auto`` and every range method some registered runtime supports."""
+    names: list[str] = []
+    for spec in RUNTIMES.values():
+        names += [m for m in spec.range_methods if m not in names]
+    return ("auto", *names)
 
 
 def targets_dir() -> Path:
@@ -42,21 +42,25 @@ def targets_dir() -> Path:
 
 @dataclass(frozen=True)
 class RuntimeSettings:
-    """Which runtime runs the artifact and how it is configured on the device."""
+    """Which runtime runs the artifact and how it is configured on the device (``name``: a runtime of
+    ``edge_kd.runtimes.registry``)."""
 
-    name: Literal["executorch", "onnxruntime", "litert"]
+    name: str
     formats: tuple[str, ...]
     delegate: Literal["xnnpack"] | None = None
     threads: int = 1
 
     def __post_init__(self) -> None:
-        allowed = RUNTIME_FORMATS[self.name]
+        if self.name not in RUNTIMES:
+            raise ValueError(f"runtime.name {self.name!r} is unknown; known: {', '.join(RUNTIMES.names())}")
+        allowed = runtime_spec(self.name).formats
         bad = [f for f in self.formats if f not in allowed]
         if bad or not self.formats:
             raise ValueError(f"runtime.formats: {list(self.formats)} is not valid for runtime "
                              f"{self.name!r}; allowed: {list(allowed)}")
-        if self.delegate is not None and self.name != "executorch":
-            raise ValueError(f"runtime.delegate {self.delegate!r} only applies to executorch")
+        if self.delegate is not None and self.delegate not in runtime_spec(self.name).delegates:
+            owners = [s.name for s in RUNTIMES.values() if self.delegate in s.delegates]
+            raise ValueError(f"runtime.delegate {self.delegate!r} only applies to {', '.join(owners)}")
         if self.threads < 1:
             raise ValueError(f"runtime.threads must be >= 1, got {self.threads}")
 
@@ -107,9 +111,10 @@ class QuantizationSettings:
     onnx_format: Literal["qdq"] = "qdq"
 
     def __post_init__(self) -> None:
-        if self.calibration_method not in CALIBRATION_METHODS:
+        known = calibration_methods()
+        if self.calibration_method not in known:
             raise ValueError(f"quantization.calibration_method {self.calibration_method!r} is unknown; "
-                             f"known: {', '.join(CALIBRATION_METHODS)}")
+                             f"known: {', '.join(known)}")
         if self.calibration_samples < 1:
             raise ValueError("quantization.calibration_samples must be >= 1")
         if not 50.0 < self.percentile <= 100.0:
@@ -129,9 +134,14 @@ class PruningSettings:
 
 @dataclass(frozen=True)
 class OpPolicy:
-    """Which operators the artifact may contain (checked by the gate on the recorded op list)."""
+    """Which operators the artifact may contain (checked by the gate on the recorded op list); a policy
+    of ``edge_kd.runtimes.ops``."""
 
-    policy: Literal["xnnpack-full-delegation", "tflite-builtin-only", "ort-mobile-operators", "any"] = "any"
+    policy: str = "any"
+
+    def __post_init__(self) -> None:
+        if self.policy not in OP_POLICIES:
+            raise ValueError(f"ops.policy {self.policy!r} is unknown; known: {', '.join(OP_POLICIES.names())}")
 
 
 @dataclass(frozen=True)
@@ -149,10 +159,18 @@ class TargetProfile:
     #: Where it was loaded from (not a TOML key).
     source: str = field(default="", compare=False, metadata={"internal": True})
 
+    def __post_init__(self) -> None:
+        methods = ("auto", *runtime_spec(self.runtime.name).range_methods)
+        if self.quantization.calibration_method not in methods:
+            raise ValueError(f"quantization.calibration_method {self.quantization.calibration_method!r} is not "
+                             f"supported by runtime {self.runtime.name!r}; known: {', '.join(methods)}")
+
     @property
     def primary_format(self) -> str:
-        """The format the app ships (``ort`` for ONNX Runtime Mobile, else the only format)."""
-        return self.runtime.formats[-1]
+        """The format the app ships (the runtime's primary format when listed: ``ort`` for ONNX Runtime
+        Mobile; else the last format listed)."""
+        primary = runtime_spec(self.runtime.name).primary_format
+        return primary if primary in self.runtime.formats else self.runtime.formats[-1]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; ``TargetProfile.from_dict`` reads it back (units kept as strings)."""

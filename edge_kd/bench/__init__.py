@@ -61,15 +61,22 @@ def artifact_facts(path: Path) -> dict[str, Any]:
 
 def run_worker(path: Path, *, threads: int, core: int | None, warmup_runs: int, min_runs: int,
                min_seconds: float, max_runs: int, policy: str | None = None,
-               inputs: Sequence["np.ndarray"] | None = None, ops: bool = True) -> dict[str, Any]:
-    """Run the benchmark worker once and return its raw result (per-run times etc.)."""
+               inputs: Sequence["np.ndarray"] | None = None, ops: bool = True,
+               runtime: str | None = None) -> dict[str, Any]:
+    """Run the benchmark worker once and return its raw result (per-run times etc.); ``runtime``: the
+    registered runtime to run it in (default: the one its extension names)."""
     import numpy as np
+
+    from edge_kd.runtimes import default_policy, runtime_for, runtime_spec, violations
 
     with tempfile.TemporaryDirectory(prefix="edge-kd-bench-") as tmp:
         tmp_dir = Path(tmp)
         request: dict[str, Any] = {"path": str(Path(path).resolve()), "threads": threads, "core": core,
                                    "warmup_runs": warmup_runs, "min_runs": min_runs, "min_seconds": min_seconds,
-                                   "max_runs": max_runs, "policy": policy, "ops": ops}
+                                   "max_runs": max_runs, "policy": policy, "ops": ops,
+                                   # the spec travels with the request: the worker's process may not know
+                                   # a runtime registered at run time (a plugin, a test)
+                                   "runtime": runtime_spec(runtime_for(path, runtime)).to_dict()}
         if inputs is not None:
             np.savez(tmp_dir / "inputs.npz", **{f"x{i}": np.asarray(a) for i, a in enumerate(inputs)})
             request["inputs"] = str(tmp_dir / "inputs.npz")
@@ -93,6 +100,10 @@ def run_worker(path: Path, *, threads: int, core: int | None, warmup_runs: int, 
         if result.get("input_error"):
             raise InputError(result["error"])
         raise RuntimeError(f"{path}: benchmark worker failed: {result.get('type')}: {result.get('error')}")
+    if "ops" in result:
+        name = request["runtime"]["name"]
+        policy = policy or default_policy(name)
+        result["ops"].update(policy=policy, violations=violations(policy, name, result["ops"]["operators"]))
     return result
 
 
@@ -111,7 +122,7 @@ def benchmark_artifact(path: str | os.PathLike[str], target: "TargetProfile", *,
     from edge_kd.runtimes import runtime_for
 
     path = Path(path)
-    runtime = runtime_for(path)
+    runtime = runtime_for(path, target.runtime.name)
     if runtime != target.runtime.name:
         raise InputError(f"{path}: a {path.suffix} file runs in {runtime}, but target {target.name!r} "
                          f"uses {target.runtime.name} ({', '.join('.' + f for f in target.runtime.formats)})")
@@ -122,7 +133,7 @@ def benchmark_artifact(path: str | os.PathLike[str], target: "TargetProfile", *,
     start = time.perf_counter()
     raw = run_worker(path, threads=target.runtime.threads, core=core, warmup_runs=bench.warmup_runs,
                      min_runs=bench.min_runs, min_seconds=bench.min_seconds, max_runs=bench.max_runs,
-                     policy=target.ops.policy, inputs=inputs)
+                     policy=target.ops.policy, inputs=inputs, runtime=runtime)
     return {
         "latency_ms": latency_stats(raw["times_ms"]),
         "load_ms": raw["load_ms"],
@@ -139,20 +150,11 @@ def benchmark_artifact(path: str | os.PathLike[str], target: "TargetProfile", *,
     }
 
 
-def _binary_scores(output: "np.ndarray") -> "np.ndarray":
-    """Positive-class scores: logit of a single output, or the softmax-free logit difference of two."""
-    import numpy as np
-
-    out = np.asarray(output, dtype=np.float64)
-    if out.ndim >= 1 and out.shape[-1] == 2:
-        return (out[..., 1] - out[..., 0]).reshape(-1)  # monotone in softmax[..., 1]
-    return out.reshape(out.shape[0] if out.ndim else 1, -1)[:, 0]
-
-
 def evaluate_artifact(path: str | os.PathLike[str], samples: Iterable[tuple[tuple["np.ndarray", ...], Any]], *,
                       task: str = "classification", reference: Callable[..., Any] | str | os.PathLike[str] | None = None,
-                      threads: int = 1) -> dict[str, Any]:
-    """Accuracy (classification) or ROC AUC + accuracy (binary) of an artifact run in its runtime.
+                      threads: int = 1, runtime: str | None = None) -> dict[str, Any]:
+    """Accuracy (classification) or ROC AUC + accuracy (binary) of an artifact run in its runtime
+    (``runtime``: a registered runtime that loads its format; default: the one its extension names).
 
     ``samples`` yields ``(inputs, label)`` with inputs in the model's order (batch 1 is typical; a
     batch of N takes N labels). ``reference`` (a torch callable or another artifact's path) adds
@@ -163,12 +165,13 @@ def evaluate_artifact(path: str | os.PathLike[str], samples: Iterable[tuple[tupl
     """
     import numpy as np
 
+    from edge_kd.metrics import binary_scores, roc_auc
     from edge_kd.runtimes import open_runner
 
     if task not in ("classification", "binary"):
         raise InputError(f"unknown task {task!r}; known: classification, binary")
     start = time.perf_counter()
-    runner = open_runner(path, threads=threads)
+    runner = open_runner(path, threads=threads, runtime=runtime)
     ref_runner = ref_fn = None
     if reference is not None:
         if isinstance(reference, (str, os.PathLike)):
@@ -207,17 +210,16 @@ def evaluate_artifact(path: str | os.PathLike[str], samples: Iterable[tuple[tupl
         accuracy = float(np.mean(logits.argmax(-1) == y.astype(np.int64)))
         result.update(task_metric={"name": "accuracy", "value": accuracy}, accuracy=accuracy)
     else:
-        scores = _binary_scores(logits)
+        scores = binary_scores(logits)
         threshold = 0.0  # logit 0 == probability 0.5
         accuracy = float(np.mean((scores > threshold) == (y > 0.5)))
-        from edge_kd.metrics import roc_auc
 
         auc = roc_auc(y > 0.5, scores)
         result.update(task_metric={"name": "roc_auc", "value": auc}, roc_auc=auc, accuracy=accuracy)
     if ref_firsts:
         ref = np.concatenate(ref_firsts, axis=0)
         if task == "binary" and logits.shape[-1] <= 2:
-            agree = float(np.mean((_binary_scores(ref) > 0) == (_binary_scores(logits) > 0)))
+            agree = float(np.mean((binary_scores(ref) > 0) == (binary_scores(logits) > 0)))
         else:
             agree = float(np.mean(ref.argmax(-1) == logits.argmax(-1)))
         result["agreement"] = {"top1_agreement": agree, "max_abs_error": max_err}

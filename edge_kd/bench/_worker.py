@@ -3,8 +3,8 @@ of an app that just started, pinned to one core like a phone's big core.
 
     python -m edge_kd.bench._worker REQUEST.json RESULT.json
 
-The request names the artifact, threads, the core, the run counts and (optionally) an .npz of
-inputs. The result JSON holds raw per-run times and memory; statistics are computed by the parent.
+The request names the artifact, its runtime's registry spec, threads, the core, the run counts and
+(optionally) an .npz of inputs. The result JSON holds raw per-run times and memory; statistics are computed by the parent.
 """
 from __future__ import annotations
 
@@ -14,14 +14,6 @@ import sys
 import time
 import traceback
 from pathlib import Path
-
-# Runtime libraries are imported before the memory baseline: their code is the app's, not the model's.
-_PRELOAD = {
-    "executorch": ("torch", "executorch.runtime", "edge_kd.runtimes.executorch"),
-    "onnxruntime": ("onnxruntime", "edge_kd.runtimes.onnxruntime"),
-    "litert": ("ai_edge_litert.interpreter", "edge_kd.runtimes.litert"),
-}
-
 
 def _status_kib(field: str) -> int | None:
     try:
@@ -56,10 +48,13 @@ def main(argv: list[str]) -> int:
 
         import numpy as np
 
-        from edge_kd.runtimes import open_runner, runtime_for
+        from edge_kd.runtimes import RUNTIMES, RuntimeSpec, open_runner, register_runtime
 
-        runtime = runtime_for(request["path"])
-        for module in _PRELOAD[runtime]:
+        spec = RuntimeSpec.from_dict(request["runtime"])
+        if spec.name not in RUNTIMES:
+            register_runtime(spec)
+        # The runtime library is imported before the memory baseline: its code is the app's, not the model's.
+        for module in spec.bench_preload:
             importlib.import_module(module)
         inputs = None
         if request.get("inputs"):
@@ -71,7 +66,7 @@ def main(argv: list[str]) -> int:
         peak_reset = _reset_peak()
         baseline_kib = _status_kib("VmRSS")
         t0 = time.perf_counter()
-        runner = open_runner(request["path"], threads=int(request["threads"]))
+        runner = open_runner(request["path"], threads=int(request["threads"]), runtime=spec.name)
         if inputs is None:
             rng = np.random.default_rng(0)
             inputs = [rng.random(shape).astype(dtype) if np.dtype(dtype).kind == "f"
@@ -106,7 +101,9 @@ def main(argv: list[str]) -> int:
             "inputs": [{"name": n, "shape": list(s), "dtype": np.dtype(d).name} for n, s, d in runner.input_specs],
         }
         if request.get("ops", True):
-            result["ops"] = runner.ops(request.get("policy"))
+            # The operator list only: the parent judges it against the policy (it knows every policy
+            # registered in its process, this one only the shipped ones).
+            result["ops"] = runner.ops("any")
     except Exception as exc:
         from edge_kd.errors import EdgeKDError
 

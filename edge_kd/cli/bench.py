@@ -82,15 +82,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from edge_kd.bench import benchmark_artifact, evaluate_artifact
-    from edge_kd.runtimes import runtime_for
-    from edge_kd.runtimes.ops import DEFAULT_POLICY
-    from edge_kd.targets import RUNTIME_FORMATS, OpPolicy, RuntimeSettings, load_target
+    from edge_kd.runtimes import runtime_for, runtime_spec
+    from edge_kd.targets import OpPolicy, RuntimeSettings, load_target
     from edge_kd.units import format_bytes
 
     target = load_target(args.target)
     paths = [Path(p) for p in args.artifacts]
     for path in paths:  # check every file before spending minutes on the first
-        runtime = runtime_for(path)
+        runtime = runtime_for(path, target.runtime.name)
         if not path.is_file():
             raise InputError(f"{path}: no such file")
         if runtime != target.runtime.name and not args.any_runtime:
@@ -102,13 +101,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     samples = load_npz_samples(args.data, args.limit) if args.data else None
     results = []
     for path in paths:
-        runtime = runtime_for(path)
+        runtime = runtime_for(path, target.runtime.name)
         profile = target
         if runtime != target.runtime.name:
+            spec = runtime_spec(runtime)
             profile = dataclasses.replace(
-                target, runtime=RuntimeSettings(name=runtime, formats=RUNTIME_FORMATS[runtime],
-                                                threads=target.runtime.threads),
-                ops=OpPolicy(DEFAULT_POLICY[runtime]))
+                target, runtime=RuntimeSettings(name=runtime, formats=spec.formats, threads=target.runtime.threads),
+                ops=OpPolicy(spec.op_policy))
         metrics = benchmark_artifact(path, profile, inputs=inputs)
         if samples is not None:
             evaluation = evaluate_artifact(path, samples, task=args.task, threads=target.runtime.threads)

@@ -15,6 +15,7 @@ Recipe fields used: ``[teacher]`` / ``[data]`` (through ``edge_kd.recipe``), ``[
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import time
@@ -250,39 +251,52 @@ def distill(recipe: Any, target: Any, out_dir: str | os.PathLike[str], *, resume
             shared_data: str | None = None) -> dict[str, Any]:
     """Run the distillation stage for ``recipe`` on ``target`` into the build folder ``out_dir``.
 
-    Returns the stage details (also written to ``build.json``): sizing decision, epochs, best
-    validation metric and the test metric of student and teacher in PyTorch.
+    The same stage ``edge-kd build`` runs (one code path, one cache key, one ``Build`` handle on the
+    folder); with ``resume`` a completed stage with the same inputs is reused and an interrupted one
+    continues from its last epoch checkpoint. Returns the stage details (also written to
+    ``build.json``): sizing decision, epochs, best validation metric and the test metric of student
+    and teacher in PyTorch.
 
     >>> details = distill(load_recipe("intent.toml"), load_target("ort-mobile"), "build/x")  # doctest: +SKIP
     """
-    from edge_kd.distill.cache import TeacherCache, weights_fingerprint
-    from edge_kd.distill.ddp import init_distributed
-    from edge_kd.distill.sizing import SizeBudget, choose_student
-    from edge_kd.distill.trainer import DistillData, EvalData, TrainConfig, metric_value, predict, train_student
-    from edge_kd.pipeline import Build, content_hash
-    from edge_kd.recipe import load_splits, teacher_from_recipe
+    from edge_kd.stages.runner import run_stage
 
     if not recipe.distill.enabled:
         raise InputError(f"{recipe.source}: [distill].enabled is false; nothing to do")
-    options = _options(recipe)
-    env = init_distributed(device)
-    out = Path(out_dir)
-    build = Build.create(out, target=target.to_dict(), recipe=recipe.to_dict()) if env.is_main else None
-    cache_root = Path(options.cache_dir or recipe.data.cache_dir or
-                      os.environ.get("EDGE_KD_CACHE", Path.home() / ".cache" / "edge_kd")).expanduser()
+    return run_stage("distill", recipe, target, out_dir, resume=resume, device=device, log=log,
+                     measure=measure)["details"]
 
-    splits = load_splits(recipe.data)
+
+def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[str, Any]) -> dict[str, Any]:
+    """The distill stage's work: size a student to ``target``'s budget and train it against the teacher's
+    cached outputs, saving it into ``build`` (an ``edge_kd.pipeline.Build``) and filling ``record``.
+
+    ``shared`` (``edge_kd.stages.stages.BuildContext``) holds what the targets of a build share: the data,
+    the teacher and the cache folder, each loaded once. Under torchrun every rank trains; only the
+    main rank writes files. Returns the stage details.
+    """
+    from edge_kd.distill.cache import TeacherCache, weights_fingerprint
+    from edge_kd.distill.ddp import barrier, init_distributed
+    from edge_kd.distill.sizing import SizeBudget, choose_student
+    from edge_kd.distill.trainer import DistillData, EvalData, TrainConfig, predict, train_student
+    from edge_kd.metrics import metric_value
+
+    options = _options(recipe)
+    env = init_distributed(shared.device)
+    out = Path(build.root)
+    splits = shared.load_data()
     train_ds, val_ds, test_ds = splits.train, splits.val, splits.test
     for name, ds in (("train", train_ds), ("val", val_ds), ("test", test_ds)):
         if len(ds) == 0:
             raise InputError(f"the {name} split is empty")
     task = "binary" if train_ds.task == "binary" else "classification"
     metric = "roc_auc" if task == "binary" else "accuracy"
+    log = shared.log
 
     t0 = time.perf_counter()
-    teacher = teacher_from_recipe(recipe.teacher, splits, cache_dir=str(cache_root), seed=recipe.seed)
+    teacher = shared.teacher()
     teacher_fp = weights_fingerprint(teacher.model)
-    cache = TeacherCache(cache_root / "teacher-outputs")
+    cache = TeacherCache(shared.cache_root / "teacher-outputs")
     logits: dict[str, np.ndarray] = {}
     for name, ds in (("train", train_ds), ("test", test_ds)):
         key = cache.key(teacher_fp, ds.fingerprint(), "logits")
@@ -295,10 +309,15 @@ def distill(recipe: Any, target: Any, out_dir: str | os.PathLike[str], *, resume
     teacher_test = metric_value(np.asarray(logits["test"]), test_ds.labels, metric)
     log(f"teacher {teacher.name}: test {metric} {teacher_test:.4f} (PyTorch; outputs cached in {cache.root})")
 
-    family, sdata = make_student_family(recipe, train_ds)
+    family, sdata = shared.student_data()
     if family is None:
-        return _teacher_as_student(recipe, teacher, teacher_fp, teacher_test, teacher_seconds, sdata, metric,
-                                   build, out, log)
+        details = _teacher_as_student(teacher, teacher_fp, teacher_test, teacher_seconds, metric, log)
+        if env.is_main:
+            record["outputs"] = _save_student(build, out / STUDENT_DIR, copy.deepcopy(teacher.model).cpu().eval(),
+                                              _teacher_spec(teacher), sdata, None)
+        barrier(env)
+        record["details"] = details
+        return details
     if not recipe.student.max_params:
         # A student larger than its teacher defeats the purpose even when the budget would allow it.
         teacher_params = sum(p.numel() for p in teacher.model.parameters())
@@ -310,62 +329,51 @@ def distill(recipe: Any, target: Any, out_dir: str | os.PathLike[str], *, resume
     teacher_logits = logits["train"]
     loss_task = "binary_single" if family.kwargs.get("num_outputs") == 1 else task
     budget = SizeBudget.from_target(target, options.size_margin)
-    stage_key = content_hash("distill-v1", teacher_fp, train_ds.fingerprint(), val_ds.fingerprint(),
-                             recipe.to_dict().get("student"), recipe.to_dict().get("distill"),
-                             target.to_dict().get("budgets"), target.to_dict().get("runtime"),
-                             target.to_dict().get("quantization"))
     student_dir = out / STUDENT_DIR
-    if build is not None and resume:
-        done = build.completed_stage("distill", stage_key)
-        if done and (student_dir / STUDENT_WEIGHTS).is_file() and (student_dir / STUDENT_SPEC).is_file():
-            log(f"distill: reusing the completed stage in {out} (same recipe, teacher, data and target)")
-            return done["details"]
 
-    ctx = build.stage("distill", cache_key=stage_key) if build is not None else _null_record()
-    with ctx as record:
-        t1 = time.perf_counter()
-        decision = choose_student(family, target, measure=measure, budget=budget,
-                                  extra_bytes=sdata.extra_bytes(family.values[0]), log=log)
-        value = decision.value
-        log(f"sizing: {family.knob}={value} ({decision.params:,} params) -> bundle "
-            f"{decision.bundle_bytes:,} bytes for a budget of {budget.describe()} ({decision.method})")
-        sizing_seconds = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    decision = choose_student(family, target, measure=shared.measure, budget=budget,
+                              extra_bytes=sdata.extra_bytes(family.values[0]), log=log)
+    value = decision.value
+    log(f"sizing: {family.knob}={value} ({decision.params:,} params) -> bundle "
+        f"{decision.bundle_bytes:,} bytes for a budget of {budget.describe()} ({decision.method})")
+    sizing_seconds = time.perf_counter() - t1
 
-        student = family.build(value)
-        loss = build_recipe_loss(tuple(recipe.distill.losses), recipe.distill.temperature, recipe.distill.alpha,
-                                 loss_task)
-        d = recipe.distill
-        config = TrainConfig(epochs=max(1, d.epochs), batch_size=d.batch_size, lr=d.lr, weight_decay=d.weight_decay,
-                             warmup_fraction=options.warmup_fraction, patience=options.patience,
-                             min_delta=options.min_delta, metric=metric, seed=d.seed, device=device,
-                             grad_clip=options.grad_clip, eval_batch_size=options.eval_batch_size)
-        labels = train_ds.labels
-        train_data = DistillData(sdata.inputs(train_ds, value), labels, teacher_logits)
-        val_data = EvalData(sdata.inputs(val_ds, value), val_ds.labels)
-        result = train_student(student, loss, train_data, val_data, config,
-                               checkpoint_dir=out / "checkpoints" / "distill", resume=resume, env=env)
-        test_out = predict(student, sdata.inputs(test_ds, value), batch_size=config.eval_batch_size,
-                           device=result.device)
-        test_metric = metric_value(test_out, test_ds.labels, metric)
-        student.cpu().eval()
-        log(f"student: best val {metric} {result.best_metric:.4f} at epoch {result.best_epoch}; "
-            f"test {metric} {test_metric:.4f} (teacher {teacher_test:.4f}, PyTorch)")
-        details = {
-            "sizing": decision.to_dict(), "sizing_seconds": round(sizing_seconds, 2),
-            "teacher": {"name": teacher.name, "weights_sha256": teacher_fp, f"test_{metric}": teacher_test,
-                        "seconds": round(teacher_seconds, 2)},
-            "student": {"family": family.name, "knob": family.knob, "value": value, "params": decision.params,
-                        "spec": family.spec(value, STUDENT_WEIGHTS).to_dict()},
-            "loss": {"losses": list(recipe.distill.losses), "temperature": d.temperature, "alpha": d.alpha},
-            "metric": metric, "epochs": result.epochs_run, "best_epoch": result.best_epoch,
-            f"best_val_{metric}": result.best_metric, f"test_{metric}_pytorch": test_metric,
-            "stopped_early": result.stopped_early, "resumed_from_epoch": result.resumed_from_epoch,
-            "history": result.history, "device": result.device, "world_size": result.world_size,
-        }
-        if build is not None:
-            record["outputs"] = _save_student(build, student_dir, student, family.spec(value, STUDENT_WEIGHTS),
-                                              sdata, value)
-        record["details"] = details
+    student = family.build(value)
+    d = recipe.distill
+    loss = build_recipe_loss(tuple(d.losses), d.temperature, d.alpha, loss_task)
+    config = TrainConfig(epochs=max(1, d.epochs), batch_size=d.batch_size, lr=d.lr, weight_decay=d.weight_decay,
+                         warmup_fraction=options.warmup_fraction, patience=options.patience,
+                         min_delta=options.min_delta, metric=metric, seed=d.seed, device=shared.device,
+                         grad_clip=options.grad_clip, eval_batch_size=options.eval_batch_size)
+    labels = train_ds.labels
+    train_data = DistillData(sdata.inputs(train_ds, value), labels, teacher_logits)
+    val_data = EvalData(sdata.inputs(val_ds, value), val_ds.labels)
+    result = train_student(student, loss, train_data, val_data, config,
+                           checkpoint_dir=out / "checkpoints" / "distill", resume=shared.resume, env=env)
+    test_out = predict(student, sdata.inputs(test_ds, value), batch_size=config.eval_batch_size,
+                       device=result.device)
+    test_metric = metric_value(test_out, test_ds.labels, metric)
+    student.cpu().eval()
+    log(f"student: best val {metric} {result.best_metric:.4f} at epoch {result.best_epoch}; "
+        f"test {metric} {test_metric:.4f} (teacher {teacher_test:.4f}, PyTorch)")
+    details = {
+        "sizing": decision.to_dict(), "sizing_seconds": round(sizing_seconds, 2),
+        "teacher": {"name": teacher.name, "weights_sha256": teacher_fp, f"test_{metric}": teacher_test,
+                    "seconds": round(teacher_seconds, 2)},
+        "student": {"family": family.name, "knob": family.knob, "value": value, "params": decision.params,
+                    "spec": family.spec(value, STUDENT_WEIGHTS).to_dict()},
+        "loss": {"losses": list(d.losses), "temperature": d.temperature, "alpha": d.alpha},
+        "metric": metric, "epochs": result.epochs_run, "best_epoch": result.best_epoch,
+        f"best_val_{metric}": result.best_metric, f"test_{metric}_pytorch": test_metric,
+        "stopped_early": result.stopped_early, "resumed_from_epoch": result.resumed_from_epoch,
+        "history": result.history, "device": result.device, "world_size": result.world_size,
+    }
+    if env.is_main:
+        record["outputs"] = _save_student(build, student_dir, student, family.spec(value, STUDENT_WEIGHTS),
+                                          sdata, value)
+    barrier(env)  # every rank returns the student's files, so the main rank must have written them
+    record["details"] = details
     return details
 
 
@@ -384,27 +392,20 @@ def _save_student(build: Any, student_dir: Path, student: Any, spec: Any, sdata:
     return {"spec": str(Path(STUDENT_DIR) / STUDENT_SPEC), "weights": str(Path(STUDENT_DIR) / STUDENT_WEIGHTS)}
 
 
-def teacher_student_key(recipe: Any, teacher_fp: str) -> str:
-    """The distill stage's key for ``family = "teacher"``: no target part (no sizing, no training), so
-    every target of a build shares the result."""
-    from edge_kd.pipeline import content_hash
-
-    return content_hash("distill-teacher-v1", teacher_fp, recipe.to_dict().get("student"))
-
-
-def _teacher_as_student(recipe: Any, teacher: Any, teacher_fp: str, teacher_test: float, teacher_seconds: float,
-                        sdata: StudentData, metric: str, build: Any, out: Path,
-                        log: Callable[[str], None]) -> dict[str, Any]:
-    """``family = "teacher"``: save the (fine-tuned) teacher as the student; the prune stage shrinks it
-    with distillation from this unpruned copy."""
-    import copy
+def _teacher_spec(teacher: Any) -> Any:
     from dataclasses import replace
 
-    student = copy.deepcopy(teacher.model).cpu().eval()
-    params = sum(p.numel() for p in student.parameters())
-    spec = replace(teacher.spec, weights=STUDENT_WEIGHTS)
+    return replace(teacher.spec, weights=STUDENT_WEIGHTS)
+
+
+def _teacher_as_student(teacher: Any, teacher_fp: str, teacher_test: float, teacher_seconds: float, metric: str,
+                        log: Callable[[str], None]) -> dict[str, Any]:
+    """``family = "teacher"``: the (fine-tuned) teacher is the student; the prune stage shrinks it with
+    distillation from this unpruned copy. Returns the stage details."""
+    params = sum(p.numel() for p in teacher.model.parameters())
+    spec = _teacher_spec(teacher)
     log(f"student: the teacher itself ({params:,} parameters); pruning sizes it for the target")
-    details = {
+    return {
         "sizing": {"method": "teacher copy (the prune stage sizes it)", "params": params},
         "teacher": {"name": teacher.name, "weights_sha256": teacher_fp, f"test_{metric}": teacher_test,
                     "seconds": round(teacher_seconds, 2)},
@@ -412,18 +413,3 @@ def _teacher_as_student(recipe: Any, teacher: Any, teacher_fp: str, teacher_test
                     "preprocessing": dict(teacher.preprocessing)},
         "metric": metric, "epochs": 0, f"test_{metric}_pytorch": teacher_test,
     }
-    ctx = build.stage("distill", cache_key=teacher_student_key(recipe, teacher_fp)) if build is not None \
-        else _null_record()
-    with ctx as record:
-        if build is not None:
-            record["outputs"] = _save_student(build, out / STUDENT_DIR, student, spec, sdata, None)
-        record["details"] = details
-    return details
-
-
-class _null_record:
-    def __enter__(self) -> dict[str, Any]:
-        return {"details": {}, "outputs": {}}
-
-    def __exit__(self, *exc: Any) -> None:
-        return None

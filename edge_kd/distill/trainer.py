@@ -31,11 +31,11 @@ from torch import nn
 from edge_kd.distill.ddp import DistEnv, barrier, init_distributed, resolve_device
 from edge_kd.distill.losses import FeatureCapture, HintLoss
 from edge_kd.errors import InputError
+from edge_kd.metrics import METRICS, metric_value  # noqa: F401  (metric_value: part of this API)
 from edge_kd.pipeline.atomic import atomic_path
 
 CHECKPOINT_FORMAT = "edge_kd.distill.checkpoint"
 CHECKPOINT_VERSION = 1
-METRICS = ("accuracy", "roc_auc")
 
 
 @dataclass(frozen=True)
@@ -128,31 +128,6 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# ---- metrics -----------------------------------------------------------------------------------
-def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (see edge_kd.metrics.roc_auc); both classes must be present."""
-    from edge_kd.metrics import roc_auc as _roc_auc
-
-    value = _roc_auc(labels, scores)
-    if value is None:
-        raise InputError("ROC-AUC needs both classes in the validation/test split")
-    return value
-
-
-def metric_value(outputs: np.ndarray, labels: np.ndarray, metric: str) -> float:
-    """Accuracy (argmax, or logit > 0 for one-logit binary models) or ROC-AUC of ``outputs``."""
-    outputs = np.asarray(outputs)
-    binary_single = outputs.ndim == 1 or outputs.shape[1] == 1
-    if metric == "roc_auc":
-        if binary_single:
-            return roc_auc(outputs.reshape(-1), labels)
-        if outputs.shape[1] != 2:
-            raise InputError("ROC-AUC is defined here for binary tasks (1 or 2 outputs)")
-        return roc_auc(outputs[:, 1] - outputs[:, 0], labels)
-    pred = (outputs.reshape(-1) > 0).astype(np.int64) if binary_single else outputs.argmax(1)
-    return float((pred == np.asarray(labels).reshape(-1)).mean())
 
 
 def predict(model: nn.Module, inputs: Sequence[Any], *, batch_size: int = 512, device: str = "cpu") -> np.ndarray:

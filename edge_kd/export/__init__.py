@@ -1,7 +1,8 @@
 """Export a PyTorch model to the target's runtime format and prove it still computes the same thing.
 
-One exporter per format (``executorch.py`` -> .pte, ``onnx.py`` -> .onnx + .ort, ``litert.py`` ->
-.tflite); ``export_model`` picks them from the target profile, reloads every file in its real runtime,
+One exporter module per runtime (``executorch.py`` -> .pte, ``onnx.py`` -> .onnx + .ort, ``litert.py``
+-> .tflite), named by the runtime's spec in ``edge_kd.runtimes.registry``; ``export_model`` asks the
+registry for the target's runtime, reloads every file in its real runtime,
 checks parity against PyTorch, and records the operator list and the per-tensor size breakdown.
 Importing this package is light; torch and the converters load when an export runs.
 
@@ -17,7 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from edge_kd.errors import InputError
 from edge_kd.pipeline.stage import Artifact
@@ -49,28 +50,6 @@ class ExportResult:
                 "tensors": self.tensors}
 
 
-def _export_files(model: Any, example_inputs: tuple, formats: Sequence[str], stage: Path, name: str,
-                  input_names: list[str] | None) -> list[Artifact]:
-    """Write each format of the target into ``stage``; the last format is the shipped one."""
-    from edge_kd.export.executorch import export_pte
-    from edge_kd.export.litert import export_tflite
-    from edge_kd.export.onnx import convert_to_ort, export_onnx
-
-    artifacts: list[Artifact] = []
-    if "pte" in formats:
-        artifacts.append(Artifact(export_pte(model, example_inputs, stage / f"{name}.pte"), "pte"))
-    if "onnx" in formats:
-        onnx_path = export_onnx(model, example_inputs, stage / f"{name}.onnx", input_names)
-        artifacts.append(Artifact(onnx_path, "onnx"))
-        if "ort" in formats:
-            ort_path, config = convert_to_ort(onnx_path, stage)
-            artifacts.append(Artifact(ort_path, "ort"))
-            artifacts.append(Artifact(config, "ort-config", role="export"))
-    if "tflite" in formats:
-        artifacts.append(Artifact(export_tflite(model, example_inputs, stage / f"{name}.tflite"), "tflite"))
-    return artifacts
-
-
 def export_model(model: Any, example_inputs: tuple, target: "TargetProfile", out_dir: str | os.PathLike[str], *,
                  name: str = "model", check_parity: bool = True, parity_inputs: list[tuple] | None = None,
                  atol: float | None = None, input_names: list[str] | None = None) -> ExportResult:
@@ -91,7 +70,9 @@ def export_model(model: Any, example_inputs: tuple, target: "TargetProfile", out
     ('model.tflite', 1.0)
     """
     from edge_kd.export import parity as par
-    from edge_kd.runtimes import open_runner
+    from edge_kd.runtimes import open_runner, runtime_spec
+
+    spec = runtime_spec(target.runtime.name)
 
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -112,12 +93,13 @@ def export_model(model: Any, example_inputs: tuple, target: "TargetProfile", out
     stage = Path(tempfile.mkdtemp(prefix=".tmp-export-", dir=out_dir))
     done = False
     try:
-        staged = _export_files(model, example_inputs, target.runtime.formats, stage, name, input_names)
-        runnable = [a for a in staged if a.format in ("pte", "onnx", "ort", "tflite")]
-        primary_staged = runnable[-1]
+        exporter = spec.export_module()
+        staged = exporter.export_formats(model, example_inputs, target.runtime.formats, stage, name, input_names)
+        runnable = [a for a in staged if a.format in spec.formats]
+        primary_staged = next((a for a in runnable if a.format == target.primary_format), runnable[-1])
         threads = target.runtime.threads
         parity: dict[str, Any] = {"checked": False}
-        runners = {a.path: open_runner(a.path, threads=threads) for a in runnable}
+        runners = {a.path: open_runner(a.path, threads=threads, runtime=spec.name) for a in runnable}
         if check_parity:
             samples = list(parity_inputs) if parity_inputs else [example_inputs, *par.variants(
                 example_inputs, PARITY_RANDOM_SAMPLES)]
@@ -148,10 +130,8 @@ def export_model(model: Any, example_inputs: tuple, target: "TargetProfile", out
         primary_runner = runners[primary_staged.path]
         ops = primary_runner.ops(target.ops.policy)
         tensors = primary_runner.tensors()
-        if primary_staged.format == "pte":
-            from edge_kd.export.executorch import CONSTANT_NAMES, name_tensors
-
-            tensors = name_tensors(tensors, CONSTANT_NAMES.pop(str(primary_staged.path.resolve()), {}))
+        if hasattr(exporter, "primary_tensors"):
+            tensors = exporter.primary_tensors(primary_staged.path, tensors)
         runtime, runtime_version = primary_runner.runtime, primary_runner.runtime_version
         del runners, primary_runner
         # All checks passed: move the files into place (each rename is atomic).

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from edge_kd.export._common import call_converter
 from edge_kd.pipeline.atomic import atomic_path
+from edge_kd.pipeline.stage import Artifact
 
 
 def to_exported_program(model: Any, example_inputs: tuple) -> Any:
@@ -127,3 +128,14 @@ def export_pte(model_or_program: Any, example_inputs: tuple, out_path: str | os.
     with atomic_path(out_path) as tmp:
         tmp.write_bytes(buffer)
     return out_path
+
+
+def export_formats(model: Any, example_inputs: tuple, formats: Sequence[str], folder: Path, name: str,
+                   input_names: list[str] | None = None) -> list[Artifact]:
+    """The runtime registry's exporter entry: ``<name>.pte`` in ``folder``."""
+    return [Artifact(export_pte(model, example_inputs, folder / f"{name}.pte"), "pte")]
+
+
+def primary_tensors(path: Path, tensors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stored tensors of a just-exported .pte, named after the model's parameters."""
+    return name_tensors(tensors, CONSTANT_NAMES.pop(str(Path(path).resolve()), {}))

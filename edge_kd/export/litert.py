@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from edge_kd.errors import InputError
 from edge_kd.export._common import call_converter
 from edge_kd.pipeline.atomic import atomic_path
+from edge_kd.pipeline.stage import Artifact
 
 
 def export_tflite(model: Any, example_inputs: tuple | None, out_path: str | os.PathLike[str], *,
@@ -54,3 +55,9 @@ def _write_flatbuffer(data: bytes, out_path: Path, source: str) -> Path:
     with atomic_path(out_path) as tmp:
         tmp.write_bytes(data)
     return out_path
+
+
+def export_formats(model: Any, example_inputs: tuple, formats: Sequence[str], folder: Path, name: str,
+                   input_names: list[str] | None = None) -> list[Artifact]:
+    """The runtime registry's exporter entry: ``<name>.tflite`` in ``folder``."""
+    return [Artifact(export_tflite(model, example_inputs, folder / f"{name}.tflite"), "tflite")]

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 from edge_kd.errors import InputError
 from edge_kd.export._common import call_converter, quiet_output
 from edge_kd.pipeline.atomic import atomic_path
+from edge_kd.pipeline.stage import Artifact
 
 
 def export_onnx(model: Any, example_inputs: tuple, out_path: str | os.PathLike[str],
@@ -95,3 +96,15 @@ def convert_to_ort(onnx_path: str | os.PathLike[str], out_dir: str | os.PathLike
             text = tmp_config.read_text().replace(str(tmp_ort), ort_path.name)
             tmp_config.write_text(text)
     return ort_path, config_path
+
+
+def export_formats(model: Any, example_inputs: tuple, formats: Sequence[str], folder: Path, name: str,
+                   input_names: list[str] | None = None) -> list[Artifact]:
+    """The runtime registry's exporter entry: ``<name>.onnx``, and when asked the ``.ort`` converted from
+    it plus its ``required_operators.config`` (role ``export``)."""
+    onnx_path = export_onnx(model, example_inputs, folder / f"{name}.onnx", input_names)
+    artifacts = [Artifact(onnx_path, "onnx")]
+    if "ort" in formats:
+        ort_path, config = convert_to_ort(onnx_path, folder)
+        artifacts += [Artifact(ort_path, "ort"), Artifact(config, "ort-config", role="export")]
+    return artifacts

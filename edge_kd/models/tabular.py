@@ -79,14 +79,6 @@ def tabular_mlp(num_numeric: int, cardinalities: Sequence[int] = (), num_classes
     return TabularMLP(num_numeric, list(cardinalities), num_classes, tuple(hidden), dropout).eval()
 
 
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC-AUC (see edge_kd.metrics.roc_auc). NaN when only one class is present."""
-    from edge_kd.metrics import roc_auc as _roc_auc
-
-    value = _roc_auc(labels, scores)
-    return math.nan if value is None else value
-
-
 def _predict(model: nn.Module, ds: Any, batch_size: int = 1024) -> np.ndarray:
     model.eval()
     outs = []
@@ -102,7 +94,10 @@ def evaluate(model: nn.Module, ds: Any) -> dict[str, float]:
     logits = _predict(model, ds)
     out = {"accuracy": float((logits.argmax(1) == ds.labels).mean()) if len(ds) else math.nan}
     if ds.task == "binary" and logits.shape[1] == 2:
-        out["roc_auc"] = roc_auc(ds.labels, logits[:, 1] - logits[:, 0])
+        from edge_kd.metrics import roc_auc
+
+        auc = roc_auc(ds.labels, logits[:, 1] - logits[:, 0])
+        out["roc_auc"] = math.nan if auc is None else auc  # one class present: undefined
     return out
 
 

@@ -104,9 +104,12 @@ class Build:
     ...     build.add_artifact(path, role="model", format="pte")
     """
 
-    def __init__(self, root: Path, manifest: dict[str, Any]):
+    def __init__(self, root: Path, manifest: dict[str, Any], *, persist: bool = True):
         self.root = Path(root)
         self.manifest = manifest
+        #: False for a rank of a distributed run other than the main one: it follows the same stage code
+        #: but writes nothing (one writer per build.json).
+        self.persist = persist
 
     @property
     def manifest_path(self) -> Path:
@@ -152,6 +155,8 @@ class Build:
         return cls(root, read_manifest(path))
 
     def save(self) -> None:
+        if not self.persist:
+            return
         self.manifest["updated"] = _now()
         atomic_write_json(self.manifest_path, self.manifest)
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 from edge_kd.errors import ConfigError, EdgeKDError
 from edge_kd.pipeline.manifest import Build
@@ -80,8 +80,10 @@ def validate_pipeline(stages: Sequence[Stage], initial: Sequence[str]) -> None:
         available.update(stage.provides)
 
 
-def run_pipeline(stages: Sequence[Stage], build: Build, ctx: dict[str, Any], *, reuse: bool = True) -> dict[str, Any]:
-    """Run ``stages`` in order over a copy of ``ctx``; returns the final context."""
+def run_pipeline(stages: Sequence[Stage], build: Build, ctx: dict[str, Any], *, reuse: bool = True,
+                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run ``stages`` in order over a copy of ``ctx``; returns the final context. ``log`` is told when a
+    completed stage is reused."""
     validate_pipeline(stages, list(ctx))
     ctx = dict(ctx)
     for stage in stages:
@@ -95,6 +97,8 @@ def run_pipeline(stages: Sequence[Stage], build: Build, ctx: dict[str, Any], *, 
                 previous["status"] = "reused"
                 build.save()
                 ctx.update(outputs)
+                if log is not None:
+                    log(f"{stage.name}: reusing the completed stage in {build.root} (same inputs)")
                 continue
         with build.stage(stage.name, cache_key=key) as record:
             outputs = stage.run(ctx, build, record)

@@ -70,21 +70,13 @@ class QuantizeResult:
 
 
 def backend_for(target: "TargetProfile") -> Any:
-    """The backend object that builds int8 artifacts for ``target``'s runtime."""
-    name = target.runtime.name
-    if name == "executorch":
-        from edge_kd.quantize.executorch import ExecuTorchBackend
+    """The backend object that builds int8 artifacts for ``target``'s runtime (its registry spec's)."""
+    from edge_kd.runtimes.registry import runtime_spec
 
-        return ExecuTorchBackend(target.quantization)
-    if name == "onnxruntime":
-        from edge_kd.quantize.onnxruntime import OrtBackend
-
-        return OrtBackend(target.quantization)
-    if name == "litert":
-        from edge_kd.quantize.litert import LiteRTBackend
-
-        return LiteRTBackend(target.quantization)
-    raise InputError(f"target {target.name!r}: no int8 backend for runtime {name!r}")
+    spec = runtime_spec(target.runtime.name)
+    if spec.int8_backend is None:
+        raise InputError(f"target {target.name!r}: no int8 backend for runtime {spec.name!r}")
+    return spec.backend(target.quantization)
 
 
 # ------------------------------------------------------------------------------------------------

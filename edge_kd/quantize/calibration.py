@@ -26,14 +26,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 from edge_kd.errors import InputError
+from edge_kd.registry import Registry
 
-#: Range methods a user can name (``auto`` picks among them through the runtime).
-RANGE_METHODS = ("minmax", "moving_average", "percentile", "entropy", "mse")
+#: Range methods by name: ``fn(stats, percentile, symmetric) -> (lo, hi)``. A new method is one function
+#: registered with ``@range_method(NAME)`` below; list its name in the runtime specs that support it
+#: (``edge_kd.runtimes.registry.STANDARD_RANGE_METHODS`` for every shipped runtime).
+RANGE_METHOD_FUNCS: Registry[Callable[..., tuple[float, float]]] = Registry("range method")
 #: Fewer samples than this give ranges that depend on which images happened to be drawn.
 MIN_CALIBRATION_SAMPLES = 8
 DEFAULT_BINS = 2048
@@ -182,18 +185,9 @@ class RangeStats:
         """The real range [lo, hi] to quantize to, by ``method``. Never wider than what was observed."""
         if not self.observed:
             return 0.0, 0.0
-        if method == "minmax":
-            lo, hi = self.min, self.max
-        elif method == "moving_average":
-            lo, hi = self.ema_min, self.ema_max
-        elif method == "percentile":
-            lo, hi = percentile_range(self.hist, percentile)
-        elif method == "entropy":
-            lo, hi = entropy_range(self.hist, self.min, self.max)
-        elif method == "mse":
-            lo, hi = mse_range(self.hist, self.min, self.max, symmetric=symmetric)
-        else:
+        if method not in RANGE_METHOD_FUNCS:
             raise ValueError(f"unknown range method {method!r}; known: {', '.join(RANGE_METHODS)}")
+        lo, hi = RANGE_METHOD_FUNCS.get(method)(self, percentile, symmetric)
         lo, hi = max(float(lo), self.min), min(float(hi), self.max)
         if hi < lo:
             lo, hi = self.min, self.max
@@ -294,6 +288,40 @@ def mse_range(hist: StreamingHistogram, observed_min: float, observed_max: float
         if not math.isfinite(best[0]) or err < best[0] * (1.0 - 1e-9):
             best = (err, lo, hi)
     return best[1], best[2]
+
+
+def range_method(name: str) -> Callable[[Callable], Callable]:
+    """Decorator: register ``fn(stats: RangeStats, percentile, symmetric) -> (lo, hi)`` as ``name``."""
+    return RANGE_METHOD_FUNCS.register(name)
+
+
+@range_method("minmax")
+def _minmax(stats: RangeStats, percentile: float, symmetric: bool) -> tuple[float, float]:
+    return stats.min, stats.max
+
+
+@range_method("moving_average")
+def _moving_average(stats: RangeStats, percentile: float, symmetric: bool) -> tuple[float, float]:
+    return stats.ema_min, stats.ema_max
+
+
+@range_method("percentile")
+def _percentile(stats: RangeStats, percentile: float, symmetric: bool) -> tuple[float, float]:
+    return percentile_range(stats.hist, percentile)
+
+
+@range_method("entropy")
+def _entropy(stats: RangeStats, percentile: float, symmetric: bool) -> tuple[float, float]:
+    return entropy_range(stats.hist, stats.min, stats.max)
+
+
+@range_method("mse")
+def _mse(stats: RangeStats, percentile: float, symmetric: bool) -> tuple[float, float]:
+    return mse_range(stats.hist, stats.min, stats.max, symmetric=symmetric)
+
+
+#: Range methods a user can name, in registration order (``auto`` picks among them through the runtime).
+RANGE_METHODS = tuple(RANGE_METHOD_FUNCS.names_in_order())
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """One runner per runtime behind one interface (``Runner``): load an artifact, check inputs, run,
-list its operators and stored tensors. The runtime is picked by file extension.
+list its operators and stored tensors. The runtime is picked by file extension from the runtime
+registry (``edge_kd.runtimes.registry``: one spec per runtime).
 
 Importing this package is light; a runtime is imported when a runner for it is opened.
 
@@ -14,27 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_kd.errors import InputError
-from edge_kd.runtimes.ops import DEFAULT_POLICY, MOBILE_PACKAGE_OPS, ops_record, violations
+from edge_kd.runtimes.ops import MOBILE_PACKAGE_OPS, OP_POLICIES, default_policy, ops_record, violations
+from edge_kd.runtimes.registry import RUNTIMES, RuntimeSpec, register_runtime, runtime_for, runtime_spec
 
 if TYPE_CHECKING:
     from edge_kd.runtimes.base import Runner
-
-#: File extension -> (runtime name, module, runner class).
-RUNNERS: dict[str, tuple[str, str, str]] = {
-    ".pte": ("executorch", "edge_kd.runtimes.executorch", "ExecuTorchRunner"),
-    ".onnx": ("onnxruntime", "edge_kd.runtimes.onnxruntime", "OrtRunner"),
-    ".ort": ("onnxruntime", "edge_kd.runtimes.onnxruntime", "OrtRunner"),
-    ".tflite": ("litert", "edge_kd.runtimes.litert", "LiteRTRunner"),
-}
-
-
-def runtime_for(path: str | os.PathLike[str]) -> str:
-    """The runtime that runs a file, from its extension (InputError for an unknown one)."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in RUNNERS:
-        raise InputError(f"{path}: unknown artifact format {suffix or '(no extension)'!r}; "
-                         f"known: {', '.join(RUNNERS)}")
-    return RUNNERS[suffix][0]
 
 
 def open_runner(path: str | os.PathLike[str], *, threads: int = 1, runtime: str | None = None) -> "Runner":
@@ -47,10 +32,8 @@ def open_runner(path: str | os.PathLike[str], *, threads: int = 1, runtime: str 
     >>> runner.input_specs                                              # doctest: +SKIP
     [('args_0', (1, 3, 224, 224), dtype('float32'))]
     """
-    import importlib
-
     path = Path(path)
-    name = runtime_for(path)
+    name = runtime_for(path, runtime)
     if runtime is not None and runtime != name:
         raise InputError(f"{path}: a {path.suffix} file runs in {name}, but the target's runtime is {runtime}")
     if not path.is_file():
@@ -59,9 +42,10 @@ def open_runner(path: str | os.PathLike[str], *, threads: int = 1, runtime: str 
         raise InputError(f"{path}: file is empty")
     if threads < 1:
         raise InputError(f"threads must be >= 1, got {threads}")
-    _, module_name, cls_name = RUNNERS[path.suffix.lower()]
-    cls = getattr(importlib.import_module(module_name), cls_name)
-    return cls(path, threads)
+    runner = runtime_spec(name).runner_class()(path, threads)
+    runner.runtime = name  # a runner class may serve several registered runtimes (flavours)
+    return runner
 
 
-__all__ = ["DEFAULT_POLICY", "MOBILE_PACKAGE_OPS", "RUNNERS", "open_runner", "ops_record", "runtime_for", "violations"]
+__all__ = ["MOBILE_PACKAGE_OPS", "OP_POLICIES", "RUNTIMES", "RuntimeSpec", "default_policy", "open_runner",
+           "ops_record", "register_runtime", "runtime_for", "runtime_spec", "violations"]

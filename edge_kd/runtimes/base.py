@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edge_kd.errors import InputError
-from edge_kd.runtimes.ops import DEFAULT_POLICY, ops_record
+from edge_kd.runtimes.ops import default_policy, ops_record
 
 InputSpecs = list[tuple[str, tuple[int, ...], np.dtype]]
 
@@ -87,10 +87,10 @@ class Runner(abc.ABC):
     def ops(self, policy: str | None = None) -> dict[str, Any]:
         """Operator record for the gate: ``{policy, operators, delegated, not_delegated, violations}``.
 
-        ``policy`` defaults to the runtime's natural one (see ``edge_kd.runtimes.ops.DEFAULT_POLICY``).
+        ``policy`` defaults to the runtime's own (its spec's ``op_policy`` in ``edge_kd.runtimes.registry``).
         """
         operators, delegated, not_delegated, extra = self._operators()
-        return ops_record(policy or DEFAULT_POLICY[self.runtime], self.runtime, operators,
+        return ops_record(policy or default_policy(self.runtime), self.runtime, operators,
                           delegated=delegated, not_delegated=not_delegated, **extra)
 
     @abc.abstractmethod

@@ -15,18 +15,17 @@ policy logic lives here as plain Python over operator names:
 * ``tflite-builtin-only`` (LiteRT): custom ops and Flex (TensorFlow) ops are violations: they need a
   custom or TF-select runtime the app does not ship.
 * ``any``: nothing is a violation.
+
+A new policy is one function decorated with ``@register_op_policy(NAME, RUNTIME...)`` below (or in a
+plugin); profiles name it in ``[ops] policy`` and a runtime's spec names its default.
 """
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Iterable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
 
-#: Which policy a runtime is checked against when the caller names none.
-DEFAULT_POLICY = {
-    "executorch": "xnnpack-full-delegation",
-    "onnxruntime": "ort-mobile-operators",
-    "litert": "tflite-builtin-only",
-}
+from edge_kd.registry import Registry
 
 # Operators of the ONNX Runtime Mobile package (domain -> op types), from onnxruntime's
 # tools/ci_build/github/android/mobile_package.required_operators.config (MIT licence). The opset
@@ -74,31 +73,72 @@ def ort_op_key(domain: str, op_type: str) -> str:
     return op_type if domain == "ai.onnx" else f"{domain}::{op_type}"
 
 
+@dataclass(frozen=True)
+class OpPolicySpec:
+    """A named operator policy: ``check`` returns the offending operator names of an artifact's op
+    counts. ``runtimes``: whose operator names it reads (an artifact of another runtime satisfies none
+    of it); empty for a policy that applies to every runtime."""
+
+    name: str
+    runtimes: tuple[str, ...]
+    check: Callable[[dict[str, int]], list[str]]
+
+
+OP_POLICIES: Registry[OpPolicySpec] = Registry("op policy")
+
+
+def register_op_policy(name: str, *runtimes: str) -> Callable[[Callable], Callable]:
+    """Decorator: register ``fn(operators) -> offending names`` as the policy ``name`` for ``runtimes``."""
+    def decorator(fn: Callable[[dict[str, int]], list[str]]) -> Callable[[dict[str, int]], list[str]]:
+        OP_POLICIES.add(name, OpPolicySpec(name, tuple(runtimes), fn))
+        return fn
+
+    return decorator
+
+
+def default_policy(runtime: str) -> str:
+    """The policy a runtime is checked against when the caller names none (its registry entry's)."""
+    from edge_kd.runtimes.registry import runtime_spec
+
+    return runtime_spec(runtime).op_policy
+
+
+@register_op_policy("any")
+def _any(operators: dict[str, int]) -> list[str]:
+    return []
+
+
+@register_op_policy("xnnpack-full-delegation", "executorch")
+def _xnnpack_full_delegation(operators: dict[str, int]) -> list[str]:
+    return [op for op in operators
+            if not op.startswith(ET_DELEGATE_OP) and not op.startswith(_ET_BOOKKEEPING_PREFIXES)
+            and op.split(".")[0] not in ET_ALLOWED_OUTSIDE_DELEGATE]
+
+
+@register_op_policy("ort-mobile-operators", "onnxruntime")
+def _ort_mobile_operators(operators: dict[str, int]) -> list[str]:
+    bad = []
+    for key in operators:
+        domain, sep, op_type = key.rpartition("::")
+        allowed = MOBILE_PACKAGE_OPS.get(domain if sep else "ai.onnx", frozenset())
+        if op_type not in allowed:
+            bad.append(key)
+    return bad
+
+
+@register_op_policy("tflite-builtin-only", "litert")
+def _tflite_builtin_only(operators: dict[str, int]) -> list[str]:
+    return [op for op in operators if op.startswith(("CUSTOM", "FLEX", "Flex"))]
+
+
 def violations(policy: str, runtime: str, operators: dict[str, int]) -> list[str]:
     """Operator names in ``operators`` that break ``policy`` (sorted, unique)."""
-    if policy == "any":
-        return []
-    if policy == "xnnpack-full-delegation":
-        if runtime != "executorch":
-            return sorted(operators)  # a policy for another runtime: nothing in this artifact satisfies it
-        return sorted(op for op in operators
-                      if not op.startswith(ET_DELEGATE_OP) and not op.startswith(_ET_BOOKKEEPING_PREFIXES)
-                      and op.split(".")[0] not in ET_ALLOWED_OUTSIDE_DELEGATE)
-    if policy == "ort-mobile-operators":
-        if runtime != "onnxruntime":
-            return sorted(operators)
-        bad = []
-        for key in operators:
-            domain, sep, op_type = key.rpartition("::")
-            allowed = MOBILE_PACKAGE_OPS.get(domain if sep else "ai.onnx", frozenset())
-            if op_type not in allowed:
-                bad.append(key)
-        return sorted(bad)
-    if policy == "tflite-builtin-only":
-        if runtime != "litert":
-            return sorted(operators)
-        return sorted(op for op in operators if op.startswith(("CUSTOM", "FLEX", "Flex")))
-    raise ValueError(f"unknown op policy {policy!r}")
+    if policy not in OP_POLICIES:
+        raise ValueError(f"unknown op policy {policy!r}")
+    spec = OP_POLICIES.get(policy)
+    if spec.runtimes and runtime not in spec.runtimes:
+        return sorted(operators)  # a policy for another runtime: nothing in this artifact satisfies it
+    return sorted(set(spec.check(operators)))
 
 
 def ops_record(policy: str, runtime: str, operators: Iterable[str] | dict[str, int], *,

@@ -200,10 +200,39 @@ def build(recipe_path: str | os.PathLike[str], targets: Sequence[str] | None = N
         build_dir = plan.dirs[target.name]
         log(f"== {target.name}: building into {build_dir}")
         b = Build.create(build_dir, target=target.to_dict(), recipe=plan.recipe.to_dict())
-        run_pipeline(stage_lists[target.name], b, {"recipe": plan.recipe, "target": target})
+        run_pipeline(stage_lists[target.name], b, {"recipe": plan.recipe, "target": target}, log=log)
         summaries.append(BuildSummary.from_manifest(build_dir, read_manifest(build_dir)))
     atomic_write_text(plan.out / "summary.json", summary_json(summaries) + "\n")
     return summaries
+
+
+def run_stage(name: str, recipe: Any, target: Any, out: str | os.PathLike[str], *, resume: bool = False,
+              device: str = "auto", log: Callable[[str], None] | None = None, measure: Callable | None = None,
+              inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run one stage of ``edge-kd build`` on its own into the build folder ``out``: what the single-stage
+    commands do. The same stage object, cache key and ``Build`` handle as in a build; with ``resume`` a
+    completed stage with the same inputs is reused. ``inputs``: context values the stage requires besides
+    the recipe and target. Returns the stage's record from build.json.
+
+    >>> record = run_stage("distill", load_recipe("r.toml"), load_target("ort-mobile"), "b")  # doctest: +SKIP
+    >>> record["details"]["sizing"]["value"]                                                  # doctest: +SKIP
+    """
+    from edge_kd.distill.ddp import init_distributed
+    from edge_kd.pipeline import Build, run_pipeline
+    from edge_kd.pipeline.manifest import new_manifest
+    from edge_kd.stages.stages import BuildContext, stage_named
+
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    out = Path(out)
+    env = init_distributed(device)  # under torchrun every rank runs the stage; one writes build.json
+    shared = BuildContext(recipe, out / SHARED_DIR, device=device, resume=resume, log=log, measure=measure)
+    if env.is_main:
+        handle = Build.create(out, target=target.to_dict(), recipe=recipe.to_dict())
+    else:
+        handle = Build(out, new_manifest(target.to_dict(), recipe.to_dict()), persist=False)
+    run_pipeline([stage_named(name, shared)], handle, {"recipe": recipe, "target": target, **(inputs or {})},
+                 reuse=resume, log=log)
+    return next(s for s in handle.manifest["stages"] if s.get("name") == name)
 
 
 def summary_table(summaries: Sequence[BuildSummary]) -> str:

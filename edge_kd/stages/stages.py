@@ -49,6 +49,8 @@ class BuildContext:
     device: str = "auto"
     resume: bool = False
     log: Callable[[str], None] = print
+    #: How the distill stage measures a candidate student's size (default: export it int8 to the target).
+    measure: Callable | None = None
     _splits: Any = None
     _teacher: Any = None
     _family: Any = None
@@ -189,17 +191,12 @@ class DistillStage(Stage):
         return None
 
     def run(self, ctx, build, record):
-        from edge_kd.distill.run import distill
+        from edge_kd.distill.run import run_distill
 
         if self.shared.adopt(self.name, record["cache_key"], build, record, STUDENT_SPEC.parent):
             return {"student_spec": Artifact(build.root / STUDENT_SPEC, "json", "student-spec"),
                     "student_value": record["details"]["student"]["value"]}
-        details = distill(ctx["recipe"], ctx["target"], build.root, resume=self.shared.resume,
-                          device=self.shared.device, log=self.shared.log)
-        # distill() records its files through its own handle on build.json: take them over.
-        build.manifest["artifacts"] = read_manifest(build.root)["artifacts"]
-        record["details"] = details
-        record["outputs"] = {"spec": str(STUDENT_SPEC)}
+        details = run_distill(self.shared, ctx["recipe"], ctx["target"], build, record)
         return {"student_spec": Artifact(build.root / STUDENT_SPEC, "json", "student-spec"),
                 "student_value": details["student"]["value"]}
 
@@ -275,12 +272,11 @@ class QuantizeStage(Stage):
     def __init__(self, shared: BuildContext):
         self.shared = shared
 
-    #: Bumped when a backend's int8 export changes what it writes (ORT: Linear as MatMul + float bias,
-    #: int8 embedding rows gathered before dequantizing), so builds made by older code are redone.
-    EXPORT_REVISION = {"onnxruntime": 3}
-
     def cache_key(self, ctx):
-        revision = self.EXPORT_REVISION.get(ctx["target"].runtime.name, 2)
+        from edge_kd.runtimes.registry import runtime_spec
+
+        # Bumped per runtime when its int8 export writes something different: older builds are redone.
+        revision = runtime_spec(ctx["target"].runtime.name).export_revision
         return content_hash(f"build-quantize-v{revision}", *_student_identity(ctx["student_spec"].path),
                             _recipe_part(ctx["recipe"], "quantize"),
                             _target_part(ctx["target"], "runtime", "quantization", "budgets"))
@@ -444,6 +440,14 @@ class GateStage(Stage):
         atomic_write_text(build.root / "report.md", report.to_markdown())
         record["details"] = {"passed": report.passed, "failed": [c.name for c in report.failed]}
         return {"gate": report.passed}
+
+
+def stage_named(name: str, shared: BuildContext) -> Stage:
+    """One stage of the build by name (what a single-stage command runs)."""
+    classes = {c.name: c for c in (DistillStage, PruneStage, QuantizeStage, BenchStage, GateStage)}
+    if name not in classes:
+        raise ValueError(f"unknown stage {name!r}; known: {', '.join(classes)}")
+    return classes[name]() if classes[name] is GateStage else classes[name](shared)
 
 
 def make_stages(recipe: Any, shared: BuildContext) -> list[Stage]:

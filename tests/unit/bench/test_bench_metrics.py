@@ -1,4 +1,4 @@
-"""Latency statistics, ROC AUC, evaluation through a runtime, and the benchmark worker contract."""
+"""Latency statistics, evaluation through a runtime, and the benchmark worker contract."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_kd.bench import _binary_scores, evaluate_artifact, latency_stats, pick_core
+from edge_kd.bench import evaluate_artifact, latency_stats, pick_core
 from edge_kd.metrics import roc_auc as _roc_auc
 from edge_kd.errors import InputError
 
@@ -20,18 +20,6 @@ def test_latency_stats_golden():
     assert s["p99"] == pytest.approx(96.16)
     assert s["mean"] == pytest.approx(22.0)
     assert s["std"] == pytest.approx(float(np.std([1, 2, 3, 4, 100])))
-
-
-def test_roc_auc_golden_with_ties():
-    # Pairs (pos, neg): 0.8>0.1, 0.8>0.4, 0.4=0.4 (half), 0.4>0.1 -> (1+1+0.5+1)/4
-    assert _roc_auc(np.array([1, 0, 1, 0]), np.array([0.8, 0.1, 0.4, 0.4])) == pytest.approx(0.875)
-    assert _roc_auc(np.array([1, 1, 0]), np.array([0.9, 0.8, 0.1])) == pytest.approx(1.0)
-    assert _roc_auc(np.array([1, 1]), np.array([0.9, 0.8])) is None
-
-
-def test_binary_scores_from_one_or_two_logits():
-    np.testing.assert_allclose(_binary_scores(np.array([[0.0, 2.0], [1.0, -1.0]])), [2.0, -2.0])
-    np.testing.assert_allclose(_binary_scores(np.array([[0.3], [-0.2]])), [0.3, -0.2])
 
 
 def test_pick_core_is_the_last_allowed_core():

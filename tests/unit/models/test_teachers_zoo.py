@@ -8,7 +8,7 @@ import torch
 from edge_kd.data import ArrayDataset, TabularSchema, load_image_list, load_tabular_csv, train_val_test_split
 from edge_kd.errors import InputError
 from edge_kd.models.finetune import FinetuneSettings, compute_features, finetune_head
-from edge_kd.models.tabular import TabularMLP, roc_auc
+from edge_kd.models.tabular import TabularMLP
 from edge_kd.models.teachers import TEACHERS, build_teacher, load_teacher, train_teacher
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures"
@@ -19,12 +19,6 @@ def test_registry_names_and_unknown():
     assert TEACHERS.names() == ["efficientnet-lite0", "minilm-l6", "resnet18", "tabular-mlp"]
     with pytest.raises(InputError, match="unknown teacher 'bert'; known: efficientnet-lite0, minilm-l6"):
         load_teacher("bert")
-
-
-def test_roc_auc_golden():
-    assert roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])) == 0.75
-    assert roc_auc(np.array([0, 1, 0, 1]), np.array([0.5, 0.5, 0.5, 0.5])) == 0.5
-    assert np.isnan(roc_auc(np.array([1, 1]), np.array([0.1, 0.2])))
 
 
 def _blobs(n=120, classes=3, dim=8, seed=0):

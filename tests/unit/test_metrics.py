@@ -1,0 +1,38 @@
+"""edge_kd.metrics: one ROC-AUC (labels first), the binary score and the selection metric."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_kd.errors import InputError
+from edge_kd.metrics import binary_scores, metric_value, roc_auc
+
+
+def test_roc_auc_golden():
+    assert roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])) == 0.75
+    assert roc_auc(np.array([0, 1, 0, 1]), np.array([0.5, 0.5, 0.5, 0.5])) == 0.5
+    assert roc_auc(np.array([0, 1, 1]), np.array([0.5, 0.5, 0.5])) == pytest.approx(0.5)
+
+
+def test_roc_auc_golden_with_ties():
+    # Pairs (pos, neg): 0.8>0.1, 0.8>0.4, 0.4=0.4 (half), 0.4>0.1 -> (1+1+0.5+1)/4
+    assert roc_auc(np.array([1, 0, 1, 0]), np.array([0.8, 0.1, 0.4, 0.4])) == pytest.approx(0.875)
+    assert roc_auc(np.array([1, 1, 0]), np.array([0.9, 0.8, 0.1])) == pytest.approx(1.0)
+
+
+def test_roc_auc_undefined_for_one_class():
+    assert roc_auc(np.array([1, 1]), np.array([0.9, 0.8])) is None
+    with pytest.raises(InputError, match="both classes"):
+        metric_value(np.array([[0.1, 0.2], [0.3, 0.1]]), np.array([1, 1]), "roc_auc")
+
+
+def test_binary_scores_from_one_or_two_logits():
+    np.testing.assert_allclose(binary_scores(np.array([[0.0, 2.0], [1.0, -1.0]])), [2.0, -2.0])
+    np.testing.assert_allclose(binary_scores(np.array([[0.3], [-0.2]])), [0.3, -0.2])
+
+
+def test_metric_value_roc_auc_from_one_or_two_logits():
+    labels = np.array([0, 0, 1, 1])
+    assert metric_value(np.array([0.1, 0.4, 0.35, 0.8]), labels, "roc_auc") == 0.75
+    two = np.stack([np.zeros(4), np.array([0.1, 0.4, 0.35, 0.8])], axis=1)
+    assert metric_value(two, labels, "roc_auc") == 0.75
