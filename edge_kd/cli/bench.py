@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from edge_kd.cli.common import add_target_argument, print_json, print_table
+from edge_kd.cli.common import add_target_argument, load_samples, print_json, print_table
 from edge_kd.errors import InputError
 
 
@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="input spec NAME:SHAPE:DTYPE[:HIGH] for random inputs (default: the model's own "
                              "shapes, values in [0, 1) / {0, 1})")
     parser.add_argument("--data", metavar="SPEC", help="labelled data for accuracy: npz:PATH with arrays x0[, x1...] "
-                                                       "(first axis = samples) and y")
+                                                       "(first axis = samples) and y, or a data spec (csv:..., "
+                                                       "images:...) as in quantize --calib/--eval")
     parser.add_argument("--task", choices=("classification", "binary"), default="classification",
                         help="metric for --data: accuracy (classification) or ROC AUC (binary)")
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate at most N samples of --data")
@@ -77,6 +78,16 @@ def load_npz_samples(spec: str, limit: int | None = None):
     return [(tuple(arrays[k][i:i + 1] for k in xs), arrays["y"][i]) for i in range(n)]
 
 
+def _labelled_samples(spec: str, limit: int | None):
+    """(inputs, label) pairs from ``npz:PATH`` (x0.., y) or a data spec (its rows, at most ``limit``)."""
+    if spec.startswith("npz:"):
+        return load_npz_samples(spec, limit)
+    inputs, labels = load_samples(spec, None, "--data", limit)
+    if labels is None:
+        raise InputError(f"--data {spec!r}: accuracy needs labelled data")
+    return list(zip(inputs, labels))
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import dataclasses
     from pathlib import Path
@@ -98,7 +109,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     inputs = None
     if args.input:
         inputs = _random_inputs([s.strip() for item in args.input for s in item.split(",") if s.strip()])
-    samples = load_npz_samples(args.data, args.limit) if args.data else None
+    samples = _labelled_samples(args.data, args.limit) if args.data else None
     results = []
     for path in paths:
         runtime = runtime_for(path, target.runtime.name)
@@ -134,8 +145,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         rows.append(row)
     headers = ["artifact", "runtime", "size", "gzip", "p50 ms", "p90 ms", "runs", "load ms", "peak MB",
                "speed-up", "size ratio", "op violations"] + (["metric"] if samples is not None else [])
+    document = {"target": target.name, "results": results}  # one shape, to stdout or to a file
     if args.json == "-":
-        print_json(results)
+        print_json(document)
     else:
         print(f"target {target.name}: {target.runtime.threads} thread(s), pinned core "
               f"{results[0]['pinned_core']}, ratios vs {paths[0].name}")
@@ -143,6 +155,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if args.json:
             from edge_kd.pipeline import atomic_write_json
 
-            atomic_write_json(args.json, {"target": target.name, "results": results})
+            atomic_write_json(args.json, document)
             print(f"wrote {args.json}")
     return 0

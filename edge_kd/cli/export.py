@@ -4,24 +4,19 @@ from __future__ import annotations
 import argparse
 import json
 
-from edge_kd.cli.common import add_target_argument, print_json, print_table
-from edge_kd.errors import InputError
+from edge_kd.cli.common import add_model_arguments, add_target_argument, model_spec, print_json, print_table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "export", help="export a model to .pte / .onnx+.ort / .tflite and check it in the runtime",
-        description="Export MODEL (a module:factory reference) for a target profile. Every file is reloaded "
+        description="Export MODEL (a module:factory reference or a ModelSpec .json) for a target profile. Every "
+                    "file is reloaded "
                     "in its runtime and compared with PyTorch; a mismatch or an unsupported operator "
                     "exits 2 and leaves no artifact. Writes the artifacts and build.json into --out.")
-    parser.add_argument("model", metavar="MODEL", help="factory reference, e.g. my_pkg.models:build_model")
+    add_model_arguments(parser)
     add_target_argument(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="build directory (new, empty or an edge_kd build)")
-    parser.add_argument("--input", required=True, action="append", metavar="SPEC",
-                        help="input spec NAME:SHAPE:DTYPE[:HIGH], e.g. image:1x3x224x224:float32 "
-                             "(repeat or comma-separate for several inputs)")
-    parser.add_argument("--weights", metavar="FILE", help="weights: .safetensors or a torch state dict (weights_only)")
-    parser.add_argument("--kwargs", metavar="JSON", default=None, help="factory keyword arguments as a JSON object")
     parser.add_argument("--name", default="model", help="file stem of the artifacts (default: model)")
     parser.add_argument("--atol", type=float, default=None, help="parity tolerance (max abs error); default 1e-3 relative")
     parser.add_argument("--no-parity", action="store_true", help="skip the parity check (not recommended)")
@@ -29,33 +24,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=cmd_export)
 
 
-def _parse_kwargs(text: str | None) -> dict:
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"--kwargs: not valid JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(value, dict):
-        raise InputError("--kwargs: expected a JSON object like '{\"num_classes\": 10}'")
-    return value
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from edge_kd.models.spec import ModelSpec
     from edge_kd.targets import load_target
 
     target = load_target(args.target)
-    inputs = [s.strip() for item in args.input for s in item.split(",") if s.strip()]
-    spec = ModelSpec.parse(args.model, inputs=inputs, weights=args.weights, kwargs=_parse_kwargs(args.kwargs))
+    spec = model_spec(args)
     out = Path(args.out)
 
     import shutil
 
-    from edge_kd.export import export_model
     from edge_kd.pipeline import Build
+    from edge_kd.stages.stages import export_entry
 
     model = spec.build()  # bad factory / weights fail here, before anything is written
     example = spec.example_inputs()
@@ -63,19 +44,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     build = Build.create(out, target=target.to_dict())
     try:
         with build.stage("export") as record:
-            result = export_model(model, example, target, out, name=args.name, check_parity=not args.no_parity,
-                                  atol=args.atol, input_names=[i.name for i in spec.inputs])
-            for artifact in result.artifacts:
-                extra = {"tensors": result.tensors} if artifact.role == "model" else {}
-                build.add_artifact(artifact.path, role=artifact.role, format=artifact.format, **extra)
-            record["outputs"] = {"primary": result.primary.name, "files": [a.path.name for a in result.artifacts]}
-            record["details"] = {"model": spec.to_dict(), "parity": result.parity, "ops": result.ops,
-                                 "runtime": result.runtime, "runtime_version": result.runtime_version}
+            result = export_entry(model, example, target, out, build, record, name=args.name,
+                                  check_parity=not args.no_parity, atol=args.atol,
+                                  input_names=[i.name for i in spec.inputs])
+            record["details"]["model"] = spec.to_dict()
     except BaseException:
         if fresh:  # a failed export into a new folder leaves nothing behind
             shutil.rmtree(out, ignore_errors=True)
         raise
-    build.update_metrics(ops=result.ops)
     if args.json:
         print_json(result.to_dict())
         return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edge_kd.cli.common import add_target_argument, print_table
+from edge_kd.cli.common import add_model_arguments, add_target_argument, model_spec, print_table
 from edge_kd.errors import InputError
 
 
@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "DIR/build.json (stage 'prune'); the pruned model is written as DIR/model.json + "
                     "DIR/model.safetensors (reload: ModelSpec.load('DIR/model.json').build()). "
                     "A latency budget that cannot be met writes the best candidate and exits 1.")
-    parser.add_argument("model", metavar="MODEL", help="factory reference (pkg.mod:fn) or a ModelSpec .json")
+    add_model_arguments(parser)
     add_target_argument(parser)
     goal = parser.add_mutually_exclusive_group(required=True)
     goal.add_argument("--ratio", type=float, metavar="R", help="remove this fraction of the parameters, in (0, 1)")
@@ -31,10 +31,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, default=1, help="pruning steps (recovery fine-tune after each)")
     parser.add_argument("--round-to", type=int, default=None,
                         help="channel multiple (default: the target profile's pruning.round_to)")
-    parser.add_argument("--input", action="append", metavar="SPEC",
-                        help="input spec NAME:SHAPE:DTYPE[:HIGH] (required unless MODEL is a .json spec)")
-    parser.add_argument("--weights", metavar="FILE", help="weights: .safetensors or a torch state dict (weights_only)")
-    parser.add_argument("--kwargs", metavar="JSON", default=None, help="factory keyword arguments as a JSON object")
     parser.add_argument("--data", metavar="SPEC", help="labelled data for recovery and accuracy, e.g. "
                         "images:DIR?split=train&size=224 (20%% is held out for accuracy, at most --eval-rows)")
     parser.add_argument("--eval-rows", type=int, default=300, help="held-out rows for accuracy (default 300)")
@@ -55,44 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=cmd_prune)
 
 
-def _batches(ds, batch_size: int, indices, shuffle: bool):
-    import numpy as np
-    import torch
-
-    from edge_kd.data.base import iter_batches
-
-    epoch = [0]
-
-    def make():
-        epoch[0] += 1
-        for inputs, labels in iter_batches(ds, batch_size, indices=indices, shuffle=shuffle, seed=epoch[0]):
-            yield tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in inputs), torch.from_numpy(labels)
-
-    return make
-
-
-def _accuracy_fn(ds, indices, batch_size: int):
-    import torch
-
-    batches = _batches(ds, batch_size, indices, shuffle=False)
-
-    def evaluate(model) -> float:
-        correct = total = 0
-        model.eval()
-        with torch.no_grad():
-            for inputs, labels in batches():
-                correct += int((model(*inputs).argmax(-1) == labels).sum())
-                total += int(labels.numel())
-        return correct / max(total, 1)
-
-    return evaluate
-
-
 def cmd_prune(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from edge_kd.cli.export import _parse_kwargs
-    from edge_kd.models.spec import ModelSpec
     from edge_kd.targets import load_target
     from edge_kd.units import parse_ms
 
@@ -120,21 +81,13 @@ def cmd_prune(args: argparse.Namespace) -> int:
     config = PruneConfig(goal=goal, amount=amount, criterion=args.criterion, protect=tuple(args.protect),
                          protect_embeddings=not args.prune_embeddings, steps=args.steps,
                          round_to=args.round_to if args.round_to is not None else target.pruning.round_to)
-    if args.model.endswith(".json"):
-        spec = ModelSpec.load(args.model)
-        if args.input:
-            spec = ModelSpec.parse(spec.factory, inputs=[s for i in args.input for s in i.split(",")],
-                                   weights=args.weights or spec.weights, kwargs=spec.kwargs)
-    else:
-        if not args.input:
-            raise InputError("--input is required when MODEL is a factory reference, e.g. --input image:1x3x224x224:float32")
-        spec = ModelSpec.parse(args.model, inputs=[s.strip() for i in args.input for s in i.split(",") if s.strip()],
-                               weights=args.weights, kwargs=_parse_kwargs(args.kwargs))
+    spec = model_spec(args)
     model = spec.build()
     example = spec.example_inputs()
 
-    train_batches = evaluate = None
-    data_info = None
+    from edge_kd.prune.schedule import RecoveryConfig, RecoveryData
+
+    recovery_data = data_info = None
     if args.data:
         import numpy as np
 
@@ -144,9 +97,12 @@ def cmd_prune(args: argparse.Namespace) -> int:
         ds = parse_data_spec(args.data)
         train_idx, eval_idx = stratified_split_indices(ds.labels, [0.8, 0.2], seed=0)
         eval_idx = np.sort(eval_idx[: args.eval_rows])
-        train_batches = _batches(ds, args.batch_size, train_idx, shuffle=True)
-        evaluate = _accuracy_fn(ds, eval_idx, args.batch_size)
+        recovery_data = RecoveryData.from_dataset(ds, train_idx, eval_idx)
         data_info = {"spec": args.data, "train_rows": int(len(train_idx)), "eval_rows": int(len(eval_idx))}
+    # The recovery after each step is the distillation trainer's, as in `edge-kd build`: here one epoch,
+    # at most --recovery-batches batches.
+    recovery = RecoveryConfig(epochs=1, max_batches=args.recovery_batches, batch_size=args.batch_size) \
+        if args.recovery_batches else RecoveryConfig(epochs=0, batch_size=args.batch_size)
 
     # Fail on an untraceable model, a bad --protect or nothing-to-prune BEFORE the build folder exists.
     import copy
@@ -160,15 +116,12 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
     from edge_kd.pipeline import Build
     from edge_kd.pipeline.stage import content_hash
-    from edge_kd.prune.schedule import RecoveryConfig, run_schedule, runtime_latency
     from edge_kd.prune.serialize import save_pruned
+    from edge_kd.stages.stages import latency_probe, prune_entry
 
     out = Path(args.out)
     build = Build.create(out, target=target.to_dict())
-    latency = None
-    if not args.no_latency:
-        def latency(m) -> float:
-            return float(runtime_latency(m, example, target, work_dir=None)["latency_ms"]["p50"])
+    latency = None if args.no_latency else latency_probe(example, target)
 
     with build.stage("prune", cache_key=content_hash({"spec": spec.to_dict(), "config": config.to_dict()})) as record:
         record["details"].update({"config": config.to_dict(), "model": spec.to_dict(), "data": data_info,
@@ -182,16 +135,15 @@ def cmd_prune(args: argparse.Namespace) -> int:
             print(f"step {report.step}: params {report.params}  MACs {report.macs} ({report.macs_ratio:.3f})  "
                   f"p50 {p50}  accuracy {acc}", file=sys.stderr, flush=True)
 
-        result = run_schedule(model, example, config, teacher=spec.build(), train_batches=train_batches,
-                              recovery=RecoveryConfig(epochs=1, max_batches=args.recovery_batches)
-                              if args.recovery_batches else RecoveryConfig(epochs=0),
-                              evaluate=evaluate, latency=latency, on_step=on_step)
+        result = prune_entry(model, example, config, target, recovery=recovery, recovery_data=recovery_data,
+                             measure_latency=not args.no_latency, on_step=on_step)
         final, rewrites = result.model, []
         if args.lowrank is not None:
             from edge_kd.prune.lowrank import lowrank_search
 
             final, rewrites, decisions = lowrank_search(
-                result.model, example, latency_fn=latency, metric_fn=evaluate, energy=args.lowrank,
+                result.model, example, latency_fn=latency,
+                metric_fn=recovery_data.evaluate if recovery_data is not None else None, energy=args.lowrank,
                 max_metric_drop=args.max_accuracy_drop, round_to=config.round_to, protect=result.protected,
                 max_layers=args.lowrank_max, group_by=args.lowrank_group)
             record["details"]["lowrank"] = [d.to_dict() for d in decisions]

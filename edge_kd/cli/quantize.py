@@ -7,16 +7,12 @@ runtime) into the build directory's manifest (stage ``quantize``). Heavy imports
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from pathlib import Path
 from typing import Any
 
-from edge_kd.cli.common import add_target_argument, print_json
+from edge_kd.cli.common import add_model_arguments, add_target_argument, load_samples, model_spec, print_json
 from edge_kd.errors import InputError
-
-METHODS = ("auto", "minmax", "moving_average", "percentile", "entropy", "mse")
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -29,18 +25,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                "labels) or a data spec (csv:..., images:...). Example: edge-kd quantize "
                "edge_kd.testing.tiny_models:tiny_cnn --input image:1x3x32x32:float32 --target ort-mobile "
                "--calib npz:calib.npz --out build/q")
-    p.add_argument("model", metavar="MODEL", help="factory reference pkg.module:function (with --input) or a "
-                                                  "ModelSpec .json")
+    add_model_arguments(p)
     add_target_argument(p)
     p.add_argument("--calib", required=True, metavar="SPEC", help="calibration data (npz:PATH or a data spec)")
     p.add_argument("--eval", metavar="SPEC", help="labelled evaluation data for the accuracy check "
                                                   "(default: agreement with fp32 on the calibration data)")
     p.add_argument("--eval-rows", type=int, default=1000, metavar="N",
                    help="cap on evaluation rows drawn (stratified) from --eval (default 1000)")
-    p.add_argument("--method", choices=METHODS, help="range method (default: the profile's calibration_method)")
+    from edge_kd.targets import calibration_methods
+
+    p.add_argument("--method", choices=calibration_methods(), help="range method (default: the profile's calibration_method)")
     p.add_argument("--samples", type=int, metavar="N", help="calibration samples (default: the profile's)")
-    p.add_argument("--input", metavar="SPEC", help="input spec(s), comma-separated, e.g. image:1x3x224x224:float32")
-    p.add_argument("--weights", metavar="FILE", help="weights (.safetensors, or a state dict loaded weights_only)")
     p.add_argument("--max-drop", metavar="DROP", help="override the profile's accuracy_drop (e.g. 0.5pt, 2%%)")
     p.add_argument("--seed", type=int, default=0, help="calibration sampling seed")
     p.add_argument("--name", default="model", help="file stem of the artifacts")
@@ -50,95 +45,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load_model(args: argparse.Namespace) -> tuple[Any, tuple]:
-    from edge_kd.models.spec import ModelSpec
-
-    if args.model.endswith(".json"):
-        spec = ModelSpec.load(args.model)
-        if args.weights:
-            spec = ModelSpec(spec.factory, spec.inputs, spec.kwargs, args.weights)
-        if args.input:
-            spec = ModelSpec.parse(spec.factory, inputs=args.input, weights=spec.weights, kwargs=spec.kwargs)
-    else:
-        if not args.input:
-            raise InputError(f"{args.model}: a factory reference needs --input (e.g. image:1x3x224x224:float32)")
-        spec = ModelSpec.parse(args.model, inputs=args.input, weights=args.weights)
+    spec = model_spec(args)
     return spec.build(), spec.example_inputs()
-
-
-def _rows(ds: Any, model: Any, limit: int, seed: int) -> tuple[list[tuple], Any]:
-    import numpy as np
-
-    from edge_kd.data import calibration_sample
-    from edge_kd.data.text import TextDataset
-
-    if isinstance(ds, TextDataset):
-        if not hasattr(model, "tokenize"):
-            raise InputError(f"{ds.source}: text data needs a model with a tokenize() method, or give token ids "
-                             "as npz:PATH")
-        ds = ds.tokenized(model.tokenize)
-    # Draw the rows first: decoding a whole image folder would hold every image in memory.
-    idx = calibration_sample(ds, limit, seed=seed)
-    arrays = ds.inputs(idx)
-    for a in arrays:
-        if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
-            raise InputError(f"{ds.source}: inputs are {a.dtype}, not numeric tensors the model takes")
-    return [tuple(a[i:i + 1] for a in arrays) for i in range(len(idx))], np.asarray(ds.labels)[idx]
-
-
-def load_data(spec: str, model: Any, what: str, limit: int, seed: int = 0) -> tuple[list[tuple], Any]:
-    """Samples (tuples of batch-1 arrays) and labels (or None) from ``npz:PATH`` or a data spec."""
-    from edge_kd.quantize.calibration import load_npz_calibration
-
-    if spec.startswith("npz:"):
-        return load_npz_calibration(spec[4:])
-    try:
-        from edge_kd.data import parse_data_spec
-    except ImportError:  # pragma: no cover - the data package ships with edge_kd
-        raise InputError(f"{what} {spec!r}: only npz:PATH is supported here") from None
-    return _rows(parse_data_spec(spec), model, limit, seed)
 
 
 def run(args: argparse.Namespace) -> int:
     from edge_kd.pipeline import Build
-    from edge_kd.quantize import quantize_model
+    from edge_kd.stages.stages import quantize_entry
     from edge_kd.targets import load_target
 
     if args.samples is not None and args.samples < 1:
         raise InputError(f"--samples must be >= 1, got {args.samples}")
     profile = load_target(args.target)
     model, example = _load_model(args)
-    calib, calib_labels = load_data(args.calib, model, "--calib", args.samples or
+    calib, calib_labels = load_samples(args.calib, model, "--calib", args.samples or
                                     profile.quantization.calibration_samples, args.seed)
     eval_samples = None
     if args.eval:
-        inputs, labels = load_data(args.eval, model, "--eval", args.eval_rows)
+        inputs, labels = load_samples(args.eval, model, "--eval", args.eval_rows)
         if labels is None:
             raise InputError(f"--eval {args.eval!r}: evaluation data needs labels (y)")
         eval_samples = (inputs, labels)
     build = Build.create(args.out, target=profile.to_dict())
     with build.stage("quantize") as record:
-        # Converters print progress on stdout; keep stdout for our summary (--json must parse).
-        with contextlib.redirect_stdout(sys.stderr):
-            result = quantize_model(model, example, profile, calib, args.out, method=args.method,
-                                    eval_samples=eval_samples, calibration_labels=calib_labels,
-                                    num_samples=args.samples, seed=args.seed, max_accuracy_drop=args.max_drop,
-                                    name=args.name)
-        report = result.report
-        build.add_artifact(result.primary, role="model", format=profile.primary_format, precision="int8")
-        for path in result.artifacts:
-            if path == result.primary:
-                continue
-            if path.suffix == ".json":
-                build.add_artifact(path, role="quantization-report", format="json")
-            elif path.suffix == ".config":
-                build.add_artifact(path, role="required-operators", format="config")
-            else:
-                build.add_artifact(path, role="model-source", format=path.suffix.lstrip("."), precision="int8")
-        for path in result.fp32_artifacts:
-            if path.suffix != ".config":
-                build.add_artifact(path, role="fp32-reference", format=path.suffix.lstrip("."), precision="fp32")
-        record["outputs"] = {"model": result.primary.name, "report": f"{args.name}.quantize.json"}
-        record["details"] = report
+        result = quantize_entry(model, example, profile, calib, args.out, build, record, method=args.method,
+                                eval_samples=eval_samples, calibration_labels=calib_labels,
+                                num_samples=args.samples, seed=args.seed, max_accuracy_drop=args.max_drop,
+                                name=args.name)
+    report = result.report
     acc = report["accuracy"]
     summary = {"model": str(result.primary), "method": report["method"], "metric": acc["metric"],
                "fp32": acc["fp32"], "int8": acc["int8"], "drop_pt": acc["drop_pt"],

@@ -55,6 +55,8 @@ class TrainConfig:
     grad_clip: float = 0.0
     eval_batch_size: int = 512
     progress: bool | None = None
+    #: At most this many batches per epoch (a short fine-tune, e.g. recovery after a pruning step).
+    max_batches: int | None = None
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
@@ -65,6 +67,8 @@ class TrainConfig:
             raise InputError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         if self.lr <= 0:
             raise InputError(f"lr must be > 0, got {self.lr}")
+        if self.max_batches is not None and self.max_batches < 1:
+            raise InputError(f"max_batches must be >= 1, got {self.max_batches}")
 
 
 @dataclass
@@ -125,6 +129,8 @@ class TrainResult:
     metric: str
     device: str
     world_size: int
+    #: Optimizer steps taken by this call (not counting epochs resumed from a checkpoint).
+    steps: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -254,6 +260,8 @@ def train_student(student: nn.Module, loss: nn.Module, train: DistillData, val: 
     sampler = DistributedSampler(range(len(train)), num_replicas=env.world_size, rank=env.rank, shuffle=True,
                                  seed=config.seed, drop_last=False)
     steps_per_epoch = math.ceil(len(sampler) / config.batch_size)
+    if config.max_batches is not None:
+        steps_per_epoch = min(steps_per_epoch, config.max_batches)
     total = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total, max(1, int(total * config.warmup_fraction))))
     model: nn.Module = objective
@@ -275,13 +283,14 @@ def train_student(student: nn.Module, loss: nn.Module, train: DistillData, val: 
     stopped_early = state["bad_epochs"] >= config.patience
 
     use_bar = _use_progress(config, env)
+    steps_taken = 0
     try:
         while state["epoch"] < config.epochs and not stopped_early:
             epoch = state["epoch"]
             sampler.set_epoch(epoch)
             order = np.fromiter(iter(sampler), dtype=np.int64)
             objective.train()
-            batches = range(0, len(order), config.batch_size)
+            batches = range(0, len(order), config.batch_size)[:steps_per_epoch]
             bar = None
             if use_bar:
                 from tqdm.auto import tqdm
@@ -302,6 +311,7 @@ def train_student(student: nn.Module, loss: nn.Module, train: DistillData, val: 
                     torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
                 optimizer.step()
                 scheduler.step()
+                steps_taken += 1
                 running += value.item() * len(idx)
                 seen += len(idx)
                 if bar is not None:
@@ -342,7 +352,8 @@ def train_student(student: nn.Module, loss: nn.Module, train: DistillData, val: 
         student.load_state_dict({k: v.to(device) for k, v in best_state.items()})
     student.eval()
     return TrainResult(float(state["best_metric"]), int(state["best_epoch"]), int(state["epoch"]), bool(stopped_early),
-                       int(resumed_from), list(state["history"]), config.metric, device, env.world_size)
+                       int(resumed_from), list(state["history"]), config.metric, device, env.world_size,
+                       steps_taken)
 
 
 def _is_hard_label(loss: nn.Module) -> bool:

@@ -35,7 +35,8 @@ class RecoveryConfig:
     With :class:`RecoveryData` the step runs edge_kd.distill's trainer (AdamW, warm-up + cosine decay,
     validation every epoch, the best epoch's weights kept) for ``epochs`` epochs against the unpruned
     model's logits, computed once. Without it, a plain loop over ``train_batches`` runs, bounded by
-    ``max_batches`` (quick CPU checks). ``loss`` is a name in edge_kd.distill.losses."""
+    ``max_batches`` (quick CPU checks; it also caps the trainer's batches per epoch). ``loss`` is a name in
+    edge_kd.distill.losses."""
 
     epochs: int = 1
     max_batches: int | None = None
@@ -68,6 +69,15 @@ class RecoveryData:
     val_labels: Any
     metric: str = "accuracy"
 
+    @classmethod
+    def from_dataset(cls, ds: Any, train_idx: Any, val_idx: Any, metric: str = "accuracy") -> "RecoveryData":
+        """Rows ``train_idx`` / ``val_idx`` of a data set (``edge_kd.data``), decoded batch by batch when the
+        trainer reads them (a folder of images is never held in memory whole)."""
+        train, val = ds.subset(train_idx), ds.subset(val_idx)
+        n_inputs = len(train.inputs(slice(0, 1)))
+        return cls(tuple(_Rows(train, k) for k in range(n_inputs)), train.labels,
+                   tuple(_Rows(val, k) for k in range(n_inputs)), val.labels, metric)
+
     def batches(self, batch_size: int, seed: int = 0) -> Batches:
         """``train_batches`` over these arrays (for Taylor importance), shuffled by ``seed``."""
         import numpy as np
@@ -85,6 +95,23 @@ class RecoveryData:
         from edge_kd.distill.trainer import metric_value, predict
 
         return metric_value(predict(model, self.val_inputs, batch_size=64), self.val_labels, self.metric)
+
+
+class _Rows:
+    """Input ``k`` of a data set as an array-like the trainer indexes by rows or slices."""
+
+    def __init__(self, ds: Any, k: int):
+        self.ds, self.k = ds, k
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, rows: Any) -> Any:
+        import numpy as np
+
+        if isinstance(rows, slice):
+            rows = np.arange(len(self.ds))[rows]
+        return self.ds.inputs(np.asarray(rows))[self.k]
 
 
 def _kd_loss(config: RecoveryConfig) -> Any:
@@ -114,12 +141,12 @@ def recover_with_trainer(student: Any, soft_targets: Any | None, data: RecoveryD
     train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                                weight_decay=config.weight_decay, warmup_fraction=config.warmup_fraction,
                                patience=config.epochs + 1, metric=data.metric, device=config.device,
-                               eval_batch_size=64)
+                               eval_batch_size=64, max_batches=config.max_batches)
     result = train_student(student, loss, DistillData(tuple(data.train_inputs), data.train_labels, soft_targets),
                            EvalData(tuple(data.val_inputs), data.val_labels), train_config,
                            checkpoint_dir=checkpoint_dir)
     student.cpu().eval()
-    return {"epochs": result.epochs_run, "best_epoch": result.best_epoch,
+    return {"epochs": result.epochs_run, "best_epoch": result.best_epoch, "batches": result.steps,
             "best_val_metric": round(float(result.best_metric), 6), "device": result.device,
             "seconds": round(time.perf_counter() - start, 2),
             "history": result.history}

@@ -224,7 +224,7 @@ class PruneStage(Stage):
     def run(self, ctx, build, record):
         from edge_kd.models.spec import ModelSpec
         from edge_kd.prune.pruner import PruneConfig
-        from edge_kd.prune.schedule import RecoveryConfig, RecoveryData, run_schedule, runtime_latency
+        from edge_kd.prune.schedule import RecoveryConfig, RecoveryData
         from edge_kd.prune.serialize import save_pruned
 
         if self.shared.adopt(self.name, record["cache_key"], build, record, Path(PRUNED_DIR)):
@@ -237,28 +237,47 @@ class PruneStage(Stage):
         metric = "roc_auc" if self.shared.task == "binary" else "accuracy"
         data = RecoveryData(self.shared.student_arrays("train", value), splits.train.labels,
                             self.shared.student_arrays("val", value), splits.val.labels, metric)
-        evaluate = data.evaluate
         distill_cfg = ctx["recipe"].distill
         recovery = RecoveryConfig(epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, batch_size=int(distill_cfg.batch_size),
                                   temperature=distill_cfg.temperature, alpha=distill_cfg.alpha,
                                   device=self.shared.device)
-
-        def latency(m: Any) -> float:
-            return float(runtime_latency(m, example, target)["latency_ms"]["p50"])
         config = PruneConfig(goal=cfg.goal, amount=cfg.amount, criterion=cfg.criterion,
                              round_to=cfg.round_to or target.pruning.round_to, protect=tuple(cfg.protect),
                              steps=cfg.steps)
-        result = run_schedule(model, example, config, teacher=model, recovery=recovery, recovery_data=data,
-                              evaluate=evaluate, latency=latency if cfg.goal == "latency" else None,
-                              on_step=lambda r, _m: self.shared.log(
-                                  f"prune step {r.step}: MACs x{1 / r.macs_ratio:.2f}, {metric} "
-                                  f"{r.accuracy_before_recovery if r.accuracy_before_recovery is not None else r.accuracy}"
-                                  f" -> {r.accuracy} ({r.seconds:.0f} s)"))
+        result = prune_entry(model, example, config, target, recovery=recovery, recovery_data=data,
+                             measure_latency=cfg.goal == "latency",
+                             on_step=lambda r, _m: self.shared.log(
+                                 f"prune step {r.step}: MACs x{1 / r.macs_ratio:.2f}, {metric} "
+                                 f"{r.accuracy_before_recovery if r.accuracy_before_recovery is not None else r.accuracy}"
+                                 f" -> {r.accuracy} ({r.seconds:.0f} s)"))
         path = save_pruned(result.model, spec, build.root / PRUNED_DIR, name="student")
         record["details"] = result.to_dict()
         if not result.goal_met:
             self.shared.log(f"prune: goal not met (missed by {result.missed_by}); continuing with the best model")
         return {"student_spec": Artifact(path, "json", "student-spec")}
+
+
+def latency_probe(example: tuple, target: Any) -> Callable[[Any], float]:
+    """``fn(model) -> p50 ms``: the model exported for ``target`` and benchmarked in its runtime."""
+    def latency(model: Any) -> float:
+        from edge_kd.prune.schedule import runtime_latency
+
+        return float(runtime_latency(model, example, target)["latency_ms"]["p50"])
+
+    return latency
+
+
+def prune_entry(model: Any, example: tuple, config: Any, target: Any, *, recovery: Any, recovery_data: Any,
+                measure_latency: bool = True, on_step: Callable | None = None) -> Any:
+    """The prune step, shared by ``edge-kd prune`` and the build's prune stage: ``run_schedule`` toward
+    ``config``'s goal, each step recovered by the distillation trainer from the unpruned model on
+    ``recovery_data`` (None: no recovery) and judged on its validation rows; with ``measure_latency``
+    every step is exported and benchmarked in ``target``'s runtime. Returns the ``ScheduleResult``."""
+    from edge_kd.prune.schedule import run_schedule
+
+    return run_schedule(model, example, config, teacher=model, recovery=recovery, recovery_data=recovery_data,
+                        evaluate=recovery_data.evaluate if recovery_data is not None else None,
+                        latency=latency_probe(example, target) if measure_latency else None, on_step=on_step)
 
 
 # ---- quantize + export ----------------------------------------------------------------------------
@@ -301,42 +320,89 @@ class QuantizeStage(Stage):
             shutil.rmtree(out)  # ours: a previous attempt of this stage
         mode = recipe.quantize.mode or target.quantization.mode
         if mode == "int8" and recipe.quantize.enabled:
-            from edge_kd.quantize import quantize_model
-
             n = recipe.quantize.calibration_samples or target.quantization.calibration_samples
             idx = calibration_sample(splits.train, n, recipe.seed)
             calib_x = self.shared.student_arrays("train", value, idx)
             calibration = [s for s, _ in _rows(calib_x, splits.train.labels[idx])]
             eval_idx = self.shared.eval_indices("val", 300, recipe.seed)
             eval_x = self.shared.student_arrays("val", value, eval_idx)
-            result = quantize_model(model, example, target, calibration, out, method=recipe.quantize.method,
-                                    eval_samples=_rows(eval_x, splits.val.labels[eval_idx]), task="classification",
-                                    seed=recipe.seed)
-            primary, files, details = result.primary, result.artifacts, result.report
+            result = quantize_entry(model, example, target, calibration, out, build, record,
+                                    method=recipe.quantize.method,
+                                    eval_samples=_rows(eval_x, splits.val.labels[eval_idx]), seed=recipe.seed)
         else:
-            from edge_kd.export import export_model
+            result = export_entry(model, example, target, out, build, record)
+        return {"artifact": Artifact(Path(result.primary), Path(result.primary).suffix.lstrip("."), "model")}
 
-            result = export_model(model, example, target, out, name="model")
-            primary, files, details = result.primary, [a.path for a in result.artifacts], {
-                "mode": "fp32", "parity": result.parity}
-        for path in files:
-            if Path(path).is_file():
-                role = "model" if Path(path) == Path(primary) else "export"
-                build.add_artifact(path, role=role, format=Path(path).suffix.lstrip("."))
-        build.add_artifact(primary, role="model", format=Path(primary).suffix.lstrip("."),
-                           tensors=self._tensors(primary))
-        record["details"] = details
-        record["outputs"] = {"primary": str(Path(primary).relative_to(build.root))}
-        return {"artifact": Artifact(Path(primary), Path(primary).suffix.lstrip("."), "model")}
 
-    @staticmethod
-    def _tensors(path: Path) -> list[dict[str, Any]]:
-        from edge_kd.runtimes import open_runner
+def _relative(build: Any, path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(build.root.resolve()))
+    except ValueError:
+        return str(Path(path).resolve())
 
-        try:
-            return open_runner(path).tensors()
-        except Exception:  # the breakdown is informative; never fail a build over it
-            return []
+
+def _stored_tensors(path: Path) -> list[dict[str, Any]]:
+    from edge_kd.runtimes import open_runner
+
+    try:
+        return open_runner(path).tensors()
+    except Exception:  # the breakdown is informative; never fail a build over it
+        return []
+
+
+def export_entry(model: Any, example: tuple, target: Any, out: Path, build: Any, record: dict[str, Any], *,
+                 name: str = "model", check_parity: bool = True, atol: float | None = None,
+                 input_names: list[str] | None = None) -> Any:
+    """The export step, shared by ``edge-kd export`` and the build's quantize stage when the target (or
+    the recipe) wants fp32: export, check in the runtime, record every file (the shipped one with its
+    stored tensors) and the operator list. Returns the ``ExportResult``."""
+    from edge_kd.export import export_model
+
+    result = export_model(model, example, target, out, name=name, check_parity=check_parity, atol=atol,
+                          input_names=input_names)
+    for artifact in result.artifacts:
+        extra = {"tensors": result.tensors} if artifact.role == "model" else {}
+        build.add_artifact(artifact.path, role=artifact.role, format=artifact.format, **extra)
+    record["outputs"] = {"primary": _relative(build, result.primary),
+                         "files": [a.path.name for a in result.artifacts]}
+    record["details"] = {"mode": "fp32", "parity": result.parity, "ops": result.ops, "runtime": result.runtime,
+                         "runtime_version": result.runtime_version}
+    build.update_metrics(ops=result.ops)
+    return result
+
+
+def quantize_entry(model: Any, example: tuple, target: Any, calibration: list, out: Path, build: Any,
+                   record: dict[str, Any], **options: Any) -> Any:
+    """The int8 step, shared by ``edge-kd quantize`` and the build's quantize stage: ``quantize_model``
+    (``options`` are its keyword arguments), then every file recorded with its role (the shipped model
+    with its stored tensors, the report, the int8 sources, the fp32 reference) and the report as the
+    stage's details. Returns the ``QuantizeResult``."""
+    import contextlib
+    import sys
+
+    from edge_kd.quantize import quantize_model
+
+    # Converters print progress on stdout; keep stdout for the commands' own output (--json must parse).
+    with contextlib.redirect_stdout(sys.stderr):
+        result = quantize_model(model, example, target, calibration, out, **options)
+    build.add_artifact(result.primary, role="model", format=target.primary_format, precision="int8",
+                       tensors=_stored_tensors(result.primary))
+    for path in result.artifacts:
+        if path == result.primary:
+            continue
+        if path.suffix == ".json":
+            build.add_artifact(path, role="quantization-report", format="json")
+        elif path.suffix == ".config":
+            build.add_artifact(path, role="required-operators", format="config")
+        else:
+            build.add_artifact(path, role="model-source", format=path.suffix.lstrip("."), precision="int8")
+    for path in result.fp32_artifacts:
+        if path.suffix != ".config":
+            build.add_artifact(path, role="fp32-reference", format=path.suffix.lstrip("."), precision="fp32")
+    record["outputs"] = {"primary": _relative(build, result.primary),
+                         "files": [p.name for p in result.artifacts]}
+    record["details"] = result.report
+    return result
 
 
 # ---- bench --------------------------------------------------------------------------------------

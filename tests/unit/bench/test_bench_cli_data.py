@@ -45,3 +45,19 @@ def test_random_inputs_follow_the_specs():
     assert ids.shape == (1, 16) and ids.dtype == np.int64 and 0 <= ids.min() and ids.max() < 30522
     with pytest.raises(InputError, match="input spec"):
         _random_inputs(["bad"])
+
+
+def test_data_spec_samples_are_labelled_batch_one_rows():
+    """bench --data takes the data specs quantize --calib/--eval take, not only npz."""
+    from pathlib import Path
+
+    from edge_kd.cli.bench import _labelled_samples
+
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures"
+    spec = f"tabular:{fixtures}/shoppers_small.csv?label=Revenue&categorical=Month,VisitorType,Weekend"
+    samples = _labelled_samples(spec, 10)
+    assert len(samples) == 10
+    inputs, label = samples[0]
+    assert all(a.shape[0] == 1 for a in inputs) and int(label) in (0, 1)
+    with pytest.raises(InputError, match="tokenize"):  # text needs a model to tokenize: say so
+        _labelled_samples(f"csv:{fixtures}/intents_small.csv?text=instruction&label=intent", 5)
