@@ -35,9 +35,9 @@ DATA_NEEDED = {
 
 def _row(example: str, build_dir: Path) -> dict:
     from edge_kd.pipeline.manifest import read_manifest
+    from edge_kd.pipeline.records import bundle_total
 
     m = read_manifest(build_dir)
-    bundle = [a for a in m["artifacts"] if a["role"] in ("model", "preprocessing")]
     teacher_art = (m["teacher"] or {}).get("artifact") or {}
     s_lat, t_lat = m["metrics"].get("latency_ms", {}), m["teacher"].get("latency_ms", {})
     row = {
@@ -45,8 +45,8 @@ def _row(example: str, build_dir: Path) -> dict:
         "metric": m["metrics"]["task_metric"]["name"],
         "teacher_metric": m["teacher"]["task_metric"]["value"], "student_metric": m["metrics"]["task_metric"]["value"],
         "teacher_bytes": teacher_art.get("bytes"), "teacher_gzip_bytes": teacher_art.get("gzip_bytes"),
-        "student_bundle_bytes": sum(a["bytes"] for a in bundle),
-        "student_bundle_gzip_bytes": sum(a["gzip_bytes"] for a in bundle),
+        "student_bundle_bytes": bundle_total(m, "bytes")[0],
+        "student_bundle_gzip_bytes": bundle_total(m, "gzip_bytes")[0],
         "teacher_p50_ms": t_lat.get("p50"), "teacher_p90_ms": t_lat.get("p90"),
         "student_p50_ms": s_lat.get("p50"), "student_p90_ms": s_lat.get("p90"),
         "gate_passed": (m.get("gate") or {}).get("passed"),

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from edge_kd.config import from_dict, to_dict
+from edge_kd.distill import KD_ALPHA, KD_TEMPERATURE
 from edge_kd.errors import ConfigError, InputError
 
 #: The repository root (examples and benchmarks read ``<repo>/../shared/data`` by default).
@@ -170,8 +171,8 @@ class DistillConfig:
 
     enabled: bool = True
     losses: tuple[str, ...] = ("hinton",)
-    temperature: float = 4.0
-    alpha: float = 0.9
+    temperature: float = KD_TEMPERATURE
+    alpha: float = KD_ALPHA
     epochs: int = 20
     lr: float = 1e-3
     weight_decay: float = 1e-4

@@ -82,7 +82,11 @@ def _labelled_samples(spec: str, limit: int | None):
     """(inputs, label) pairs from ``npz:PATH`` (x0.., y) or a data spec (its rows, at most ``limit``)."""
     if spec.startswith("npz:"):
         return load_npz_samples(spec, limit)
-    inputs, labels = load_samples(spec, None, "--data", limit)
+    try:
+        inputs, labels = load_samples(spec, None, "--data", limit)
+    except InputError as exc:
+        raise InputError(f"--data {spec!r}: {exc} (--data takes npz:PATH with arrays x0[, x1, ...] and y, or a "
+                         "data spec such as csv:FILE?label=COLUMN)") from None
     if labels is None:
         raise InputError(f"--data {spec!r}: accuracy needs labelled data")
     return list(zip(inputs, labels))

@@ -41,15 +41,18 @@ def run(args: argparse.Namespace) -> int:
     target = load_target(target_ref)
     details = distill(recipe, target, args.out, resume=args.resume, device=args.device,
                       log=lambda msg: print(msg, file=sys.stderr))
-    metric = details["metric"]
+    from edge_kd.pipeline.records import distill_figures
+
+    f = distill_figures(details)
+    metric = f["metric"]
     s = details["sizing"]
     if details["student"]["family"] == "teacher":
         print(f"student = the teacher ({s['params']:,} params), test {metric} "
-              f"{details[f'test_{metric}_pytorch']:.4f}; prune it to fit (edge-kd prune, or [prune] in edge-kd build) "
+              f"{f['test_pytorch']:.4f}; prune it to fit (edge-kd prune, or [prune] in edge-kd build) "
               f"-> {args.out}")
         return 0
     print(f"student {details['student']['family']} {s['knob']}={s['value']} ({s['params']:,} params): bundle "
-          f"{s['bundle_bytes']:,} bytes ({s['method']}); val {metric} {details[f'best_val_{metric}']:.4f}, "
-          f"test {metric} {details[f'test_{metric}_pytorch']:.4f} (teacher {details['teacher'][f'test_{metric}']:.4f}) "
+          f"{s['bundle_bytes']:,} bytes ({s['method']}); val {metric} {f['best_val']:.4f}, "
+          f"test {metric} {f['test_pytorch']:.4f} (teacher {f['teacher_test']:.4f}) "
           f"-> {args.out}")
     return 0

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edge_kd.distill import KD_ALPHA, KD_TEMPERATURE
 from edge_kd.errors import InputError
 from edge_kd.registry import Registry
 
@@ -44,7 +45,7 @@ class HintonLoss(nn.Module):
     cross-entropy on the hard labels: ``alpha * soft + (1 - alpha) * CE(s, y)``. The ``T^2`` keeps
     the soft gradients' scale independent of the temperature."""
 
-    def __init__(self, temperature: float = 4.0, alpha: float = 0.9):
+    def __init__(self, temperature: float = KD_TEMPERATURE, alpha: float = KD_ALPHA):
         super().__init__()
         if temperature <= 0:
             raise InputError(f"hinton loss: temperature must be > 0, got {temperature}")

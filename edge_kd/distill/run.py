@@ -280,6 +280,7 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
     from edge_kd.distill.sizing import SizeBudget, choose_student
     from edge_kd.distill.trainer import DistillData, EvalData, TrainConfig, predict, train_student
     from edge_kd.metrics import metric_value
+    from edge_kd.pipeline.records import metric_fields
 
     options = _options(recipe)
     env = init_distributed(shared.device)
@@ -357,15 +358,16 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
     student.cpu().eval()
     log(f"student: best val {metric} {result.best_metric:.4f} at epoch {result.best_epoch}; "
         f"test {metric} {test_metric:.4f} (teacher {teacher_test:.4f}, PyTorch)")
+    figures, teacher_figures = metric_fields(metric, test_pytorch=test_metric, best_val=result.best_metric,
+                                             teacher_test=teacher_test)
     details = {
         "sizing": decision.to_dict(), "sizing_seconds": round(sizing_seconds, 2),
-        "teacher": {"name": teacher.name, "weights_sha256": teacher_fp, f"test_{metric}": teacher_test,
+        "teacher": {"name": teacher.name, "weights_sha256": teacher_fp, **teacher_figures,
                     "seconds": round(teacher_seconds, 2)},
         "student": {"family": family.name, "knob": family.knob, "value": value, "params": decision.params,
                     "spec": family.spec(value, STUDENT_WEIGHTS).to_dict()},
         "loss": {"losses": list(d.losses), "temperature": d.temperature, "alpha": d.alpha},
-        "metric": metric, "epochs": result.epochs_run, "best_epoch": result.best_epoch,
-        f"best_val_{metric}": result.best_metric, f"test_{metric}_pytorch": test_metric,
+        **figures, "epochs": result.epochs_run, "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early, "resumed_from_epoch": result.resumed_from_epoch,
         "history": result.history, "device": result.device, "world_size": result.world_size,
     }
@@ -402,14 +404,17 @@ def _teacher_as_student(teacher: Any, teacher_fp: str, teacher_test: float, teac
                         log: Callable[[str], None]) -> dict[str, Any]:
     """``family = "teacher"``: the (fine-tuned) teacher is the student; the prune stage shrinks it with
     distillation from this unpruned copy. Returns the stage details."""
+    from edge_kd.pipeline.records import metric_fields
+
     params = sum(p.numel() for p in teacher.model.parameters())
     spec = _teacher_spec(teacher)
     log(f"student: the teacher itself ({params:,} parameters); pruning sizes it for the target")
+    figures, teacher_figures = metric_fields(metric, test_pytorch=teacher_test, teacher_test=teacher_test)
     return {
         "sizing": {"method": "teacher copy (the prune stage sizes it)", "params": params},
-        "teacher": {"name": teacher.name, "weights_sha256": teacher_fp, f"test_{metric}": teacher_test,
+        "teacher": {"name": teacher.name, "weights_sha256": teacher_fp, **teacher_figures,
                     "seconds": round(teacher_seconds, 2)},
         "student": {"family": TEACHER_FAMILY, "knob": None, "value": None, "params": params, "spec": spec.to_dict(),
                     "preprocessing": dict(teacher.preprocessing)},
-        "metric": metric, "epochs": 0, f"test_{metric}_pytorch": teacher_test,
+        **figures, "epochs": 0,
     }

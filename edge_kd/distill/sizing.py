@@ -25,7 +25,6 @@ and says so (``method = "fp32-export/4 (estimate)"``) in the decision it records
 """
 from __future__ import annotations
 
-import gzip
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from edge_kd.errors import InputError
+from edge_kd.pipeline.files import gzip_size
 from edge_kd.units import format_bytes
 
 if TYPE_CHECKING:
@@ -56,14 +56,14 @@ Measurer = Callable[[Any, tuple, "TargetProfile"], Measurement]
 class SizeBudget:
     """Limits on the bundle: raw bytes and gzip (download) bytes; ``None`` = unlimited."""
 
-    artifact_bytes: int | None
-    download_bytes: int | None = None
+    artifact_size: int | None
+    download_size: int | None = None
     margin: float = 0.05
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.margin < 0.5:
             raise InputError(f"sizing margin must be in [0, 0.5), got {self.margin}")
-        if self.artifact_bytes is None and self.download_bytes is None:
+        if self.artifact_size is None and self.download_size is None:
             raise InputError("sizing needs a size budget: set budgets.artifact_size or budgets.download_size")
 
     @classmethod
@@ -72,15 +72,15 @@ class SizeBudget:
 
     def fits(self, raw: float, gz: float, *, with_margin: bool) -> bool:
         scale = (1.0 - self.margin) if with_margin else 1.0
-        ok = self.artifact_bytes is None or raw <= self.artifact_bytes * scale
-        return ok and (self.download_bytes is None or gz <= self.download_bytes * scale)
+        ok = self.artifact_size is None or raw <= self.artifact_size * scale
+        return ok and (self.download_size is None or gz <= self.download_size * scale)
 
     def describe(self) -> str:
         parts = []
-        if self.artifact_bytes is not None:
-            parts.append(f"{format_bytes(self.artifact_bytes)} raw")
-        if self.download_bytes is not None:
-            parts.append(f"{format_bytes(self.download_bytes)} gzip")
+        if self.artifact_size is not None:
+            parts.append(f"{format_bytes(self.artifact_size)} raw")
+        if self.download_size is not None:
+            parts.append(f"{format_bytes(self.download_size)} gzip")
         return " and ".join(parts)
 
 
@@ -190,15 +190,11 @@ def choose_student(family: "StudentFamily", target: "TargetProfile", *, measure:
             upper = candidate - 1
     value = values[best_ok]
     return SizingDecision(family.name, family.knob, value, params(best_ok), int(predicted[0]), int(predicted[1]),
-                          best_m.bytes, best_m.gzip_bytes, int(extra_bytes), budget.artifact_bytes,
-                          budget.download_bytes, budget.margin, best_m.method, attempts)
+                          best_m.bytes, best_m.gzip_bytes, int(extra_bytes), budget.artifact_size,
+                          budget.download_size, budget.margin, best_m.method, attempts)
 
 
 # ---- measurers ---------------------------------------------------------------------------------
-def _gzip_len(path: Path) -> int:
-    return len(gzip.compress(path.read_bytes(), compresslevel=9))
-
-
 def export_measurer(*, scale_int8_estimate: bool = True, work_dir: str | None = None) -> Measurer:
     """Measure with a real fp32 export (``edge_kd.export.export_model``). For an int8 profile the
     bytes are divided by 4 and the method says "estimate" (used until int8 export is available)."""
@@ -209,7 +205,7 @@ def export_measurer(*, scale_int8_estimate: bool = True, work_dir: str | None = 
         tmp = Path(tempfile.mkdtemp(prefix="edge_kd-size-", dir=work_dir))
         try:
             result = export_model(model, example_inputs, target, tmp, check_parity=False)
-            raw, gz = result.primary.stat().st_size, _gzip_len(result.primary)
+            raw, gz = result.primary.stat().st_size, gzip_size(result.primary)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         if scale_int8_estimate and target.quantization.mode == "int8":
@@ -231,7 +227,7 @@ def int8_measurer(*, work_dir: str | None = None, calibration_samples: int = 8) 
         try:
             result = quantize_model(model, example_inputs, target, calib, tmp, method="minmax",
                                     max_fallback_layers=0)
-            raw, gz = result.primary.stat().st_size, _gzip_len(result.primary)
+            raw, gz = result.primary.stat().st_size, gzip_size(result.primary)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return Measurement(raw, gz, "int8-export")

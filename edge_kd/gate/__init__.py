@@ -8,7 +8,8 @@ True
 
 Light: imports no torch or runtime (CI jobs run the gate without them). Documented in docs/gate.md.
 """
-from edge_kd.gate.bundle import BUNDLE_ROLES, bytes_breakdown
+from edge_kd.gate.bundle import bytes_breakdown
+from edge_kd.pipeline.records import BUNDLE_ROLES
 from edge_kd.gate.evaluate import evaluate, load_build
 from edge_kd.gate.formats import (reports_to_console, reports_to_dict, reports_to_json, reports_to_junit,
                                   reports_to_markdown)

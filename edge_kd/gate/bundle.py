@@ -4,42 +4,19 @@ bytes go.
 The bundle is every artifact with role ``model`` (what the runtime loads) plus role
 ``preprocessing`` (vocabulary, hashing parameters, label names): both ship inside the app, so both
 count against the size budgets. Other roles (``export``: intermediate .onnx, ``report``) stay on the
-build machine and do not count.
+build machine and do not count. ``edge_kd.pipeline.records`` defines the roles and reads the figures.
 """
 from __future__ import annotations
 
-import hashlib
-import math
 import os
 from pathlib import Path
 from typing import Any, Mapping
 
-BUNDLE_ROLES = ("model", "preprocessing")
+from edge_kd.pipeline.files import sha256_file
+from edge_kd.pipeline.records import bundle_artifacts, recorded_int
+
 #: How many single tensors "where the bytes go" lists before summing the rest.
 TOP_TENSORS = 10
-
-
-def artifacts_of(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The manifest's artifact records that are dicts (anything else is reported by the checks)."""
-    arts = manifest.get("artifacts")
-    if not isinstance(arts, list):
-        return []
-    return [a for a in arts if isinstance(a, dict)]
-
-
-def bundle_artifacts(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [a for a in artifacts_of(manifest) if a.get("role") in BUNDLE_ROLES]
-
-
-def recorded_int(entry: Mapping[str, Any], key: str) -> int | None:
-    """A non-negative integer field of a record, or None when absent or not a proper count."""
-    v = entry.get(key)
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    if isinstance(v, float) and (not math.isfinite(v) or v != int(v)):
-        return None
-    return int(v) if v >= 0 else None
-
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -58,14 +35,6 @@ def short_name(name: str, limit: int = 48) -> str:
     if len(name) > limit:
         return "…" + name[-(limit - 1):]
     return name
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify_artifact(root: Path, entry: Mapping[str, Any]) -> str | None:
@@ -90,7 +59,7 @@ def verify_artifact(root: Path, entry: Mapping[str, Any]) -> str | None:
     if recorded is not None and recorded != size:
         return f"{rel}: {size} bytes on disk but {recorded} recorded (edited after the build)"
     try:
-        actual = _sha256(path)
+        actual = sha256_file(path)
     except OSError as exc:
         return f"{rel}: cannot read ({exc.strerror})"
     if actual != sha.lower():

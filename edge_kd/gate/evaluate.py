@@ -12,15 +12,15 @@ Imports nothing heavy: the gate runs in CI jobs that never touch torch.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from pathlib import Path
 from typing import Any, Mapping, Union
 
 from edge_kd.errors import InputError
-from edge_kd.gate.bundle import BUNDLE_ROLES, artifacts_of, bundle_artifacts, bytes_breakdown, recorded_int, \
-    verify_artifact
+from edge_kd.gate.bundle import bytes_breakdown, verify_artifact
+from edge_kd.pipeline import records as rec
+from edge_kd.pipeline.records import BUNDLE_ROLES, MissingFigure
 from edge_kd.gate.result import Check, GateReport
 from edge_kd.gate.tolerances import Tolerance, Tolerances
 from edge_kd.pipeline.manifest import MANIFEST_NAME, SCHEMA_VERSION, read_manifest
@@ -34,10 +34,6 @@ _EPS = 1e-9
 #: The stage that runs the gate inside a build is still "running" while it calls evaluate().
 _GATE_STAGE = "gate"
 _OK_STAGE_STATUSES = ("ok", "reused")
-
-
-class _Missing(Exception):
-    """A figure the gate needs is absent or unusable; the message says which and why."""
 
 
 # ---- loading --------------------------------------------------------------------------------------
@@ -115,45 +111,6 @@ def _tolerances(tolerances: Tolerances | Mapping[str, object] | None) -> Toleran
 
 
 # ---- reading figures ------------------------------------------------------------------------------
-def _number(manifest: Mapping[str, Any], *path: str, positive: bool = False) -> float:
-    node: Any = manifest
-    where = ".".join(path)
-    for key in path:
-        if not isinstance(node, Mapping) or key not in node or node[key] is None:
-            raise _Missing(f"{where} is not recorded")
-        node = node[key]
-    if isinstance(node, bool) or not isinstance(node, (int, float)):
-        raise _Missing(f"{where} is not a number ({node!r})")
-    value = float(node)
-    if not math.isfinite(value):
-        raise _Missing(f"{where} is not finite ({node!r})")
-    if positive and value <= 0:
-        raise _Missing(f"{where} must be positive, got {node!r}")
-    return value
-
-
-def _metric(manifest: Mapping[str, Any], section: str) -> tuple[str, float]:
-    value = _number(manifest, section, "task_metric", "value")
-    name = manifest[section]["task_metric"].get("name")
-    if not isinstance(name, str) or not name:
-        raise _Missing(f"{section}.task_metric.name is not recorded")
-    return name, value
-
-
-def _bundle_total(manifest: Mapping[str, Any], key: str) -> tuple[int, int]:
-    """(sum of ``key`` over the bundle, number of files); _Missing when it cannot be trusted."""
-    arts = bundle_artifacts(manifest)
-    if not any(a.get("role") == "model" for a in arts):
-        raise _Missing("no artifact with role 'model' is recorded: nothing to ship")
-    total = 0
-    for a in arts:
-        n = recorded_int(a, key)
-        if n is None:
-            raise _Missing(f"artifact {a.get('path')!r} has no recorded {key}")
-        total += n
-    return total, len(arts)
-
-
 def _pct(value: float, limit: float) -> str:
     return f"{100.0 * value / limit:.1f}%" if limit else "n/a"
 
@@ -178,7 +135,7 @@ def _check_stages(manifest: Mapping[str, Any]) -> Check:
 
 def _check_integrity(manifest: Mapping[str, Any], root: Path | None) -> Check:
     title = "Artifacts match the manifest"
-    arts = artifacts_of(manifest)
+    arts = rec.artifacts(manifest)
     bundle = [a for a in arts if a.get("role") in BUNDLE_ROLES]
     if not any(a.get("role") == "model" for a in bundle):
         return Check("artifacts.integrity", title, False, None, None,
@@ -211,8 +168,8 @@ def _check_integrity(manifest: Mapping[str, Any], root: Path | None) -> Check:
 
 def _check_size(manifest: Mapping[str, Any], key: str, limit: int, name: str, title: str) -> Check:
     try:
-        total, files = _bundle_total(manifest, key)
-    except _Missing as exc:
+        total, files = rec.bundle_total(manifest, key)
+    except MissingFigure as exc:
         return Check(name, title, False, None, limit, str(exc), "bytes")
     passed = total <= limit
     if passed:
@@ -225,14 +182,14 @@ def _check_size(manifest: Mapping[str, Any], key: str, limit: int, name: str, ti
 def _check_latency(manifest: Mapping[str, Any], limit: float) -> Check:
     title = "Latency p90"
     try:
-        p90 = _number(manifest, "metrics", "latency_ms", "p90", positive=True)
-    except _Missing as exc:
+        p90 = rec.number(manifest, "metrics", "latency_ms", "p90", positive=True)
+    except MissingFigure as exc:
         return Check("latency.p90", title, False, None, limit, str(exc), "ms")
     context = []
     for q in ("p50", "p99"):
         try:
-            context.append(f"{q} {_number(manifest, 'metrics', 'latency_ms', q):.2f} ms")
-        except _Missing:
+            context.append(f"{q} {rec.number(manifest, 'metrics', 'latency_ms', q):.2f} ms")
+        except MissingFigure:
             pass
     ctx = f" ({', '.join(context)})" if context else ""
     if p90 <= limit + _EPS:
@@ -245,9 +202,9 @@ def _check_accuracy(manifest: Mapping[str, Any], profile: TargetProfile) -> Chec
     title = "Task metric vs teacher"
     drop = profile.budgets.accuracy_drop
     try:
-        name, value = _metric(manifest, "metrics")
-        tname, teacher = _metric(manifest, "teacher")
-    except _Missing as exc:
+        name, value = rec.task_metric(manifest, "metrics")
+        tname, teacher = rec.task_metric(manifest, "teacher")
+    except MissingFigure as exc:
         return Check("accuracy.drop", title, False, None, None, str(exc), "", comparator=">=")
     if name != tname:
         return Check("accuracy.drop", title, False, value, None,
@@ -321,16 +278,16 @@ def _baseline_checks(manifest: Mapping[str, Any], base: Mapping[str, Any], tol: 
     checks = []
     title = "Size growth vs baseline"
     try:
-        cur, _ = _bundle_total(manifest, "bytes")
+        cur, _ = rec.bundle_total(manifest, "bytes")
         try:
-            old, _ = _bundle_total(base, "bytes")
-        except _Missing as exc:
-            raise _Missing(f"baseline: {exc}") from None
+            old, _ = rec.bundle_total(base, "bytes")
+        except MissingFigure as exc:
+            raise MissingFigure(f"baseline: {exc}") from None
         if old <= 0:
-            raise _Missing("baseline bundle has 0 bytes recorded")
+            raise MissingFigure("baseline bundle has 0 bytes recorded")
         checks.append(_growth_check("baseline.size_growth", title, cur, old, tol.max_size_growth, "bytes",
                                     format_bytes))
-    except _Missing as exc:
+    except MissingFigure as exc:
         checks.append(Check("baseline.size_growth", title, False, None, tol.max_size_growth.value, str(exc),
                             "fraction" if tol.max_size_growth.kind == "relative" else "bytes"))
 
@@ -338,13 +295,13 @@ def _baseline_checks(manifest: Mapping[str, Any], base: Mapping[str, Any], tol: 
     mtol = tol.max_metric_loss
     munit = "fraction" if mtol.kind == "relative" else "points"
     try:
-        name, cur_m = _metric(manifest, "metrics")
+        name, cur_m = rec.task_metric(manifest, "metrics")
         try:
-            bname, old_m = _metric(base, "metrics")
-        except _Missing as exc:
-            raise _Missing(f"baseline: {exc}") from None
+            bname, old_m = rec.task_metric(base, "metrics")
+        except MissingFigure as exc:
+            raise MissingFigure(f"baseline: {exc}") from None
         if name != bname:
-            raise _Missing(f"baseline measured {bname!r}, this build {name!r}: not comparable")
+            raise MissingFigure(f"baseline measured {bname!r}, this build {name!r}: not comparable")
         loss = old_m - cur_m
         allowed = mtol.allowed(old_m)
         passed = loss <= allowed + _EPS
@@ -352,20 +309,20 @@ def _baseline_checks(manifest: Mapping[str, Any], base: Mapping[str, Any], tol: 
         change = f"{name} {old_m:.4f} → {cur_m:.4f} ({-loss * 100:+.2f}pt)"
         reason = f"{change}; allowed loss {mtol}" if passed else f"{change} loses more than the allowed {mtol}"
         checks.append(Check("baseline.metric_loss", title, passed, value, mtol.value, reason, munit))
-    except _Missing as exc:
+    except MissingFigure as exc:
         checks.append(Check("baseline.metric_loss", title, False, None, mtol.value, str(exc), munit))
 
     title = "Latency growth vs baseline"
     ltol = tol.max_latency_growth
     try:
-        cur_l = _number(manifest, "metrics", "latency_ms", "p90", positive=True)
+        cur_l = rec.number(manifest, "metrics", "latency_ms", "p90", positive=True)
         try:
-            old_l = _number(base, "metrics", "latency_ms", "p90", positive=True)
-        except _Missing as exc:
-            raise _Missing(f"baseline: {exc}") from None
+            old_l = rec.number(base, "metrics", "latency_ms", "p90", positive=True)
+        except MissingFigure as exc:
+            raise MissingFigure(f"baseline: {exc}") from None
         checks.append(_growth_check("baseline.latency_growth", title, cur_l, old_l, ltol, "ms",
                                     lambda v: f"{v:.2f} ms"))
-    except _Missing as exc:
+    except MissingFigure as exc:
         checks.append(Check("baseline.latency_growth", title, False, None, ltol.value, str(exc),
                             "fraction" if ltol.kind == "relative" else "ms"))
     return checks
@@ -373,18 +330,14 @@ def _baseline_checks(manifest: Mapping[str, Any], base: Mapping[str, Any], tol: 
 
 def _summary(manifest: Mapping[str, Any], profile: TargetProfile) -> dict[str, Any]:
     """The figures reports plot, each None when not recorded (the checks say why)."""
-    def get(fn, *args):
-        try:
-            return fn(*args)
-        except _Missing:
-            return None
+    get = rec.optional
 
-    bundle = get(_bundle_total, manifest, "bytes")
-    gz = get(_bundle_total, manifest, "gzip_bytes")
-    metric = get(_metric, manifest, "metrics")
-    teacher = get(_metric, manifest, "teacher")
-    latency = {q: get(_number, manifest, "metrics", "latency_ms", q) for q in ("p50", "p90", "p99", "mean")}
-    teacher_latency = {q: get(_number, manifest, "teacher", "latency_ms", q) for q in ("p50", "p90", "p99", "mean")}
+    bundle = get(rec.bundle_total, manifest, "bytes")
+    gz = get(rec.bundle_total, manifest, "gzip_bytes")
+    metric = get(rec.task_metric, manifest, "metrics")
+    teacher = get(rec.task_metric, manifest, "teacher")
+    latency = {q: get(rec.number, manifest, "metrics", "latency_ms", q) for q in ("p50", "p90", "p99", "mean")}
+    teacher_latency = {q: get(rec.number, manifest, "teacher", "latency_ms", q) for q in ("p50", "p90", "p99", "mean")}
     recorded_target = manifest.get("target") if isinstance(manifest.get("target"), Mapping) else {}
     return {
         "runtime": profile.runtime.name,
@@ -396,8 +349,8 @@ def _summary(manifest: Mapping[str, Any], profile: TargetProfile) -> dict[str, A
         "teacher_metric": {"name": teacher[0], "value": teacher[1]} if teacher else None,
         "latency_ms": latency,
         "teacher_latency_ms": teacher_latency,
-        "load_ms": get(_number, manifest, "metrics", "load_ms"),
-        "peak_rss_mb": get(_number, manifest, "metrics", "peak_rss_mb"),
+        "load_ms": get(rec.number, manifest, "metrics", "load_ms"),
+        "peak_rss_mb": get(rec.number, manifest, "metrics", "peak_rss_mb"),
         "budgets": {"artifact_size": profile.budgets.artifact_size, "download_size": profile.budgets.download_size,
                     "latency_p90_ms": profile.budgets.latency_p90, "accuracy_drop": str(profile.budgets.accuracy_drop)},
     }
@@ -405,7 +358,7 @@ def _summary(manifest: Mapping[str, Any], profile: TargetProfile) -> dict[str, A
 
 def _bundle_files(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{k: a.get(k) for k in ("role", "path", "format", "bytes", "gzip_bytes", "sha256")}
-            for a in bundle_artifacts(manifest)]
+            for a in rec.bundle_artifacts(manifest)]
 
 
 def evaluate(manifest_or_path: ManifestLike, *, target: str | os.PathLike[str] | TargetProfile | None = None,

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from edge_kd.distill import KD_TEMPERATURE
 from edge_kd.errors import InputError
 from edge_kd.prune.macs import count_macs, count_params
 from edge_kd.prune.pruner import PruneConfig, build_pruner, prune_to_goal, resolve_protected
@@ -43,7 +44,8 @@ class RecoveryConfig:
     lr: float = 3e-4
     weight_decay: float = 1e-4
     loss: str = "hinton"
-    temperature: float = 4.0
+    temperature: float = KD_TEMPERATURE
+    #: The default of ``edge-kd prune`` and of Python callers; the build passes the recipe's alpha.
     alpha: float = 0.7
     batch_size: int = 32
     warmup_fraction: float = 0.05

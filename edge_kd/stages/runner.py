@@ -40,40 +40,42 @@ class BuildSummary:
     build_dir: Path
     bundle_bytes: int | None = None
     bundle_gzip_bytes: int | None = None
-    size_budget: int | None = None
+    #: the profile's budgets.artifact_size (bytes) and budgets.latency_p90 (ms), under their profile names
+    artifact_size: int | None = None
     metric_name: str | None = None
     metric: float | None = None
     teacher_metric: float | None = None
     p50_ms: float | None = None
     p90_ms: float | None = None
     teacher_p50_ms: float | None = None
-    latency_budget_ms: float | None = None
+    latency_p90: float | None = None
     gate_passed: bool | None = None
     failed_checks: list[str] = field(default_factory=list)
 
     @classmethod
     def from_manifest(cls, build_dir: Path, manifest: dict[str, Any]) -> "BuildSummary":
-        bundle = [a for a in manifest.get("artifacts", []) if a.get("role") in ("model", "preprocessing")]
-        metrics, teacher = manifest.get("metrics") or {}, manifest.get("teacher") or {}
-        target = manifest.get("target") or {}
-        gate = manifest.get("gate") or {}
-        budgets = target.get("budgets", {})
-        from edge_kd.units import parse_ms
+        from edge_kd.pipeline import records as rec
 
+        get = rec.optional
+        bundle = get(rec.bundle_total, manifest, "bytes")
+        gzip = get(rec.bundle_total, manifest, "gzip_bytes")
+        metric = get(rec.task_metric, manifest, rec.STUDENT)
+        budgets = rec.recorded_budgets(manifest)
+        target = manifest.get("target") or {}
         return cls(
             target=target.get("name", build_dir.name), build_dir=build_dir,
-            bundle_bytes=sum(a["bytes"] for a in bundle) if bundle else None,
-            bundle_gzip_bytes=sum(a["gzip_bytes"] for a in bundle) if bundle else None,
-            size_budget=budgets.get("artifact_size"),
-            metric_name=(metrics.get("task_metric") or {}).get("name"),
-            metric=(metrics.get("task_metric") or {}).get("value"),
-            teacher_metric=(teacher.get("task_metric") or {}).get("value"),
-            p50_ms=(metrics.get("latency_ms") or {}).get("p50"),
-            p90_ms=(metrics.get("latency_ms") or {}).get("p90"),
-            teacher_p50_ms=(teacher.get("latency_ms") or {}).get("p50"),
-            latency_budget_ms=parse_ms(budgets["latency_p90"]) if "latency_p90" in budgets else None,
-            gate_passed=gate.get("passed"),
-            failed_checks=[c["name"] for c in gate.get("checks", []) if not c.get("passed")],
+            bundle_bytes=bundle[0] if bundle else None,
+            bundle_gzip_bytes=gzip[0] if gzip else None,
+            artifact_size=budgets.artifact_size if budgets else None,
+            metric_name=metric[0] if metric else None,
+            metric=metric[1] if metric else None,
+            teacher_metric=get(rec.number, manifest, rec.TEACHER, "task_metric", "value"),
+            p50_ms=get(rec.number, manifest, rec.STUDENT, "latency_ms", "p50"),
+            p90_ms=get(rec.number, manifest, rec.STUDENT, "latency_ms", "p90"),
+            teacher_p50_ms=get(rec.number, manifest, rec.TEACHER, "latency_ms", "p50"),
+            latency_p90=budgets.latency_p90 if budgets else None,
+            gate_passed=(manifest.get("gate") or {}).get("passed"),
+            failed_checks=rec.failed_checks(manifest),
         )
 
     def row(self) -> list[str]:
@@ -82,7 +84,7 @@ class BuildSummary:
         def fmt(v: float | None, spec: str) -> str:
             return "-" if v is None else format(v, spec)
 
-        size = "-" if self.bundle_bytes is None else f"{format_bytes(self.bundle_bytes)} / {format_bytes(self.size_budget or 0)}"
+        size = "-" if self.bundle_bytes is None else f"{format_bytes(self.bundle_bytes)} / {format_bytes(self.artifact_size or 0)}"
         metric = f"{fmt(self.metric, '.4f')} / {fmt(self.teacher_metric, '.4f')}"
         p50 = f"{fmt(self.p50_ms, '.3f')} / {fmt(self.teacher_p50_ms, '.3f')}"
         speedup = "-" if not (self.p50_ms and self.teacher_p50_ms) else f"{self.teacher_p50_ms / self.p50_ms:.1f}x"
