@@ -166,14 +166,18 @@ def _load_student(spec_path: Path) -> Any:
     return ModelSpec.load(spec_path).build()
 
 
-# ---- distill ----------------------------------------------------------------------------------------
-class DistillStage(Stage):
-    name = "distill"
-    requires = ("recipe", "target")
-    provides = ("student_spec", "student_value")
+class BuildStage(Stage):
+    """A stage of the build: it reads what the targets share (data, teacher) from one BuildContext."""
 
     def __init__(self, shared: BuildContext):
         self.shared = shared
+
+
+# ---- distill ----------------------------------------------------------------------------------------
+class DistillStage(BuildStage):
+    name = "distill"
+    requires = ("recipe", "target")
+    provides = ("student_spec", "student_value")
 
     def cache_key(self, ctx: dict[str, Any]) -> str:
         from edge_kd.distill.run import TEACHER_FAMILY
@@ -202,13 +206,10 @@ class DistillStage(Stage):
 
 
 # ---- prune -------------------------------------------------------------------------------------------
-class PruneStage(Stage):
+class PruneStage(BuildStage):
     name = "prune"
     requires = ("student_spec", "student_value", "target")
     provides = ("student_spec",)
-
-    def __init__(self, shared: BuildContext):
-        self.shared = shared
 
     def cache_key(self, ctx):
         # The runtime matters only to a latency goal: targets sharing round_to share the pruned model.
@@ -281,15 +282,12 @@ def prune_entry(model: Any, example: tuple, config: Any, target: Any, *, recover
 
 
 # ---- quantize + export ----------------------------------------------------------------------------
-class QuantizeStage(Stage):
+class QuantizeStage(BuildStage):
     """Static int8 calibrated on stratified training rows (or fp32 export when the profile says so)."""
 
     name = "quantize"
     requires = ("student_spec", "student_value", "target")
     provides = ("artifact",)
-
-    def __init__(self, shared: BuildContext):
-        self.shared = shared
 
     def cache_key(self, ctx):
         from edge_kd.runtimes.registry import runtime_spec
@@ -406,16 +404,13 @@ def quantize_entry(model: Any, example: tuple, target: Any, calibration: list, o
 
 
 # ---- bench --------------------------------------------------------------------------------------
-class BenchStage(Stage):
+class BenchStage(BuildStage):
     """Latency (emulated phone core) and the task metric through the runtime, for the student and
     for the fp32 teacher exported to the same runtime (cached per runtime in the shared folder)."""
 
     name = "bench"
     requires = ("artifact", "student_value", "target")
     provides = ("metrics",)
-
-    def __init__(self, shared: BuildContext):
-        self.shared = shared
 
     def cache_key(self, ctx):
         return content_hash("build-bench-v1", ctx["artifact"].path, _recipe_part(ctx["recipe"], "bench"),
@@ -513,7 +508,7 @@ def stage_named(name: str, shared: BuildContext) -> Stage:
     classes = {c.name: c for c in (DistillStage, PruneStage, QuantizeStage, BenchStage, GateStage)}
     if name not in classes:
         raise ValueError(f"unknown stage {name!r}; known: {', '.join(classes)}")
-    return classes[name]() if classes[name] is GateStage else classes[name](shared)
+    return classes[name](shared) if issubclass(classes[name], BuildStage) else classes[name]()
 
 
 def make_stages(recipe: Any, shared: BuildContext) -> list[Stage]:
