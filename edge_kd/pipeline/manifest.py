@@ -203,15 +203,19 @@ class Build:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: artifact does not exist")
-        try:
-            rel = str(path.resolve().relative_to(self.root.resolve()))
-        except ValueError:
-            rel = str(path.resolve())
+        rel = self.relative(path)
         entry = {"role": role, "path": rel, "format": format, **file_facts(path), **extra}
         self.manifest["artifacts"] = [a for a in self.manifest["artifacts"] if a.get("path") != rel]
         self.manifest["artifacts"].append(entry)
         self.save()
         return entry
+
+    def relative(self, path: str | os.PathLike[str]) -> str:
+        """How build.json names ``path``: relative to the build folder, absolute when outside it."""
+        try:
+            return str(Path(path).resolve().relative_to(self.root.resolve()))
+        except ValueError:
+            return str(Path(path).resolve())
 
     def artifact_path(self, entry: dict[str, Any]) -> Path:
         p = Path(entry["path"])

@@ -332,13 +332,6 @@ class QuantizeStage(BuildStage):
         return {"artifact": Artifact(Path(result.primary), Path(result.primary).suffix.lstrip("."), "model")}
 
 
-def _relative(build: Any, path: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(build.root.resolve()))
-    except ValueError:
-        return str(Path(path).resolve())
-
-
 def _stored_tensors(path: Path) -> list[dict[str, Any]]:
     from edge_kd.runtimes import open_runner
 
@@ -361,7 +354,7 @@ def export_entry(model: Any, example: tuple, target: Any, out: Path, build: Any,
     for artifact in result.artifacts:
         extra = {"tensors": result.tensors} if artifact.role == "model" else {}
         build.add_artifact(artifact.path, role=artifact.role, format=artifact.format, **extra)
-    record["outputs"] = {"primary": _relative(build, result.primary),
+    record["outputs"] = {"primary": build.relative(result.primary),
                          "files": [a.path.name for a in result.artifacts]}
     record["details"] = {"mode": "fp32", "parity": result.parity, "ops": result.ops, "runtime": result.runtime,
                          "runtime_version": result.runtime_version}
@@ -397,7 +390,7 @@ def quantize_entry(model: Any, example: tuple, target: Any, calibration: list, o
     for path in result.fp32_artifacts:
         if path.suffix != ".config":
             build.add_artifact(path, role="fp32-reference", format=path.suffix.lstrip("."), precision="fp32")
-    record["outputs"] = {"primary": _relative(build, result.primary),
+    record["outputs"] = {"primary": build.relative(result.primary),
                          "files": [p.name for p in result.artifacts]}
     record["details"] = result.report
     return result
