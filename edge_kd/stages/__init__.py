@@ -11,6 +11,6 @@ bad recipe fails in seconds. One build directory per target holds the artifacts,
     from edge_kd.stages import build
     summaries = build("examples/intent_bitext.toml", ["android-arm64-xnnpack", "ort-mobile"], "builds/intent")
 """
-from edge_kd.stages.runner import BuildSummary, build, plan_build
+from edge_kd.stages.runner import BuildSummary, build, plan_build, run_stage
 
-__all__ = ["BuildSummary", "build", "plan_build"]
+__all__ = ["BuildSummary", "build", "plan_build", "run_stage"]
