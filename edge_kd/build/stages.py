@@ -276,8 +276,10 @@ class QuantizeStage(Stage):
         self.shared = shared
 
     #: Bumped when a backend's int8 export changes what it writes (ORT: Linear as MatMul + float bias,
-    #: int8 embedding rows gathered before dequantizing), so builds made by older code are redone.
-    EXPORT_REVISION = {"onnxruntime": 3}
+    #: int8 embedding rows gathered before dequantizing; every runtime: the shipped artifact is chosen among
+    #: fp32, static int8 and the runtime's other schemes; LiteRT: ReLU6 observed after the clamp), so builds
+    #: made by older code are redone.
+    EXPORT_REVISION = {"onnxruntime": 4, "litert": 3, "executorch": 3}
 
     def cache_key(self, ctx):
         revision = self.EXPORT_REVISION.get(ctx["target"].runtime.name, 2)
@@ -303,6 +305,9 @@ class QuantizeStage(Stage):
         out = build.root / ARTIFACT_DIR
         if out.exists():
             shutil.rmtree(out)  # ours: a previous attempt of this stage
+        # ... and so are its records (the shipped file's name depends on which candidate won).
+        build.manifest["artifacts"] = [a for a in build.manifest.get("artifacts", [])
+                                       if not str(a.get("path", "")).startswith(ARTIFACT_DIR + "/")]
         mode = recipe.quantize.mode or target.quantization.mode
         if mode == "int8" and recipe.quantize.enabled:
             from edge_kd.quantize import quantize_model
@@ -315,8 +320,10 @@ class QuantizeStage(Stage):
             eval_x = self.shared.student_arrays("val", value, eval_idx)
             result = quantize_model(model, example, target, calibration, out, method=recipe.quantize.method,
                                     eval_samples=_rows(eval_x, splits.val.labels[eval_idx]), task="classification",
-                                    seed=recipe.seed)
+                                    seed=recipe.seed, bundle_extra_bytes=_bundle_extras(build))
             primary, files, details = result.primary, result.artifacts, result.report
+            selection = details["selection"]
+            self.shared.log(f"quantize: ships {selection['shipped']} ({Path(primary).name}): {selection['reason']}")
         else:
             from edge_kd.export import export_model
 
@@ -341,6 +348,14 @@ class QuantizeStage(Stage):
             return open_runner(path).tensors()
         except Exception:  # the breakdown is informative; never fail a build over it
             return []
+
+
+def _bundle_extras(build: Any) -> tuple[int, int]:
+    """(bytes, gzip bytes) of the files the app ships beside the model (preprocessing assets)."""
+    from edge_kd.gate.bundle import BUNDLE_ROLES
+
+    extra = [a for a in build.manifest.get("artifacts", []) if a.get("role") in BUNDLE_ROLES and a.get("role") != "model"]
+    return sum(int(a.get("bytes") or 0) for a in extra), sum(int(a.get("gzip_bytes") or 0) for a in extra)
 
 
 # ---- bench --------------------------------------------------------------------------------------

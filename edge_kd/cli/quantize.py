@@ -1,8 +1,9 @@
 """``edge-kd quantize MODEL --target NAME --calib SPEC --out DIR``: static int8 for one target.
 
-Writes the int8 artifact, the fp32 reference built by the same exporter, and a quantization report
-(method per layer, ranges, per-layer SQNR, fallback decisions, fp32-vs-int8 accuracy through the
-runtime) into the build directory's manifest (stage ``quantize``). Heavy imports happen in ``run``.
+Writes the int8 artifact, the fp32 reference built by the same exporter, the runtime's other int8
+schemes, and a quantization report (method per layer, ranges, per-layer SQNR, fallback decisions,
+fp32-vs-int8 accuracy through the runtime, every candidate and which one ships per ``--ship``) into
+the build directory's manifest (stage ``quantize``). Heavy imports happen in ``run``.
 """
 from __future__ import annotations
 
@@ -42,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--input", metavar="SPEC", help="input spec(s), comma-separated, e.g. image:1x3x224x224:float32")
     p.add_argument("--weights", metavar="FILE", help="weights (.safetensors, or a state dict loaded weights_only)")
     p.add_argument("--max-drop", metavar="DROP", help="override the profile's accuracy_drop (e.g. 0.5pt, 2%%)")
+    p.add_argument("--ship", choices=("fastest-within-budget", "int8", "fp32"),
+                   help="which artifact becomes the model: the fastest that meets the budgets (measured side by "
+                        "side in the runtime), or always int8 / fp32 (default: the profile's quantization.ship)")
     p.add_argument("--seed", type=int, default=0, help="calibration sampling seed")
     p.add_argument("--name", default="model", help="file stem of the artifacts")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="build directory")
@@ -122,9 +126,10 @@ def run(args: argparse.Namespace) -> int:
             result = quantize_model(model, example, profile, calib, args.out, method=args.method,
                                     eval_samples=eval_samples, calibration_labels=calib_labels,
                                     num_samples=args.samples, seed=args.seed, max_accuracy_drop=args.max_drop,
-                                    name=args.name)
+                                    name=args.name, ship=args.ship)
         report = result.report
-        build.add_artifact(result.primary, role="model", format=profile.primary_format, precision="int8")
+        precision = result.shipped
+        build.add_artifact(result.primary, role="model", format=profile.primary_format, precision=precision)
         for path in result.artifacts:
             if path == result.primary:
                 continue
@@ -133,27 +138,37 @@ def run(args: argparse.Namespace) -> int:
             elif path.suffix == ".config":
                 build.add_artifact(path, role="required-operators", format="config")
             else:
-                build.add_artifact(path, role="model-source", format=path.suffix.lstrip("."), precision="int8")
-        for path in result.fp32_artifacts:
-            if path.suffix != ".config":
-                build.add_artifact(path, role="fp32-reference", format=path.suffix.lstrip("."), precision="fp32")
+                build.add_artifact(path, role="model-source", format=path.suffix.lstrip("."), precision=precision)
+        if result.shipped != "fp32":
+            for path in result.fp32_artifacts:
+                if path.suffix != ".config":
+                    build.add_artifact(path, role="fp32-reference", format=path.suffix.lstrip("."), precision="fp32")
         record["outputs"] = {"model": result.primary.name, "report": f"{args.name}.quantize.json"}
         record["details"] = report
     acc = report["accuracy"]
-    summary = {"model": str(result.primary), "method": report["method"], "metric": acc["metric"],
+    selection = report["selection"]
+    summary = {"model": str(result.primary), "shipped": result.shipped, "ship_reason": selection["reason"],
+               "candidates": [{k: c[k] for k in ("name", "bytes", "metric", "p50_ms", "within_budget", "reason")}
+                              for c in selection["candidates"]],
+               "method": report["method"], "metric": acc["metric"],
                "fp32": acc["fp32"], "int8": acc["int8"], "drop_pt": acc["drop_pt"],
                "within_budget": acc["within_budget"], "float_layers": report["fallback"]["float_layers"],
                "size_ratio": report["size"]["ratio"]}
     if args.json:
         print_json(summary)
     else:
-        print(f"wrote {result.primary} ({report['size']['int8_bytes']} bytes, {report['size']['ratio']:.3f}x fp32)")
+        int8 = result.candidates.get("int8", [result.primary])[0]
+        print(f"int8: {int8.name} ({report['size']['int8_bytes']} bytes, {report['size']['ratio']:.3f}x fp32)")
         print(f"method {report['method']}; {acc['metric']} fp32 {acc['fp32']:.4f} -> int8 {acc['int8']:.4f} "
               f"(drop {acc['drop_pt']:.2f} pt, allowed {acc['allowed_drop']})")
         if report["fallback"]["float_layers"]:
             print(f"kept in float: {', '.join(report['fallback']['float_layers'])} "
                   f"(cost {report['fallback']['cost']['bytes']} bytes)")
-    if not acc["within_budget"]:
+        for c in selection["candidates"]:
+            p50 = "n/a" if c["p50_ms"] is None else f"{c['p50_ms']:.4g} ms"
+            print(f"  {'*' if c['shipped'] else ' '} {c['name']:<20} {c['bytes']:>10} B  p50 {p50:<12} {c['reason']}")
+        print(f"ships {result.shipped}: {result.primary}")
+    if result.shipped != "fp32" and not acc["within_budget"]:
         print(f"edge-kd: int8 misses the accuracy budget by {report['fallback']['missed_by_pt']} pt; "
               "the best candidate and its report were written", file=sys.stderr)
         return 1

@@ -7,7 +7,7 @@ from edge_kd.gate import evaluate
 from edge_kd.targets import load_target
 
 ALL_CHECKS = ["build.stages", "artifacts.integrity", "bundle.size", "bundle.download_size", "latency.p90",
-              "accuracy.drop", "ops.policy"]
+              "accuracy.drop", "ops.policy", "artifact.choice"]
 
 
 def test_good_build_passes_every_check(good_build):
