@@ -301,7 +301,7 @@ def _check_ops(manifest: Mapping[str, Any], policy: str) -> Check:
     return Check(name, title, True, 0, 0, f"{kinds}, all allowed by {policy}", "violations")
 
 
-def _selection(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
+def artifact_choice(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
     """The quantize stage's recorded artifact choice (edge_kd.quantize.selection), or None."""
     for stage in reversed(manifest.get("stages") or []):
         if isinstance(stage, Mapping) and stage.get("name") == "quantize":
@@ -317,7 +317,7 @@ def _check_choice(manifest: Mapping[str, Any]) -> Check:
     from edge_kd.bench.compare import NOISE_MARGIN, slower_beyond_noise
 
     name, title = "artifact.choice", "Fastest artifact within budget shipped"
-    selection = _selection(manifest)
+    selection = artifact_choice(manifest)
     if selection is None:
         return Check(name, title, True, None, None, "no alternatives recorded (the quantize stage measured no "
                      "candidates, e.g. quantization.mode = 'fp32')", "")
