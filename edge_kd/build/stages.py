@@ -354,7 +354,8 @@ def _bundle_extras(build: Any) -> tuple[int, int]:
     """(bytes, gzip bytes) of the files the app ships beside the model (preprocessing assets)."""
     from edge_kd.gate.bundle import BUNDLE_ROLES
 
-    extra = [a for a in build.manifest.get("artifacts", []) if a.get("role") in BUNDLE_ROLES and a.get("role") != "model"]
+    extra = [a for a in build.manifest.get("artifacts", [])
+             if a.get("role") in BUNDLE_ROLES and a.get("role") != "model"]
     return sum(int(a.get("bytes") or 0) for a in extra), sum(int(a.get("gzip_bytes") or 0) for a in extra)
 
 

@@ -112,6 +112,7 @@ def choose(candidates: Sequence[Candidate], policy: str, budgets: Budgets, *,
                 why += f" ({fastest.name} meets the budgets and runs {ratio:.2f}x faster)"
     else:
         eligible = [c for c in candidates if c.within_budget and c.p50_ms is not None]
+        fastest = None
         if eligible:
             fastest = min(eligible, key=lambda c: c.p50_ms)
             # Equally fast within noise: the smaller file ships (the same speed for fewer bytes).
@@ -138,9 +139,14 @@ def choose(candidates: Sequence[Candidate], policy: str, budgets: Budgets, *,
             c.reason = "misses " + "; ".join(c.failed_budgets)
         elif c.p50_ms is not None and shipped.p50_ms is not None and c.rounds_ms and shipped.rounds_ms:
             slower, ratio = slower_beyond_noise(c.rounds_ms, shipped.rounds_ms, margin=margin)
-            c.reason = (f"slower: p50 {_ms(c.p50_ms)} vs {_ms(shipped.p50_ms)} ({ratio:.2f}x)" if slower else
-                        f"as fast within noise ({ratio:.2f}x) but {'larger' if c.bytes >= shipped.bytes else 'not chosen'}"
-                        if policy == DEFAULT_SHIP else f"not the profile's choice ({ratio:.2f}x the shipped p50)")
+            if slower:
+                c.reason = f"slower: p50 {_ms(c.p50_ms)} vs {_ms(shipped.p50_ms)} ({ratio:.2f}x)"
+            elif policy != DEFAULT_SHIP:
+                c.reason = f"not the profile's choice ({ratio:.2f}x the shipped p50)"
+            elif fastest is not None and slower_beyond_noise(c.rounds_ms, fastest.rounds_ms, margin=margin)[0]:
+                c.reason = f"slower than {fastest.name} beyond the noise margin (p50 {_ms(c.p50_ms)})"
+            else:
+                c.reason = f"as fast within noise ({ratio:.2f}x the shipped p50) but larger"
         else:
             c.reason = "not measured"
     return shipped, why
