@@ -21,6 +21,7 @@ Each builder returns the files it wrote (primary first), or None when the scheme
 from __future__ import annotations
 
 import contextlib
+import io
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +73,9 @@ def _litert_dynamic_range(model: Any, example_inputs: tuple, samples: Sequence[t
     from edge_kd.export.litert import export_tflite
 
     q = aeq.Quantizer(str(fp32_files[0]), recipe.dynamic_wi8_afp32())
-    result = q.quantize()
+    # The quantizer prints a size summary on stdout: keep the build's console (and --json output) clean.
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = q.quantize()
     return [export_tflite(bytes(result.quantized_model), None, out_path)]
 
 
