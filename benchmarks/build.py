@@ -52,6 +52,7 @@ def _row(example: str, build_dir: Path) -> dict:
         "gate_passed": (m.get("gate") or {}).get("passed"),
         "failed_checks": [c["name"] for c in (m.get("gate") or {}).get("checks", []) if not c["passed"]],
         "eval_rows": m["metrics"].get("eval_rows"),
+        "shipped": _shipped(m),
     }
     if row["teacher_bytes"] and row["student_bundle_bytes"]:
         row["size_ratio"] = row["teacher_bytes"] / row["student_bundle_bytes"]
@@ -59,6 +60,42 @@ def _row(example: str, build_dir: Path) -> dict:
         row["speedup_p50"] = row["teacher_p50_ms"] / row["student_p50_ms"]
     row["metric_kept"] = row["student_metric"] / row["teacher_metric"] if row["teacher_metric"] else None
     return row
+
+
+def _shipped(m: dict) -> dict | None:
+    """The quantize stage's choice: which student artifact ships and the candidates' p50 beside each other."""
+    from edge_kd.gate.evaluate import artifact_choice
+
+    selection = artifact_choice(m)
+    if selection is None:
+        return None
+    by_name = {c["name"]: c for c in selection["candidates"]}
+    return {"policy": selection["policy"], "shipped": selection["shipped"], "reason": selection["reason"],
+            "p50_ms": {n: c.get("p50_ms") for n, c in by_name.items()},
+            "within_budget": {n: c.get("within_budget") for n, c in by_name.items()}}
+
+
+def _shipped_table(rows: list[dict]) -> list[str]:
+    """fp32 vs shipped p50 of the student per example and target (timed interleaved by the quantize stage)."""
+    rows = [r for r in rows if r.get("shipped")]
+    if not rows:
+        return []
+    lines = ["", "## Which student artifact ships (int8 only where it pays)", "",
+             "The quantize stage times the student's fp32 artifact, its static int8 artifact and the runtime's "
+             "other int8 scheme side by side (interleaved rounds, one core) and ships the fastest that meets "
+             "every budget (`[quantization] ship`).", "",
+             "| example | target | fp32 p50 ms | int8 p50 ms | other scheme p50 ms | shipped | shipped / fp32 | why |",
+             "|---|---|---:|---:|---:|---|---:|---|"]
+    for r in rows:
+        sh = r["shipped"]
+        p50 = sh["p50_ms"]
+        other = ", ".join(f"{n} {v:.4g}" for n, v in p50.items() if n not in ("fp32", "int8") and v is not None) or "-"
+        fp32, shipped = p50.get("fp32"), p50.get(sh["shipped"])
+        ratio = f"{shipped / fp32:.2f}x" if fp32 and shipped else "-"
+        fmt = (lambda v: "-" if v is None else f"{v:.4g}")
+        lines.append(f"| {r['example']} | {r['target']} | {fmt(fp32)} | {fmt(p50.get('int8'))} | {other} "
+                     f"| {sh['shipped']} | {ratio} | {sh['reason'].replace('|', '/')} |")
+    return lines
 
 
 def _markdown(rows: list[dict], notes: list[str]) -> str:
@@ -82,6 +119,7 @@ def _markdown(rows: list[dict], notes: list[str]) -> str:
             f"| {r.get('speedup_p50', 0):.1f}x | {gate} |")
     if notes:
         lines += ["", *[f"- {n}" for n in notes]]
+    lines += _shipped_table(rows)
     return "\n".join(lines) + "\n"
 
 

@@ -70,7 +70,7 @@ def export_student(model, example, target, calib, out: Path, name: str, int8: bo
             from edge_kd.quantize import quantize_model
 
             result = quantize_model(model, example, target, calib, out / f"{name}-q", method="minmax",
-                                    name=name, max_fallback_layers=0)
+                                    name=name, max_fallback_layers=0, ship="int8")
             path, how = result.primary, "int8 (minmax)"
         except InputError as exc:
             log(f"int8 export failed for {target.name}: {exc}; shipping fp32")

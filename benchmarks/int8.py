@@ -137,7 +137,7 @@ def run_target(task: dict[str, Any], target_name: str, work: Path, args: argpars
     result = quantize_model(task["model"], task["example"], target, task["calib"], out, method=args.method,
                             eval_samples=task["eval"], calibration_labels=task["calib_labels"],
                             num_samples=args.samples, name="model", max_fallback_layers=args.max_fallback,
-                            auto_methods=tuple(args.auto_methods.split(",")))
+                            auto_methods=tuple(args.auto_methods.split(",")), ship="int8")
     edge_seconds = time.perf_counter() - t0
     log(f"  edge_kd done in {edge_seconds:.0f}s: method={result.report['method']} "
         f"acc={result.report['accuracy']['int8']:.4f} fp32={result.report['accuracy']['fp32']:.4f}")

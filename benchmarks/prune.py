@@ -140,7 +140,7 @@ def measure_int8(model: Any, example: tuple, target: Any, calibration: list, wor
     try:
         # One fixed range method and no float fallback: the same int8 recipe for every pruned variant.
         res = quantize_model(copy.deepcopy(model).eval(), example, target, calibration, work,
-                             method="minmax", max_fallback_layers=0, num_samples=len(calibration))
+                             method="minmax", max_fallback_layers=0, num_samples=len(calibration), ship="int8")
         bench = benchmark_artifact(res.primary, target)
         return {"p50_ms": bench["latency_ms"]["p50"], "p90_ms": bench["latency_ms"]["p90"],
                 "min_ms": bench["latency_ms"]["min"], "runs": bench["latency_ms"]["runs"],

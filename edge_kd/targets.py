@@ -109,6 +109,8 @@ class QuantizationSettings:
     calibration_samples: int = 256
     percentile: float = 99.99
     onnx_format: Literal["qdq"] = "qdq"
+    #: Which artifact ships: the fastest that meets the budgets, or always int8 / fp32 (edge_kd.quantize.selection).
+    ship: Literal["fastest-within-budget", "int8", "fp32"] = "fastest-within-budget"
 
     def __post_init__(self) -> None:
         known = calibration_methods()

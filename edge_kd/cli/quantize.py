@@ -1,8 +1,9 @@
 """``edge-kd quantize MODEL --target NAME --calib SPEC --out DIR``: static int8 for one target.
 
-Writes the int8 artifact, the fp32 reference built by the same exporter, and a quantization report
-(method per layer, ranges, per-layer SQNR, fallback decisions, fp32-vs-int8 accuracy through the
-runtime) into the build directory's manifest (stage ``quantize``). Heavy imports happen in ``run``.
+Writes the int8 artifact, the fp32 reference built by the same exporter, the runtime's other int8
+schemes, and a quantization report (method per layer, ranges, per-layer SQNR, fallback decisions,
+fp32-vs-int8 accuracy through the runtime, every candidate and which one ships per ``--ship``) into
+the build directory's manifest (stage ``quantize``). Heavy imports happen in ``run``.
 """
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=calibration_methods(), help="range method (default: the profile's calibration_method)")
     p.add_argument("--samples", type=int, metavar="N", help="calibration samples (default: the profile's)")
     p.add_argument("--max-drop", metavar="DROP", help="override the profile's accuracy_drop (e.g. 0.5pt, 2%%)")
+    p.add_argument("--ship", choices=("fastest-within-budget", "int8", "fp32"),
+                   help="which artifact becomes the model: the fastest that meets the budgets (measured side by "
+                        "side in the runtime), or always int8 / fp32 (default: the profile's quantization.ship)")
     p.add_argument("--seed", type=int, default=0, help="calibration sampling seed")
     p.add_argument("--name", default="model", help="file stem of the artifacts")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="build directory")
@@ -71,24 +75,36 @@ def run(args: argparse.Namespace) -> int:
         result = quantize_entry(model, example, profile, calib, args.out, build, record, method=args.method,
                                 eval_samples=eval_samples, calibration_labels=calib_labels,
                                 num_samples=args.samples, seed=args.seed, max_accuracy_drop=args.max_drop,
-                                name=args.name)
+                                name=args.name, ship=args.ship)
     report = result.report
     acc = report["accuracy"]
-    summary = {"model": str(result.primary), "method": report["method"], "metric": acc["metric"],
+    selection = report["selection"]
+    summary = {"model": str(result.primary), "shipped": result.shipped, "ship_reason": selection["reason"],
+               "candidates": [{k: c[k] for k in ("name", "bytes", "metric", "p50_ms", "within_budget", "reason")}
+                              for c in selection["candidates"]],
+               "method": report["method"], "metric": acc["metric"],
                "fp32": acc["fp32"], "int8": acc["int8"], "drop_pt": acc["drop_pt"],
                "within_budget": acc["within_budget"], "float_layers": report["fallback"]["float_layers"],
                "size_ratio": report["size"]["ratio"]}
     if args.json:
         print_json(summary)
     else:
-        print(f"wrote {result.primary} ({report['size']['int8_bytes']} bytes, {report['size']['ratio']:.3f}x fp32)")
+        int8 = result.candidates.get("int8", [result.primary])[0]
+        print(f"int8: {int8.name} ({report['size']['int8_bytes']} bytes, {report['size']['ratio']:.3f}x fp32)")
         print(f"method {report['method']}; {acc['metric']} fp32 {acc['fp32']:.4f} -> int8 {acc['int8']:.4f} "
               f"(drop {acc['drop_pt']:.2f} pt, allowed {acc['allowed_drop']})")
         if report["fallback"]["float_layers"]:
             print(f"kept in float: {', '.join(report['fallback']['float_layers'])} "
                   f"(cost {report['fallback']['cost']['bytes']} bytes)")
-    if not acc["within_budget"]:
-        print(f"edge-kd: int8 misses the accuracy budget by {report['fallback']['missed_by_pt']} pt; "
-              "the best candidate and its report were written", file=sys.stderr)
+        for c in selection["candidates"]:
+            p50 = "n/a" if c["p50_ms"] is None else f"{c['p50_ms']:.4g} ms"
+            print(f"  {'*' if c['shipped'] else ' '} {c['name']:<20} {c['bytes']:>10} B  p50 {p50:<12} {c['reason']}")
+        print(f"ships {result.shipped}: {result.primary}")
+    shipped = next(c for c in selection["candidates"] if c["shipped"])
+    missed = [f for f in shipped["failed_budgets"] if f.startswith("accuracy")]
+    if missed:
+        what = (f"int8 misses the accuracy budget by {report['fallback']['missed_by_pt']} pt"
+                if result.shipped == "int8" else f"{result.shipped} misses the accuracy budget ({missed[0]})")
+        print(f"edge-kd: {what}; the best candidate and its report were written", file=sys.stderr)
         return 1
     return 0

@@ -226,7 +226,7 @@ def int8_measurer(*, work_dir: str | None = None, calibration_samples: int = 8) 
         tmp = Path(tempfile.mkdtemp(prefix="edge_kd-size-", dir=work_dir))
         try:
             result = quantize_model(model, example_inputs, target, calib, tmp, method="minmax",
-                                    max_fallback_layers=0)
+                                    max_fallback_layers=0, ship="int8")
             raw, gz = result.primary.stat().st_size, gzip_size(result.primary)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -258,6 +258,59 @@ def _check_ops(manifest: Mapping[str, Any], policy: str) -> Check:
     return Check(name, title, True, 0, 0, f"{kinds}, all allowed by {policy}", "violations")
 
 
+def artifact_choice(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The quantize stage's recorded artifact choice (edge_kd.quantize.selection), or None."""
+    for stage in reversed(manifest.get("stages") or []):
+        if isinstance(stage, Mapping) and stage.get("name") == "quantize":
+            details = stage.get("details")
+            selection = details.get("selection") if isinstance(details, Mapping) else None
+            return selection if isinstance(selection, Mapping) else None
+    return None
+
+
+def _check_choice(manifest: Mapping[str, Any]) -> Check:
+    """The shipped artifact is not slower, beyond measurement noise, than another candidate of the same
+    build that meets every budget (measured interleaved in one process by the quantize stage)."""
+    from edge_kd.bench.compare import NOISE_MARGIN, slower_beyond_noise
+
+    name, title = "artifact.choice", "Fastest artifact within budget shipped"
+    selection = artifact_choice(manifest)
+    if selection is None:
+        return Check(name, title, True, None, None, "no alternatives recorded (the quantize stage measured no "
+                     "candidates, e.g. quantization.mode = 'fp32')", "")
+    candidates = [c for c in selection.get("candidates") or [] if isinstance(c, Mapping)]
+    shipped = [c for c in candidates if c.get("shipped")]
+    if len(shipped) != 1:
+        return Check(name, title, False, None, None, f"{len(shipped)} candidates are marked shipped; expected 1", "")
+    ship = shipped[0]
+    margin = selection.get("noise_margin", NOISE_MARGIN)
+    margin = float(margin) if isinstance(margin, (int, float)) and not isinstance(margin, bool) else NOISE_MARGIN
+    policy = selection.get("policy", "fastest-within-budget")
+    rounds = ship.get("rounds_ms")
+    if not isinstance(rounds, list) or not rounds:
+        return Check(name, title, False, None, None, f"shipped candidate {ship.get('name')!r} has no recorded "
+                     "latency rounds", "")
+    faster = []
+    for c in candidates:
+        if c is ship or not c.get("within_budget") or not isinstance(c.get("rounds_ms"), list):
+            continue
+        slower, ratio = slower_beyond_noise(rounds, c["rounds_ms"], margin=margin)
+        if slower:
+            faster.append((ratio, c))
+    what = f"{ship.get('name')} (p50 {ship.get('p50_ms')} ms)"
+    if not faster:
+        others = len([c for c in candidates if c is not ship])
+        return Check(name, title, True, 0, 0, f"ships {what}; no budget-meeting alternative of {others} is faster "
+                     f"beyond the {margin:.0%} noise margin (policy {policy})", "faster alternatives")
+    ratio, best = max(faster, key=lambda rc: rc[0])
+    reason = (f"ships {what} but {best.get('name')} meets every budget and runs {ratio:.2f}x faster "
+              f"(p50 {best.get('p50_ms')} ms, interleaved rounds, noise margin {margin:.0%})")
+    if policy != "fastest-within-budget":
+        return Check(name, title, True, len(faster), 0, f"{reason}; shipped anyway: ship = {policy!r} in the "
+                     "profile", "faster alternatives")
+    return Check(name, title, False, len(faster), 0, reason, "faster alternatives")
+
+
 def _growth_check(name: str, title: str, current: float, base: float, tol: Tolerance, unit: str,
                   fmt) -> Check:
     growth = current - base
@@ -409,6 +462,7 @@ def evaluate(manifest_or_path: ManifestLike, *, target: str | os.PathLike[str] |
         _check_latency(manifest, budgets.latency_p90),
         _check_accuracy(manifest, profile),
         _check_ops(manifest, profile.ops.policy),
+        _check_choice(manifest),
     ]
     if base_manifest is not None:
         checks += _baseline_checks(manifest, base_manifest, tol)

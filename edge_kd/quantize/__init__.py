@@ -34,7 +34,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -67,6 +67,11 @@ class QuantizeResult:
     fp32_artifacts: list[Path] = field(default_factory=list)
     #: The fp32 file built by the same exporter (the reference the accuracy drop is measured against).
     fp32_primary: Path | None = None
+    #: Which candidate ``primary`` is: "int8" (static), "fp32", or a runtime's other scheme
+    #: (report["selection"] says why).
+    shipped: str = "int8"
+    #: Files of every candidate built, by name (the shipped one included).
+    candidates: dict[str, list[Path]] = field(default_factory=dict)
 
 
 def backend_for(target: "TargetProfile") -> Any:
@@ -159,7 +164,9 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
                    task: str = "classification", max_accuracy_drop: Any = None, name: str = "model",
                    calibration_labels: Sequence[Any] | None = None, num_samples: int | None = None,
                    seed: int = 0, max_fallback_layers: int = MAX_FALLBACK_LAYERS,
-                   auto_methods: Sequence[str] = AUTO_ORDER) -> QuantizeResult:
+                   auto_methods: Sequence[str] = AUTO_ORDER, ship: str | None = None,
+                   bundle_extra_bytes: tuple[int, int] = (0, 0),
+                   latency_fn: Callable[..., dict[str, dict[str, Any]]] | None = None) -> QuantizeResult:
     """Static int8 for ``target``, checked in its runtime against the fp32 artifact.
 
     ``calibration``: samples, each a tuple with one array/tensor per model input shaped like
@@ -171,6 +178,14 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
     ``max_accuracy_drop``: overrides the profile's ``budgets.accuracy_drop`` ("0.5pt", "2%", or a
     float in metric units). ``auto_methods``: the candidates ``auto`` builds and measures (each is one
     export and one evaluation in the runtime).
+
+    ``ship`` (default: the profile's ``quantization.ship``): which artifact becomes ``primary``.
+    ``fastest-within-budget`` also builds the runtime's other schemes (:mod:`edge_kd.quantize.schemes`),
+    times every candidate interleaved in one process, and ships the fastest that meets the size
+    budgets (``bundle_extra_bytes``: bytes and gzip bytes of the files shipped beside the model), the
+    accuracy budget and the op policy; ``int8`` / ``fp32`` ship that one. ``report["selection"]``
+    records every candidate and the decision. ``latency_fn(paths, inputs=..., threads=...)`` replaces
+    the interleaved measurement (:func:`edge_kd.bench.compare.interleaved_latency`, same return shape).
 
     >>> result = quantize_model(tiny_cnn(), (torch.rand(1, 3, 32, 32),), load_target("ort-mobile"),
     ...                         [(np.random.rand(1, 3, 32, 32).astype("float32"),) for _ in range(32)],
@@ -189,6 +204,11 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
     if task != "classification":
         raise InputError(f"task {task!r}: the int8 accuracy check supports 'classification' (top-1)")
     method = method or settings.calibration_method
+    from edge_kd.quantize.selection import SHIP_POLICIES
+
+    policy = ship or getattr(settings, "ship", "fastest-within-budget")
+    if policy not in SHIP_POLICIES:
+        raise InputError(f"ship {policy!r} is unknown; known: {', '.join(SHIP_POLICIES)}")
     if method != "auto" and method not in RANGE_METHODS:
         raise InputError(f"unknown calibration method {method!r}; known: auto, {', '.join(RANGE_METHODS)}")
     bad = [m for m in auto_methods if m not in RANGE_METHODS]
@@ -318,10 +338,39 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
         final, final_files, final_ranges = best_candidate
         met = final["metric"] >= min_allowed - 1e-12
 
-        # ---- write the shipped files ----------------------------------------------------------
-        shipped = [_move(f, out_dir) for f in final_files]
-        fp32_shipped = [_move(f, out_dir) for f in fp32_files]
-        primary = _primary(shipped, target)
+        # ---- int8 only where it pays: fp32, static int8 and the runtime's other schemes ------------
+        built = {"fp32": ("fp32 artifact of the same exporter", fp32_files,
+                          {"metric": fp32_metric, "output_sqnr_db": None}),
+                 "int8": (f"static int8 ({chosen} ranges" + (f", {len(final['float_layers'])} layer(s) float)"
+                                                             if final["float_layers"] else ")"), final_files,
+                          {"metric": final["metric"], "output_sqnr_db": final["output_sqnr_db"]})}
+        skipped: list[dict[str, str]] = []
+        if policy == "fastest-within-budget":
+            from edge_kd.quantize.schemes import alternative_schemes
+
+            for scheme in alternative_schemes(backend.runtime):
+                try:
+                    alt = scheme.build(model, torch_example, calib, fp32_files,
+                                       work / scheme.name / f"{name}.{scheme.name}.{ext}")
+                except Exception as exc:  # noqa: BLE001 - an optional candidate; static int8 and fp32 remain
+                    log.warning("%s: %s candidate failed: %s", target.name, scheme.name, exc)
+                    skipped.append({"name": scheme.name, "reason": f"build failed: {type(exc).__name__}: {exc}"[:300]})
+                    continue
+                if alt is None:
+                    skipped.append({"name": scheme.name, "reason": "does not apply to this model"})
+                    continue
+                ev_alt = evaluate(alt)
+                ev_alt.pop("_runner")
+                built[scheme.name] = (scheme.description, alt, ev_alt)
+        selection, shipped_name = _select(built, target, policy, min_allowed, bundle_extra_bytes, eval_inputs[0],
+                                          latency_fn)
+        selection["skipped"] = skipped
+
+        # ---- write the candidates' files; ``primary`` is the shipped one ----------------------
+        moved = {cname: [_move(f, out_dir) for f in files] for cname, (_, files, _) in built.items()}
+        shipped = moved["int8"]
+        fp32_shipped = moved["fp32"]
+        primary = _primary(moved[shipped_name], target)
         weights = backend.weight_dtypes(shipped[0])
         float_layers = set(final["float_layers"])
         report = {
@@ -338,9 +387,10 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
                          "int8": final["metric"], "drop_pt": round((fp32_metric - final["metric"]) * 100, 4),
                          "allowed_drop": allowed_text, "min_allowed": min_allowed, "within_budget": met,
                          "output_sqnr_db": final["output_sqnr_db"]},
-            "size": {"fp32_bytes": fp32_primary_size(fp32_shipped, target), "int8_bytes": primary.stat().st_size},
-            "latency_ms": {"fp32_p50": fp32_p50, "int8_p50": final["p50_ms"], "note": "quick median of 30 runs, "
-                           "one thread; use edge-kd bench for release numbers"},
+            "size": {"fp32_bytes": fp32_primary_size(fp32_shipped, target),
+                     "int8_bytes": _primary(shipped, target).stat().st_size},
+            "latency_ms": _latency_summary(selection, fp32_p50, final["p50_ms"]),
+            "selection": selection,
             "weights_storage": weights,
             "layers": [{**{k: r[k] for k in ("layer", "type", "sqnr_db", "params", "input_range")},
                         "method": chosen, "quantized": r["layer"] not in float_layers} for r in ranking],
@@ -353,12 +403,61 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
             "seconds": round(time.perf_counter() - started, 2),
         }
         report["size"]["ratio"] = round(report["size"]["int8_bytes"] / max(report["size"]["fp32_bytes"], 1), 4)
+        report["size"]["shipped_bytes"] = primary.stat().st_size
         from edge_kd.pipeline.atomic import atomic_write_json
 
         report_path = atomic_write_json(out_dir / f"{name}.quantize.json", report)
-        return QuantizeResult(primary, shipped + [report_path], report, fp32_shipped, _primary(fp32_shipped, target))
+        return QuantizeResult(primary, moved[shipped_name] + [report_path], report, fp32_shipped,
+                              _primary(fp32_shipped, target), shipped=shipped_name, candidates=moved)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _select(built: dict[str, tuple[str, list[Path], dict[str, Any]]], target: "TargetProfile", policy: str,
+            min_allowed: float, extra: tuple[int, int], sample: tuple[np.ndarray, ...],
+            latency_fn: Callable[..., dict[str, dict[str, Any]]] | None) -> tuple[dict[str, Any], str]:
+    """Measure every built candidate (size, op policy, interleaved latency) and pick the one to ship."""
+    from edge_kd.bench.compare import interleaved_latency
+    from edge_kd.pipeline.files import file_facts
+    from edge_kd.quantize.selection import Budgets, Candidate, choose, selection_record
+    from edge_kd.runtimes import open_runner
+
+    candidates = []
+    for cname, (description, files, ev) in built.items():
+        primary = _primary(files, target)
+        facts = file_facts(primary)
+        try:
+            ops = open_runner(primary).ops(target.ops.policy)
+            violations = [str(v.get("op", v) if isinstance(v, dict) else v) for v in ops.get("violations") or []]
+        except Exception as exc:  # noqa: BLE001 - an artifact whose ops cannot be listed cannot pass the gate
+            violations = [f"ops not readable: {exc}"[:120]]
+        candidates.append(Candidate(cname, description, list(files), primary, int(facts["bytes"]),
+                                    int(facts["gzip_bytes"]), metric=ev.get("metric"),
+                                    output_sqnr_db=_rounded(ev["output_sqnr_db"]) if ev.get("output_sqnr_db")
+                                    is not None else None, violations=violations))
+    measure = latency_fn or interleaved_latency
+    timed = measure({c.name: c.primary for c in candidates}, inputs=list(sample), threads=target.runtime.threads)
+    for c in candidates:
+        if c.name in timed:
+            c.p50_ms, c.rounds_ms = timed[c.name]["p50_ms"], list(timed[c.name]["rounds_ms"])
+    budgets = Budgets(target.budgets.artifact_size, target.budgets.download_size, min_allowed,
+                      int(extra[0]), int(extra[1]))
+    shipped, why = choose(candidates, policy, budgets)
+    log.info("%s: ships %s: %s", target.name, shipped.name, why)
+    return selection_record(candidates, shipped, policy, why, budgets, timed.get("_meta")), shipped.name
+
+
+def _latency_summary(selection: dict[str, Any], quick_fp32: float, quick_int8: float) -> dict[str, Any]:
+    by_name = {c["name"]: c for c in selection["candidates"]}
+    out: dict[str, Any] = {"fp32_p50": by_name["fp32"]["p50_ms"], "int8_p50": by_name["int8"]["p50_ms"],
+                           "shipped_p50": by_name[selection["shipped"]]["p50_ms"]}
+    if out["fp32_p50"] is None or out["int8_p50"] is None:
+        out.update({"fp32_p50": quick_fp32, "int8_p50": quick_int8})
+        out["note"] = "quick median of 30 runs, one thread; use edge-kd bench for release numbers"
+    else:
+        out["note"] = ("candidates timed interleaved in one process on one core (median of per-run times); "
+                       "use edge-kd bench for release numbers")
+    return out
 
 
 def fp32_primary_size(files: list[Path], target: "TargetProfile") -> int:

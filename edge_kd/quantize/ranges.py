@@ -165,6 +165,55 @@ def float_scalars_to_attrs(model: torch.fx.GraphModule) -> torch.fx.GraphModule:
     return model
 
 
+_WEIGHTED = (torch.ops.aten.conv1d.default, torch.ops.aten.conv2d.default, torch.ops.aten.convolution.default,
+             torch.ops.aten.linear.default)
+_CLAMPS = (torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default, torch.ops.aten.clamp.default)
+
+
+def annotate_weighted_clamp(gm: torch.fx.GraphModule, config: Any, filter_fn: Callable[[torch.fx.Node], bool]
+                            ) -> list[list[torch.fx.Node]]:
+    """Annotate ``conv/linear -> hardtanh`` (ReLU6, ``clamp``) as ONE quantized op whose output range is
+    observed AFTER the clamp.
+
+    litert-torch fuses conv+ReLU only; ReLU6 (``hardtanh``) is one of its "shared observer" ops, so it
+    inherits the conv's observer: the [0, 6] output of every ReLU6 was quantized over the conv's
+    pre-activation range (e.g. [-70, 64] in EfficientNet-Lite0's stem, a step of 0.53, about 11 levels
+    for the values that survive), and LiteRT fuses the clamp into the conv with those parameters.
+    Networks made of conv+ReLU6 (EfficientNet-Lite, MobileNet) lose 10-20 dB per block; a pruned one,
+    with fewer channels to average the error out, collapsed (output SQNR below 0 dB). The ONNX Runtime
+    and XNNPACK paths observe the clamp output and were not affected.
+    """
+    from litert_torch.quantize.pt2e_quantizer_utils import (_is_annotated, _mark_nodes_as_annotated,
+                                                            get_bias_qspec, get_input_act_qspec,
+                                                            get_output_act_qspec, get_weight_qspec)
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    partitions = []
+    for clamp in gm.graph.nodes:
+        if clamp.op != "call_function" or clamp.target not in _CLAMPS:
+            continue
+        op = clamp.args[0]
+        if not isinstance(op, torch.fx.Node) or op.op != "call_function" or op.target not in _WEIGHTED \
+                or len(op.users) != 1:
+            continue
+        weight = op.args[1] if len(op.args) > 1 else None
+        if not isinstance(weight, torch.fx.Node) or not isinstance(op.args[0], torch.fx.Node):
+            continue
+        bias = op.args[2] if len(op.args) > 2 and isinstance(op.args[2], torch.fx.Node) else None
+        partition = [clamp, op, weight] + ([bias] if bias is not None else [])
+        if _is_annotated(partition) or any(not filter_fn(n) for n in partition):
+            continue
+        qspecs = {op.args[0]: get_input_act_qspec(config), weight: get_weight_qspec(config)}
+        if bias is not None:
+            qspecs[bias] = get_bias_qspec(config)
+        op.meta["quantization_annotation"] = QuantizationAnnotation(input_qspec_map=qspecs, _annotated=True)
+        clamp.meta["quantization_annotation"] = QuantizationAnnotation(output_qspec=get_output_act_qspec(config),
+                                                                       _annotated=True)
+        _mark_nodes_as_annotated(partition)
+        partitions.append(partition)
+    return partitions
+
+
 def make_quantizer(backend: str, config: Any, exclude: Sequence[str] = (), *, weighted_only: bool = False) -> Any:
     """The backend's PT2E quantizer with ``config`` for every layer except ``exclude`` (kept float).
 
@@ -195,6 +244,8 @@ def make_quantizer(backend: str, config: Any, exclude: Sequence[str] = (), *, we
         # with underscores (EfficientNet's "_blocks"), so combine ours into every annotation pass.
         def _annotate_all_static_patterns(self, model, quantization_config, filter_fn=None):
             filter_fn = keep if filter_fn is None else (lambda n, f=filter_fn: keep(n) and f(n))
+            if quantization_config is not None and quantization_config.input_activation is not None:
+                annotate_weighted_clamp(model, quantization_config, filter_fn)
             return super()._annotate_all_static_patterns(model, quantization_config, filter_fn)
 
     return _LiteRTQuantizer().set_global(config)

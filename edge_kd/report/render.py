@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from edge_kd.errors import InputError
 from edge_kd.gate import GateReport, bytes_breakdown, evaluate, load_build
 from edge_kd.gate.bundle import short_name
+from edge_kd.gate.evaluate import artifact_choice
 from edge_kd.gate.formats import breakdown_rows, markdown_section, write_output
 from edge_kd.report import svg
 from edge_kd.units import format_bytes
@@ -259,6 +260,11 @@ def render_html(entries: Sequence[ReportEntry], title: str, generated: str) -> s
     unplotted = [e.label for e in entries if e.summary["latency_ms"].get("p90") is None]
     if unplotted and lat:
         parts.append(f'<p class="meta">Not plotted (latency not recorded): {e_(", ".join(unplotted))}</p>')
+    choice = _choice_html(entries)
+    if choice:
+        parts += ["<h2>Shipped artifact</h2>", '<p class="meta">Every artifact the quantize stage built, measured '
+                  "side by side in the target runtime; the fastest one within every budget ships (profile "
+                  "key quantization.ship).</p>", *choice]
     parts.append("<h2>Where the bytes go</h2>")
     for i, e in enumerate(entries):
         parts.append(f'<div class="card figure" id="layers-{i}">{layer_chart(e)}</div>')
@@ -279,6 +285,41 @@ def render_html(entries: Sequence[ReportEntry], title: str, generated: str) -> s
                      f'</tr>{rows}</table></div>')
     parts.append("</main></body></html>\n")
     return "\n".join(parts)
+
+
+def _choice_rows(entry: ReportEntry) -> tuple[dict[str, Any] | None, list[list[str]]]:
+    """The quantize stage's candidates of one build as table rows (shipped one first)."""
+    selection = artifact_choice(entry.manifest)
+    if selection is None:
+        return None, []
+    rows = []
+    for c in sorted(selection.get("candidates") or [], key=lambda c: not c.get("shipped")):
+        metric = c.get("metric")
+        rows.append([("▶ " if c.get("shipped") else "") + str(c.get("name")),
+                     format_bytes(c["bytes"]) if isinstance(c.get("bytes"), int) else "n/a",
+                     f"{metric:.4f}" if isinstance(metric, (int, float)) else "n/a",
+                     f"{c['p50_ms']:.4g}" if isinstance(c.get("p50_ms"), (int, float)) else "n/a",
+                     "yes" if c.get("within_budget") else "no", str(c.get("reason", ""))])
+    return selection, rows
+
+
+_CHOICE_HEADERS = ["candidate", "bytes", "metric", "p50 ms", "within budget", "decision"]
+
+
+def _choice_html(entries: Sequence[ReportEntry]) -> list[str]:
+    e_ = escape
+    parts = []
+    for e in entries:
+        selection, rows = _choice_rows(e)
+        if selection is None:
+            continue
+        head = "".join(f"<th>{h}</th>" for h in _CHOICE_HEADERS)
+        body = "".join("<tr>" + "".join(f'<td class="num">{e_(c)}</td>' if i in (1, 2, 3) else f"<td>{e_(c)}</td>"
+                                        for i, c in enumerate(r)) + "</tr>" for r in rows)
+        parts.append(f"<h3>{e_(e.label)}: ships {e_(str(selection.get('shipped')))}</h3>"
+                     f'<div class="meta">policy {e_(str(selection.get("policy")))} · {e_(str(selection.get("reason")))}'
+                     f"</div><div class=\"card\"><table class=\"choice\"><tr>{head}</tr>{body}</table></div>")
+    return parts
 
 
 # ---- Markdown -------------------------------------------------------------------------------------
@@ -318,6 +359,18 @@ def render_markdown(entries: Sequence[ReportEntry], title: str, generated: str) 
         speed = f"{t90 / lat['p90']:.1f}×" if t90 and lat.get("p90") else "n/a"
         lines.append(f"| {_md(e.label)} | {s['runtime']} | {_ms(lat.get('p50'))} | {_ms(lat.get('p90'))} | "
                      f"{_ms(lat.get('p99'))} | {s['budgets']['latency_p90_ms']:.2f} | {_ms(t90)} | {speed} |")
+    choices = [(e, *_choice_rows(e)) for e in entries]
+    if any(sel is not None for _, sel, _ in choices):
+        lines += ["", "## Shipped artifact", "",
+                  "Every artifact the quantize stage built, measured side by side in the target runtime "
+                  "(profile key `quantization.ship`)."]
+        for e, sel, rows in choices:
+            if sel is None:
+                continue
+            lines += ["", f"### {_md(e.label)}: ships {_md(str(sel.get('shipped')))}", "",
+                      f"policy `{sel.get('policy')}`: {_md(str(sel.get('reason')))}", "",
+                      "| " + " | ".join(_CHOICE_HEADERS) + " |", "|---|---:|---:|---:|---|---|"]
+            lines += ["| " + " | ".join(_md(c) for c in r) + " |" for r in rows]
     lines += ["", "## Where the bytes go", ""]
     for e in entries:
         bd = e.gate.breakdown

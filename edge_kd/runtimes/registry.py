@@ -132,19 +132,24 @@ register_runtime(RuntimeSpec(
     name="executorch", formats=("pte",), primary_format="pte",
     exporter="edge_kd.export.executorch", runner="edge_kd.runtimes.executorch:ExecuTorchRunner",
     op_policy="xnnpack-full-delegation", int8_backend="edge_kd.quantize.executorch:ExecuTorchBackend",
-    bench_preload=("torch", "executorch.runtime", "edge_kd.runtimes.executorch"), delegates=("xnnpack",)))
+    bench_preload=("torch", "executorch.runtime", "edge_kd.runtimes.executorch"), delegates=("xnnpack",),
+    # 3: the shipped artifact is chosen among fp32, static int8 and XNNPACK dynamic linear.
+    export_revision=3))
 register_runtime(RuntimeSpec(
     name="onnxruntime", formats=("onnx", "ort"), primary_format="ort",
     exporter="edge_kd.export.onnx", runner="edge_kd.runtimes.onnxruntime:OrtRunner",
     op_policy="ort-mobile-operators", int8_backend="edge_kd.quantize.onnxruntime:OrtBackend",
     bench_preload=("onnxruntime", "edge_kd.runtimes.onnxruntime"),
     # 3: Linear as MatMul + float bias, int8 embedding rows gathered before dequantizing.
-    export_revision=3))
+    # 4: the shipped artifact is chosen among fp32, static int8 and dynamic int8.
+    export_revision=4))
 register_runtime(RuntimeSpec(
     name="litert", formats=("tflite",), primary_format="tflite",
     exporter="edge_kd.export.litert", runner="edge_kd.runtimes.litert:LiteRTRunner",
     op_policy="tflite-builtin-only", int8_backend="edge_kd.quantize.litert:LiteRTBackend",
-    bench_preload=("ai_edge_litert.interpreter", "edge_kd.runtimes.litert")))
+    bench_preload=("ai_edge_litert.interpreter", "edge_kd.runtimes.litert"),
+    # 3: ReLU6 observed after the clamp; the shipped artifact is chosen among fp32, static and dynamic-range int8.
+    export_revision=3))
 
 __all__ = ["RUNTIMES", "RuntimeSpec", "STANDARD_RANGE_METHODS", "known_suffixes", "register_runtime",
            "runtime_for", "runtime_spec"]

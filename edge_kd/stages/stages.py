@@ -316,6 +316,9 @@ class QuantizeStage(BuildStage):
         out = build.root / ARTIFACT_DIR
         if out.exists():
             shutil.rmtree(out)  # ours: a previous attempt of this stage
+        # ... and so are its records (the shipped file's name depends on which candidate won).
+        build.manifest["artifacts"] = [a for a in build.manifest.get("artifacts", [])
+                                       if not str(a.get("path", "")).startswith(ARTIFACT_DIR + "/")]
         mode = recipe.quantize.mode or target.quantization.mode
         if mode == "int8" and recipe.quantize.enabled:
             n = recipe.quantize.calibration_samples or target.quantization.calibration_samples
@@ -326,7 +329,11 @@ class QuantizeStage(BuildStage):
             eval_x = self.shared.student_arrays("val", value, eval_idx)
             result = quantize_entry(model, example, target, calibration, out, build, record,
                                     method=recipe.quantize.method,
-                                    eval_samples=_rows(eval_x, splits.val.labels[eval_idx]), seed=recipe.seed)
+                                    eval_samples=_rows(eval_x, splits.val.labels[eval_idx]), seed=recipe.seed,
+                                    bundle_extra_bytes=_bundle_extras(build))
+            selection = result.report["selection"]
+            self.shared.log(f"quantize: ships {selection['shipped']} ({Path(result.primary).name}): "
+                            f"{selection['reason']}")
         else:
             result = export_entry(model, example, target, out, build, record)
         return {"artifact": Artifact(Path(result.primary), Path(result.primary).suffix.lstrip("."), "model")}
@@ -376,7 +383,9 @@ def quantize_entry(model: Any, example: tuple, target: Any, calibration: list, o
     # Converters print progress on stdout; keep stdout for the commands' own output (--json must parse).
     with contextlib.redirect_stdout(sys.stderr):
         result = quantize_model(model, example, target, calibration, out, **options)
-    build.add_artifact(result.primary, role="model", format=target.primary_format, precision="int8",
+    # The shipped file is whichever candidate won (fp32, static int8 or the runtime's other scheme).
+    precision = result.shipped
+    build.add_artifact(result.primary, role="model", format=target.primary_format, precision=precision,
                        tensors=_stored_tensors(result.primary))
     for path in result.artifacts:
         if path == result.primary:
@@ -386,14 +395,23 @@ def quantize_entry(model: Any, example: tuple, target: Any, calibration: list, o
         elif path.suffix == ".config":
             build.add_artifact(path, role="required-operators", format="config")
         else:
-            build.add_artifact(path, role="model-source", format=path.suffix.lstrip("."), precision="int8")
-    for path in result.fp32_artifacts:
-        if path.suffix != ".config":
-            build.add_artifact(path, role="fp32-reference", format=path.suffix.lstrip("."), precision="fp32")
+            build.add_artifact(path, role="model-source", format=path.suffix.lstrip("."), precision=precision)
+    if precision != "fp32":  # when fp32 ships, the reference files are the shipped ones
+        for path in result.fp32_artifacts:
+            if path.suffix != ".config":
+                build.add_artifact(path, role="fp32-reference", format=path.suffix.lstrip("."), precision="fp32")
     record["outputs"] = {"primary": build.relative(result.primary),
                          "files": [p.name for p in result.artifacts]}
     record["details"] = result.report
     return result
+
+
+def _bundle_extras(build: Any) -> tuple[int, int]:
+    """(bytes, gzip bytes) of the files the app ships beside the model (preprocessing assets)."""
+    from edge_kd.pipeline.records import ROLE_MODEL, bundle_artifacts
+
+    extra = [a for a in bundle_artifacts(build.manifest) if a.get("role") != ROLE_MODEL]
+    return sum(int(a.get("bytes") or 0) for a in extra), sum(int(a.get("gzip_bytes") or 0) for a in extra)
 
 
 # ---- bench --------------------------------------------------------------------------------------

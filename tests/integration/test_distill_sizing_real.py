@@ -40,7 +40,7 @@ def test_three_profiles_three_students_under_budget(tmp_path):
         spec = TextPreprocessSpec(buckets=decision.value, max_ids=16, labels=LABELS)
         calib = [(np.random.default_rng(i).integers(0, decision.value + 1, (1, 16)),) for i in range(8)]
         result = quantize_model(model, family.example_inputs(decision.value), target, calib, tmp_path / name,
-                                method="minmax", max_fallback_layers=0)
+                                method="minmax", max_fallback_layers=0, ship="int8")
         bundle = result.primary.stat().st_size + spec.spec_bytes()
         assert bundle <= limit, (name, bundle, decision.to_dict())
         assert decision.method == "int8-export"

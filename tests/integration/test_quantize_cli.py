@@ -18,10 +18,12 @@ def test_cli_quantize_writes_artifact_and_manifest(tmp_path: Path, capsys):
     out = tmp_path / "build"
     rc = main(["quantize", "edge_kd.testing.tiny_models:tiny_cnn", "--input", "image:1x3x32x32:float32",
                "--target", "ort-mobile", "--calib", f"npz:{tmp_path / 'calib.npz'}", "--method", "minmax",
-               "--samples", "8", "--out", str(out), "--json"])
+               "--samples", "8", "--ship", "int8", "--out", str(out), "--json"])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["method"] == "minmax" and summary["within_budget"]
+    assert summary["shipped"] == "int8" and summary["model"].endswith("model.int8.ort")
+    assert {c["name"] for c in summary["candidates"]} == {"fp32", "int8"}  # --ship int8 builds no other scheme
     manifest = json.loads((out / "build.json").read_text())
     stage = next(s for s in manifest["stages"] if s["name"] == "quantize")
     assert stage["status"] == "ok"

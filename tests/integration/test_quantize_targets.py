@@ -28,7 +28,7 @@ def cnn_samples(n=16, seed=0):
 def test_tiny_cnn_int8_per_target(tmp_path: Path, target_name: str):
     target = load_target(target_name)
     result = quantize_model(tiny_cnn(), (torch.rand(1, 3, 32, 32),), target, cnn_samples(), tmp_path,
-                            method="percentile")
+                            method="percentile", ship="int8")
     report = result.report
     assert result.primary.is_file() and result.primary.suffix == "." + target.primary_format
     assert (tmp_path / "model.quantize.json").is_file()
@@ -57,7 +57,7 @@ def test_tiny_cnn_int8_per_target(tmp_path: Path, target_name: str):
 
 def test_auto_picks_a_method_through_the_runtime(tmp_path: Path):
     result = quantize_model(tiny_cnn(), (torch.rand(1, 3, 32, 32),), load_target("ort-mobile"), cnn_samples(),
-                            tmp_path, method="auto")
+                            tmp_path, method="auto", ship="int8")
     search = result.report["method_search"]
     assert [s["method"] for s in search] == ["minmax", "percentile", "mse", "entropy", "moving_average"]
     best = max(search, key=lambda s: (s["metric"], s["output_sqnr_db"]))
@@ -69,7 +69,7 @@ def test_tiny_text_int8(tmp_path: Path, target_name: str):
     rng = np.random.default_rng(0)
     samples = [(rng.integers(0, 100, (1, 16)),) for _ in range(16)]
     result = quantize_model(tiny_text(), (torch.randint(0, 100, (1, 16)),), load_target(target_name), samples,
-                            tmp_path, method="minmax")
+                            tmp_path, method="minmax", ship="int8")
     if target_name == "ort-mobile":
         assert result.report["weights_storage"]["int8_tensors"] >= 2
     else:  # transformer on XNNPACK: weighted ops quantized (observers on linear outputs), adds kept float
@@ -107,7 +107,7 @@ def test_fallback_keeps_sensitive_layers_float_until_budget_holds(tmp_path: Path
     eval_x = hostile_data(64, 1)
     labels = [int(model(torch.from_numpy(x[0])).argmax()) for x in eval_x]
     result = quantize_model(model, (torch.zeros(1, 8),), load_target("ort-mobile"), calib, tmp_path,
-                            method="minmax", eval_samples=list(zip(eval_x, labels)), max_accuracy_drop=0.0)
+                            method="minmax", eval_samples=list(zip(eval_x, labels)), max_accuracy_drop=0.0, ship="int8")
     fb = result.report["fallback"]
     assert fb["needed"] and fb["float_layers"]
     assert fb["steps"][0]["metric"] < 1.0  # all-int8 broke it
@@ -122,7 +122,7 @@ def test_missed_budget_still_writes_best_candidate(tmp_path: Path):
     labels = [int(model(torch.from_numpy(x[0])).argmax()) for x in eval_x]
     result = quantize_model(model, (torch.zeros(1, 8),), load_target("tflite-int8"), hostile_data(16, 0),
                             tmp_path, method="minmax", eval_samples=list(zip(eval_x, labels)),
-                            max_accuracy_drop="0pt", max_fallback_layers=0)
+                            max_accuracy_drop="0pt", max_fallback_layers=0, ship="int8")
     fb = result.report["fallback"]
     assert not fb["met_budget"] and fb["missed_by_pt"] > 0
     assert not result.report["accuracy"]["within_budget"]
@@ -144,7 +144,7 @@ def test_ort_int8_linear_layers_stay_in_the_mobile_package(tmp_path: Path):
     samples = [(rng.standard_normal((1, 12)).astype(np.float32),) for _ in range(32)]
     model = tiny_mlp()
     result = quantize_model(model, (torch.zeros(1, 12),), load_target("ort-mobile"), samples, tmp_path,
-                            method="minmax")
+                            method="minmax", ship="int8")
     ops = inspect_ort(result.primary)["operators"]
     assert "com.microsoft::QGemm" not in ops and "Gemm" not in ops, ops
     assert open_runner(result.primary, threads=1).ops("ort-mobile-operators")["violations"] == []
@@ -176,7 +176,7 @@ def test_ort_int8_embedding_gathers_int8_rows(tmp_path: Path):
     rng = np.random.default_rng(0)
     samples = [(rng.integers(0, 2001, (1, 24)).astype(np.int64),) for _ in range(32)]
     result = quantize_model(model, (torch.from_numpy(samples[0][0]),), load_target("ort-mobile"), samples, tmp_path,
-                            method="minmax")
+                            method="minmax", ship="int8")
     qdq = onnx.load(str(result.primary.with_suffix(".onnx")))
     inits = {i.name: i for i in qdq.graph.initializer}
     gathers = [n for n in qdq.graph.node if n.op_type == "Gather"]

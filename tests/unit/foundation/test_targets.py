@@ -147,6 +147,13 @@ def test_unknown_calibration_method(write_profile):
     assert "calibration_method" in _error(path)
 
 
+def test_ship_policy_defaults_and_is_validated(write_profile):
+    assert load_target(write_profile("dflt", MINIMAL)).quantization.ship == "fastest-within-budget"
+    assert load_target(write_profile("forced", MINIMAL + '[quantization]\nship = "int8"\n')).quantization.ship == "int8"
+    message = _error(write_profile("bad-ship", MINIMAL + '[quantization]\nship = "smallest"\n'))
+    assert "quantization.ship" in message and "fastest-within-budget" in message
+
+
 def test_config_error_is_a_config_error(write_profile):
     path = write_profile("typo2", MINIMAL + "[pruning]\nround = 8\n")
     with pytest.raises(ConfigError) as info:

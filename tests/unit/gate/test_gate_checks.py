@@ -7,7 +7,7 @@ from edge_kd.gate import evaluate
 from edge_kd.targets import load_target
 
 ALL_CHECKS = ["build.stages", "artifacts.integrity", "bundle.size", "bundle.download_size", "latency.p90",
-              "accuracy.drop", "ops.policy"]
+              "accuracy.drop", "ops.policy", "artifact.choice"]
 
 
 def test_good_build_passes_every_check(good_build):
@@ -190,3 +190,41 @@ def test_breakdown_lists_largest_tensors_first_then_rest_and_files(make_build, f
 def test_breakdown_without_tensor_list_reports_files(make_build):
     bd = evaluate(make_build(with_tensors=False)).breakdown
     assert not bd["tensors_recorded"] and [i["kind"] for i in bd["items"]] == ["file", "file"]
+
+
+def _with_choice(build, fx, shipped: str, p50: dict, *, policy: str = "fastest-within-budget",
+                 within: dict | None = None):
+    """Record the quantize stage's artifact choice: per-round medians around each candidate's p50."""
+    pattern = [1.0, 1.03, 0.97, 1.02, 1.0, 0.98, 1.0, 1.04]
+
+    def mutate(m):
+        stage = next(s for s in m["stages"] if s["name"] == "quantize")
+        stage["details"] = {"selection": {
+            "policy": policy, "shipped": shipped, "noise_margin": 0.05, "reason": "test",
+            "candidates": [{"name": n, "shipped": n == shipped, "p50_ms": v, "rounds_ms": [v * k for k in pattern],
+                            "within_budget": (within or {}).get(n, True)} for n, v in p50.items()]}}
+    return fx.edit_manifest(build, mutate)
+
+
+def test_choice_fails_a_shipped_int8_slower_than_fp32(good_build, fx):
+    _with_choice(good_build, fx, "int8", {"fp32": 0.017, "int8": 0.090})
+    check = evaluate(good_build).check("artifact.choice")
+    assert not check.passed and check.value == 1
+    assert "fp32 meets every budget and runs 5.29x faster" in check.reason
+
+
+def test_choice_passes_the_fastest_or_a_tie_or_a_forced_choice(good_build, fx):
+    _with_choice(good_build, fx, "fp32", {"fp32": 0.017, "int8": 0.090})
+    assert evaluate(good_build).check("artifact.choice").passed
+    _with_choice(good_build, fx, "int8", {"fp32": 1.00, "int8": 1.03})  # within the 5% noise margin
+    assert evaluate(good_build).check("artifact.choice").passed
+    _with_choice(good_build, fx, "int8", {"fp32": 0.017, "int8": 0.090}, within={"fp32": False})  # fp32 too big
+    assert evaluate(good_build).check("artifact.choice").passed
+    _with_choice(good_build, fx, "int8", {"fp32": 0.017, "int8": 0.090}, policy="int8")
+    check = evaluate(good_build).check("artifact.choice")
+    assert check.passed and "ship = 'int8' in the profile" in check.reason
+
+
+def test_choice_fails_closed_on_a_broken_record(good_build, fx):
+    _with_choice(good_build, fx, "nothing", {"fp32": 0.017, "int8": 0.090})
+    assert "0 candidates are marked shipped" in evaluate(good_build).check("artifact.choice").reason

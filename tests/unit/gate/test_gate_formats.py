@@ -47,7 +47,7 @@ def test_junit_counts_and_failures(make_build, fx, tmp_path):
     assert root.tag == "testsuites"
     suites = root.findall("testsuite")
     assert len(suites) == 2
-    assert int(root.get("tests")) == len(good.checks) + len(bad.checks) == 17
+    assert int(root.get("tests")) == len(good.checks) + len(bad.checks) == 19
     assert int(root.get("failures")) == len(bad.failed)
     for suite, report in zip(suites, (good, bad)):
         cases = suite.findall("testcase")
@@ -86,7 +86,7 @@ def test_markdown_table_and_breakdown_when_over_budget(make_build, fx, tmp_path)
 def test_markdown_single_build(good_build):
     md = evaluate(good_build).to_markdown()
     assert f"### ✅ `{good_build}` → android-arm64-xnnpack: passed" in md
-    assert md.count("| ✅ |") == 7
+    assert md.count("| ✅ |") == 8
 
 
 def test_console_table(make_build, fx, tmp_path):
@@ -96,7 +96,7 @@ def test_console_table(make_build, fx, tmp_path):
     assert text.rstrip().splitlines()[-1] == (
         f"gate FAILED (1 of 2 build(s)): {bad.build}: bundle.size, bundle.download_size, latency.p90, "
         "baseline.size_growth, baseline.latency_growth")
-    assert reports_to_console([good]).rstrip().endswith("gate PASSED (1 build(s), 7 checks)")
+    assert reports_to_console([good]).rstrip().endswith("gate PASSED (1 build(s), 8 checks)")
 
 
 def test_format_value_units():

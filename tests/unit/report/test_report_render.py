@@ -169,3 +169,25 @@ def test_report_imports_nothing_heavy(builds, tmp_path):
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"rc": 0, "heavy": []}
+
+
+def test_report_shows_the_shipped_artifact_decision(builds, tmp_path, fx):
+    def mutate(m):
+        stage = next(s for s in m["stages"] if s["name"] == "quantize")
+        stage["details"] = {"selection": {
+            "policy": "fastest-within-budget", "shipped": "fp32", "noise_margin": 0.05,
+            "reason": "fastest artifact that meets every budget (p50 0.017 ms)",
+            "candidates": [
+                {"name": "fp32", "shipped": True, "bytes": 60000, "metric": 0.9, "p50_ms": 0.017,
+                 "rounds_ms": [0.017] * 4, "within_budget": True, "reason": "shipped: fastest"},
+                {"name": "int8", "shipped": False, "bytes": 20000, "metric": 0.9, "p50_ms": 0.09,
+                 "rounds_ms": [0.09] * 4, "within_budget": True, "reason": "slower: p50 0.09 ms vs 0.017 ms (5.29x)"}]}}
+    fx.edit_manifest(builds[0], mutate)
+    paths = write_report(builds, tmp_path / "r")
+    md, html = paths["markdown"].read_text(), paths["html"].read_text()
+    assert "## Shipped artifact" in md and "### xnn-s: ships fp32" in md
+    assert "| ▶ fp32 | 58.59 KiB | 0.9000 | 0.017 | yes | shipped: fastest |" in md
+    assert "slower: p50 0.09 ms vs 0.017 ms (5.29x)" in md and md.count(": ships ") == 1
+    assert "<h2>Shipped artifact</h2>" in html and 'class="choice"' in html
+    # builds without a recorded choice have no section at all
+    assert "Shipped artifact" not in write_report(builds[1:], tmp_path / "r2")["markdown"].read_text()
