@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from edge_kd.errors import ConfigError, InputError
-from edge_kd.pipeline.manifest import MANIFEST_NAME
+from edge_kd.pipeline.manifest import MANIFEST_NAME, _holds_files
 
 #: Folder inside the build output shared by all targets (teacher artifacts per runtime).
 SHARED_DIR = "_shared"
@@ -105,7 +105,7 @@ def _check_out_dir(out: Path) -> None:
         raise InputError(f"{out}: exists and is not a directory")
     if not out.is_dir() or _owned_by_us(out):
         return
-    if any(out.iterdir()):
+    if _holds_files(out):
         raise InputError(f"{out}: folder is not empty and was not made by edge-kd build; refusing to write into "
                          "someone else's files (choose an empty or new --out)")
 
@@ -153,15 +153,21 @@ def plan_build(recipe_path: str | os.PathLike[str], targets: Sequence[str] | Non
     if not refs:
         raise InputError(f"{recipe_path}: no target: pass --target NAME (repeatable) or set `target` in the recipe")
     profiles = [load_target(ref) for ref in refs]
+    from edge_kd.pipeline.paths import check_output_dir, safe_name
+
+    for p in profiles:  # each name becomes a folder under --out: it must not climb out of it
+        safe_name(p.name, what="target name", source=p.source or None)
     names = [p.name for p in profiles]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise InputError(f"target {dupes[0]!r} is given twice")
-    out_dir = Path(out) if out is not None else Path("builds") / recipe.name
+    if out is None:
+        safe_name(recipe.name, what="recipe name", source=str(recipe.source))
+    out_dir = check_output_dir(Path(out) if out is not None else Path("builds") / recipe.name)
     _check_out_dir(out_dir)
     dirs = {p.name: out_dir / p.name for p in profiles}
     for name, d in dirs.items():
-        if d.is_dir() and any(d.iterdir()) and not (d / MANIFEST_NAME).exists():
+        if d.is_dir() and _holds_files(d) and not (d / MANIFEST_NAME).exists():
             raise InputError(f"{d}: folder is not empty and holds no {MANIFEST_NAME}; refusing to overwrite it")
     _validate_stage_settings(recipe)
     stages = ["distill"] + (["prune"] if recipe.prune.enabled else []) + ["quantize", "bench", "gate"]
@@ -181,12 +187,19 @@ def build(recipe_path: str | os.PathLike[str], targets: Sequence[str] | None = N
     >>> rows[0].gate_passed                                                            # doctest: +SKIP
     True
     """
+    from edge_kd.pipeline.lock import BuildLock
+
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    plan = plan_build(recipe_path, targets, out, shared_data=shared_data)
+    with BuildLock(plan.out):
+        return _build(plan, resume=resume, device=device, log=log)
+
+
+def _build(plan: BuildPlan, *, resume: bool, device: str, log: Callable[[str], None]) -> list[BuildSummary]:
     from edge_kd.build.stages import BuildContext, make_stages
     from edge_kd.pipeline import Build, atomic_write_json, atomic_write_text, run_pipeline, validate_pipeline
     from edge_kd.pipeline.manifest import read_manifest
 
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    plan = plan_build(recipe_path, targets, out, shared_data=shared_data)
     shared = BuildContext(plan.recipe, plan.out / SHARED_DIR, device=device, resume=resume, log=log)
     stage_lists = {t.name: make_stages(plan.recipe, shared) for t in plan.targets}
     for stages in stage_lists.values():

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edge_kd.pipeline import Artifact, Stage, content_hash
-from edge_kd.pipeline.manifest import read_manifest
+from edge_kd.pipeline.manifest import MODEL_ROLES, read_manifest
 
 STUDENT_SPEC = Path("student") / "student.json"
 ARTIFACT_DIR = "artifact"
@@ -323,6 +323,7 @@ class QuantizeStage(Stage):
             result = export_model(model, example, target, out, name="model")
             primary, files, details = result.primary, [a.path for a in result.artifacts], {
                 "mode": "fp32", "parity": result.parity}
+        build.drop_artifacts(roles=MODEL_ROLES)  # an earlier attempt's records (the folder was just rebuilt)
         for path in files:
             if Path(path).is_file():
                 role = "model" if Path(path) == Path(primary) else "export"

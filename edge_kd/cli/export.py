@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from edge_kd.cli._checks import positive_float
 from edge_kd.cli.common import add_target_argument, print_json, print_table
 from edge_kd.errors import InputError
 
@@ -23,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--weights", metavar="FILE", help="weights: .safetensors or a torch state dict (weights_only)")
     parser.add_argument("--kwargs", metavar="JSON", default=None, help="factory keyword arguments as a JSON object")
     parser.add_argument("--name", default="model", help="file stem of the artifacts (default: model)")
-    parser.add_argument("--atol", type=float, default=None, help="parity tolerance (max abs error); default 1e-3 relative")
+    parser.add_argument("--atol", type=positive_float, default=None, help="parity tolerance (max abs error); default 1e-3 relative")
     parser.add_argument("--no-parity", action="store_true", help="skip the parity check (not recommended)")
     parser.add_argument("--json", action="store_true", help="print the export result as JSON")
     parser.set_defaults(func=cmd_export)
@@ -41,30 +42,50 @@ def _parse_kwargs(text: str | None) -> dict:
     return value
 
 
+def export_file_names(name: str, formats) -> list[str]:
+    """Files an export named ``name`` writes into the build folder."""
+    names = [f"{name}.{fmt}" for fmt in formats]
+    if "ort" in formats:
+        names.append(f"{name}.required_operators.config")
+    return names
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from edge_kd.models.spec import ModelSpec
     from edge_kd.targets import load_target
 
+    from edge_kd.pipeline.paths import check_output_dir, check_owned, remove_replaced, safe_name
+
     target = load_target(args.target)
+    safe_name(args.name, what="--name")
     inputs = [s.strip() for item in args.input for s in item.split(",") if s.strip()]
     spec = ModelSpec.parse(args.model, inputs=inputs, weights=args.weights, kwargs=_parse_kwargs(args.kwargs))
-    out = Path(args.out)
+    out = check_output_dir(args.out)
+    own_inputs = [args.weights, target.source]
+    check_owned(out, export_file_names(args.name, target.runtime.formats), inputs=own_inputs)
 
     import shutil
 
     from edge_kd.export import export_model
     from edge_kd.pipeline import Build
+    from edge_kd.pipeline.lock import BuildLock
+    from edge_kd.pipeline.manifest import MODEL_ROLES
 
     model = spec.build()  # bad factory / weights fail here, before anything is written
     example = spec.example_inputs()
     fresh = not out.exists()
-    build = Build.create(out, target=target.to_dict())
+    lock = BuildLock(out).acquire()
     try:
+        build = Build.create(out, target=target.to_dict())
         with build.stage("export") as record:
             result = export_model(model, example, target, out, name=args.name, check_parity=not args.no_parity,
                                   atol=args.atol, input_names=[i.name for i in spec.inputs])
+            # A new export replaces the previous one's bundle (another target or --name) instead of
+            # adding to it: the bundle must count the shipped model once.
+            dropped = build.drop_artifacts(roles=MODEL_ROLES)
+            remove_replaced(out, dropped, keep=[a.path for a in result.artifacts])
             for artifact in result.artifacts:
                 extra = {"tensors": result.tensors} if artifact.role == "model" else {}
                 build.add_artifact(artifact.path, role=artifact.role, format=artifact.format, **extra)
@@ -72,9 +93,11 @@ def cmd_export(args: argparse.Namespace) -> int:
             record["details"] = {"model": spec.to_dict(), "parity": result.parity, "ops": result.ops,
                                  "runtime": result.runtime, "runtime_version": result.runtime_version}
     except BaseException:
+        lock.release()
         if fresh:  # a failed export into a new folder leaves nothing behind
             shutil.rmtree(out, ignore_errors=True)
         raise
+    lock.release()
     build.update_metrics(ops=result.ops)
     if args.json:
         print_json(result.to_dict())

@@ -48,8 +48,19 @@ def _manifest_file(ref: str) -> Path:
 
 
 def _check_outputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    from edge_kd.pipeline.paths import check_output_file, recorded_files
+
     outputs = [(kind, Path(getattr(args, kind))) for kind in ("json", "junit", "markdown") if getattr(args, kind)]
     inputs = {_manifest_file(r).resolve() for r in [*args.builds, *args.baseline]}
+    # Everything the gate reads is an input: the profile and every artifact it hashes, not only build.json.
+    protected = set(inputs)
+    for manifest in inputs:
+        protected |= recorded_files(manifest.parent)
+    if args.target is not None:
+        from edge_kd.targets import targets_dir
+
+        ref = str(args.target)
+        protected.add((Path(ref) if ref.endswith(".toml") or "/" in ref else targets_dir() / f"{ref}.toml").resolve())
     seen: dict[Path, str] = {}
     for kind, path in outputs:
         if path.is_dir():
@@ -59,6 +70,7 @@ def _check_outputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
             raise InputError(f"--{kind} {path}: would overwrite an input manifest; the gate never modifies inputs")
         if resolved in seen:
             raise InputError(f"--{kind} {path}: same file as --{seen[resolved]}")
+        check_output_file(path, option=f"--{kind}", inputs=protected)
         seen[resolved] = kind
     return outputs
 

@@ -90,7 +90,15 @@ def load_data(spec: str, model: Any, what: str, limit: int, seed: int = 0) -> tu
     from edge_kd.quantize.calibration import load_npz_calibration
 
     if spec.startswith("npz:"):
-        return load_npz_calibration(spec[4:])
+        from edge_kd.data.finite import check_finite
+
+        samples, labels = load_npz_calibration(spec[4:])
+        for i, sample in enumerate(samples):
+            for k, a in enumerate(sample):
+                check_finite(a, source=spec[4:], what=f"{what} sample {i} input x{k}")
+        if labels is not None:
+            check_finite(labels, source=spec[4:], what=f"{what} labels")
+        return samples, labels
     try:
         from edge_kd.data import parse_data_spec
     except ImportError:  # pragma: no cover - the data package ships with edge_kd
@@ -99,13 +107,23 @@ def load_data(spec: str, model: Any, what: str, limit: int, seed: int = 0) -> tu
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_kd.pipeline import Build
-    from edge_kd.quantize import quantize_model
+    from edge_kd.cli._checks import check_drop, existing_inputs
+    from edge_kd.pipeline.lock import BuildLock
+    from edge_kd.pipeline.manifest import MODEL_ROLES
+    from edge_kd.pipeline.paths import check_output_dir, check_owned, safe_name
     from edge_kd.targets import load_target
 
     if args.samples is not None and args.samples < 1:
         raise InputError(f"--samples must be >= 1, got {args.samples}")
+    if args.eval_rows < 1:
+        raise InputError(f"--eval-rows must be >= 1, got {args.eval_rows}")
+    check_drop(args.max_drop, "--max-drop")
+    safe_name(args.name, what="--name")
     profile = load_target(args.target)
+    check_output_dir(args.out)
+    own_inputs = existing_inputs([args.weights, profile.source, args.calib, args.eval,
+                                  args.model if args.model.endswith(".json") else None])
+    check_owned(args.out, quantize_file_names(args.name, profile.runtime.formats), inputs=own_inputs)
     model, example = _load_model(args)
     calib, calib_labels = load_data(args.calib, model, "--calib", args.samples or
                                     profile.quantization.calibration_samples, args.seed)
@@ -115,6 +133,24 @@ def run(args: argparse.Namespace) -> int:
         if labels is None:
             raise InputError(f"--eval {args.eval!r}: evaluation data needs labels (y)")
         eval_samples = (inputs, labels)
+    with BuildLock(args.out):
+        return _quantize(args, profile, model, example, calib, calib_labels, eval_samples, MODEL_ROLES)
+
+
+def quantize_file_names(name: str, formats) -> list[str]:
+    """Files a quantization named ``name`` writes into the build folder."""
+    names = [f"{name}.quantize.json"]
+    for tag in ("int8", "fp32"):
+        names += [f"{name}.{tag}.{fmt}" for fmt in formats]
+        if "ort" in formats:
+            names.append(f"{name}.{tag}.required_operators.config")
+    return names
+
+
+def _quantize(args, profile, model, example, calib, calib_labels, eval_samples, model_roles) -> int:
+    from edge_kd.pipeline import Build
+    from edge_kd.quantize import quantize_model
+
     build = Build.create(args.out, target=profile.to_dict())
     with build.stage("quantize") as record:
         # Converters print progress on stdout; keep stdout for our summary (--json must parse).
@@ -124,6 +160,10 @@ def run(args: argparse.Namespace) -> int:
                                     num_samples=args.samples, seed=args.seed, max_accuracy_drop=args.max_drop,
                                     name=args.name)
         report = result.report
+        from edge_kd.pipeline.paths import remove_replaced
+
+        remove_replaced(args.out, build.drop_artifacts(roles=model_roles),
+                        keep=[result.primary, *result.artifacts, *result.fp32_artifacts])
         build.add_artifact(result.primary, role="model", format=profile.primary_format, precision="int8")
         for path in result.artifacts:
             if path == result.primary:
