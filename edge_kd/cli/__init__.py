@@ -22,7 +22,11 @@ EXIT_OK, EXIT_BUDGET, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse exits 2 on usage errors already; keep its message to one line plus the usage."""
+    """argparse exits 2 on usage errors already; keep its message to one line (the usage is one
+    ``--help`` away, and a CI log should show the one line that matters)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -63,6 +63,7 @@ def _check_outputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
         protected.add((Path(ref) if ref.endswith(".toml") or "/" in ref else targets_dir() / f"{ref}.toml").resolve())
     seen: dict[Path, str] = {}
     for kind, path in outputs:
+        check_output_file(path, option=f"--{kind}", inputs=protected - inputs)  # names, links, artifacts
         if path.is_dir():
             raise InputError(f"--{kind} {path}: is a directory; give a file name")
         resolved = path.resolve()
@@ -70,7 +71,6 @@ def _check_outputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
             raise InputError(f"--{kind} {path}: would overwrite an input manifest; the gate never modifies inputs")
         if resolved in seen:
             raise InputError(f"--{kind} {path}: same file as --{seen[resolved]}")
-        check_output_file(path, option=f"--{kind}", inputs=protected)
         seen[resolved] = kind
     return outputs
 

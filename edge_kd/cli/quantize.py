@@ -124,16 +124,16 @@ def run(args: argparse.Namespace) -> int:
     own_inputs = existing_inputs([args.weights, profile.source, args.calib, args.eval,
                                   args.model if args.model.endswith(".json") else None])
     check_owned(args.out, quantize_file_names(args.name, profile.runtime.formats), inputs=own_inputs)
-    model, example = _load_model(args)
-    calib, calib_labels = load_data(args.calib, model, "--calib", args.samples or
-                                    profile.quantization.calibration_samples, args.seed)
-    eval_samples = None
-    if args.eval:
-        inputs, labels = load_data(args.eval, model, "--eval", args.eval_rows)
-        if labels is None:
-            raise InputError(f"--eval {args.eval!r}: evaluation data needs labels (y)")
-        eval_samples = (inputs, labels)
-    with BuildLock(args.out):
+    with BuildLock(args.out):  # before loading data: a second run into this folder refuses at once
+        model, example = _load_model(args)
+        calib, calib_labels = load_data(args.calib, model, "--calib", args.samples or
+                                        profile.quantization.calibration_samples, args.seed)
+        eval_samples = None
+        if args.eval:
+            inputs, labels = load_data(args.eval, model, "--eval", args.eval_rows)
+            if labels is None:
+                raise InputError(f"--eval {args.eval!r}: evaluation data needs labels (y)")
+            eval_samples = (inputs, labels)
         return _quantize(args, profile, model, example, calib, calib_labels, eval_samples, MODEL_ROLES)
 
 

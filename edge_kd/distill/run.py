@@ -267,7 +267,6 @@ def distill(recipe: Any, target: Any, out_dir: str | os.PathLike[str], *, resume
     options = _options(recipe)
     env = init_distributed(device)
     out = Path(out_dir)
-    build = Build.create(out, target=target.to_dict(), recipe=recipe.to_dict()) if env.is_main else None
     cache_root = Path(options.cache_dir or recipe.data.cache_dir or
                       os.environ.get("EDGE_KD_CACHE", Path.home() / ".cache" / "edge_kd")).expanduser()
 
@@ -276,6 +275,8 @@ def distill(recipe: Any, target: Any, out_dir: str | os.PathLike[str], *, resume
     for name, ds in (("train", train_ds), ("val", val_ds), ("test", test_ds)):
         if len(ds) == 0:
             raise InputError(f"the {name} split is empty")
+    # The folder is written only once the data has passed its checks (bad data leaves nothing behind).
+    build = Build.create(out, target=target.to_dict(), recipe=recipe.to_dict()) if env.is_main else None
     task = "binary" if train_ds.task == "binary" else "classification"
     metric = "roc_auc" if task == "binary" else "accuracy"
 
