@@ -196,6 +196,7 @@ def build(recipe_path: str | os.PathLike[str], targets: Sequence[str] | None = N
 
 
 def _build(plan: BuildPlan, *, resume: bool, device: str, log: Callable[[str], None]) -> list[BuildSummary]:
+    from edge_kd import console
     from edge_kd.build.stages import BuildContext, make_stages
     from edge_kd.pipeline import Build, atomic_write_json, atomic_write_text, run_pipeline, validate_pipeline
     from edge_kd.pipeline.manifest import read_manifest
@@ -213,7 +214,12 @@ def _build(plan: BuildPlan, *, resume: bool, device: str, log: Callable[[str], N
         build_dir = plan.dirs[target.name]
         log(f"== {target.name}: building into {build_dir}")
         b = Build.create(build_dir, target=target.to_dict(), recipe=plan.recipe.to_dict())
-        run_pipeline(stage_lists[target.name], b, {"recipe": plan.recipe, "target": target})
+        # The toolchain's own logs for this target land beside its artifacts, not on the console.
+        console.log_to(build_dir / "logs" / "edge-kd.log")
+        try:
+            run_pipeline(stage_lists[target.name], b, {"recipe": plan.recipe, "target": target})
+        finally:
+            console.log_to(None)
         summaries.append(BuildSummary.from_manifest(build_dir, read_manifest(build_dir)))
     atomic_write_text(plan.out / "summary.json", summary_json(summaries) + "\n")
     return summaries
@@ -227,6 +233,39 @@ def summary_table(summaries: Sequence[BuildSummary]) -> str:
 
     buf = io.StringIO()
     print_table([s.row() for s in summaries], HEADERS, file=buf)
+    return buf.getvalue()
+
+
+def stage_times(summaries: Sequence[BuildSummary]) -> str:
+    """Seconds per stage and target, as recorded in each build.json ("reused" stages count ~0)."""
+    from edge_kd.pipeline.manifest import read_manifest
+
+    per_target: dict[str, dict[str, float]] = {}
+    order: list[str] = []
+    for s in summaries:
+        try:
+            stages = read_manifest(s.build_dir).get("stages", [])
+        except InputError:
+            continue
+        row = per_target.setdefault(s.target, {})
+        for record in stages:
+            name = record.get("name")
+            if not isinstance(name, str):
+                continue
+            if name not in order:
+                order.append(name)
+            seconds = record.get("seconds") or 0.0
+            row[name] = row.get(name, 0.0) + (0.0 if record.get("status") == "reused" else float(seconds))
+    if not per_target:
+        return ""
+    rows = [[t, *(f"{times.get(n, 0.0):.1f}" for n in order), f"{sum(times.values()):.1f}"]
+            for t, times in per_target.items()]
+    import io
+
+    from edge_kd.cli.common import print_table
+
+    buf = io.StringIO()
+    print_table(rows, ["time (s)", *order, "total"], file=buf)
     return buf.getvalue()
 
 

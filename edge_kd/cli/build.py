@@ -38,6 +38,14 @@ def run(args: argparse.Namespace) -> int:
     check_device(args.device)
     summaries = build(args.recipe, args.targets, args.out, resume=args.resume, device=args.device,
                       shared_data=args.data_root)
+    from edge_kd import console
+    from edge_kd.build.runner import stage_times
+
+    times = stage_times(summaries)
+    if times and console.level() != "quiet":
+        import sys
+
+        print(times, end="", file=sys.stderr, flush=True)
     print(summary_table(summaries), end="")
     if args.json:
         atomic_write_text(args.json, summary_json(summaries) + "\n")
