@@ -295,7 +295,7 @@ class Progress:
                    f"elapsed {_fmt(elapsed)} ETA {_fmt(eta)}"
         else:
             text = f"\r{self.label}: {self.done}{self.unit} elapsed {_fmt(elapsed)}"
-        stream = _bar_stream()
+        stream = bar_stream()
         stream.write(text + "\x1b[K")
         stream.flush()
 
@@ -303,12 +303,12 @@ class Progress:
         elapsed = time.perf_counter() - self.start
         if elapsed < self.min_seconds:
             if self._drawn:
-                _bar_stream().write("\r\x1b[K")
+                bar_stream().write("\r\x1b[K")
             return
         count = f"{self.done}/{self.total}" if self.total else str(self.done)
         line = f"{self.label}: {count}{self.unit} in {_fmt(elapsed)}"
         if self.tty:
-            stream = _bar_stream()
+            stream = bar_stream()
             stream.write("\r" + line + "\x1b[K\n")
             stream.flush()
         elif _LEVEL != "quiet":
@@ -321,7 +321,7 @@ class Progress:
         self.close()
 
 
-def _bar_stream() -> Any:
+def bar_stream() -> Any:
     """Where a progress bar draws: the terminal itself (a bar line has no newline to wait for)."""
     if _CURRENT is not None and _CURRENT.stderr is not None:
         return _CURRENT.stderr.terminal
