@@ -355,9 +355,10 @@ def run_case(case: Case, work: Path, env: dict[str, str]) -> dict:
     if first is not None:
         first.wait(timeout=600)
     after = snapshot(work)
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    # The scratch folder's name changes from run to run: show paths relative to it.
+    lines = [ln.replace(f"{work}{os.sep}", "").replace(str(work), ".") for ln in r.stderr.splitlines() if ln.strip()]
     if not lines and case.expect == 1:  # a failed check: the verdict is the last line of the report on stdout
-        lines = [ln for ln in r.stdout.splitlines() if ln.strip()][-1:]
+        lines = [ln.replace(f"{work}{os.sep}", "") for ln in r.stdout.splitlines() if ln.strip()][-1:]
     changed = sorted(k for k in before if k in after and after[k] != before[k])
     deleted = sorted(k for k in before if k not in after)
     created = sorted(k for k in after if k not in before)

@@ -246,6 +246,12 @@ def capture() -> Iterator[Capture | None]:
         cap.stop()
 
 
+def keep_log_in(path: str | os.PathLike[str]) -> None:
+    """Save what went to the running capture's temporary log in ``path`` at the end (a folder we own)."""
+    if _CURRENT is not None:
+        _CURRENT.keep_in(Path(path))
+
+
 def log_to(path: str | os.PathLike[str] | None) -> None:
     """Point the running capture's log at ``path`` (no-op without a capture)."""
     if _CURRENT is not None:

@@ -209,6 +209,7 @@ def _build(plan: BuildPlan, *, resume: bool, device: str, log: Callable[[str], N
     shared.load_data()
     plan.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(plan.out / MARKER, {"recipe": str(plan.recipe.source), "targets": list(plan.dirs)})
+    console.keep_log_in(plan.out / "logs" / "edge-kd.log")  # what is logged outside the targets' logs
     summaries = []
     for target in plan.targets:
         build_dir = plan.dirs[target.name]

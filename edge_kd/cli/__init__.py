@@ -86,7 +86,11 @@ def _run_command(args: argparse.Namespace):
                 from pathlib import Path
 
                 folder = Path(out)
-                if (folder / "build.json").is_file() or (folder / ".edge-kd-build.json").is_file():
+                try:  # only into a build folder edge-kd made (a bad --out was refused, not created)
+                    ours = (folder / "build.json").is_file() or (folder / ".edge-kd-build.json").is_file()
+                except OSError:
+                    ours = False
+                if ours:
                     cap.keep_in(folder / "logs" / "edge-kd.log")
 
 

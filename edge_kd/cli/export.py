@@ -51,8 +51,6 @@ def export_file_names(name: str, formats) -> list[str]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from edge_kd.models.spec import ModelSpec
     from edge_kd.targets import load_target
 

@@ -89,12 +89,9 @@ def _accuracy_fn(ds, indices, batch_size: int):
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from edge_kd.cli.export import _parse_kwargs
     from edge_kd.models.spec import ModelSpec
     from edge_kd.targets import load_target
-    from edge_kd.units import parse_ms
 
     from edge_kd.cli._checks import check_ms, existing_inputs
     from edge_kd.pipeline.paths import check_output_dir, check_owned

@@ -26,6 +26,7 @@ _UNREADABLE_GRACE_S = 30.0
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs and could be an edge-kd run (a reused pid of another program is not)."""
     if pid <= 0:
         return False
     try:
@@ -34,7 +35,11 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:  # exists, owned by another user
         return True
-    return True
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # no /proc (macOS): trust kill(0)
+        return True
+    return b"python" in cmdline or b"edge" in cmdline
 
 
 def _is_primary_rank() -> bool:

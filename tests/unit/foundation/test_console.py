@@ -9,8 +9,6 @@ import sys
 import warnings
 from pathlib import Path
 
-import pytest
-
 from edge_kd import console
 
 REPO = Path(__file__).resolve().parents[3]

@@ -20,6 +20,17 @@ def _write_lock(folder, pid, host=None):
                                                 "command": "edge-kd build r.toml", "started": "now"}))
 
 
+def test_a_reused_pid_of_another_program_does_not_hold_the_lock(tmp_path):
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        _write_lock(tmp_path / "out", other.pid)
+        with BuildLock(tmp_path / "out") as lock:
+            assert lock.held
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_second_run_refuses_while_the_owner_lives(tmp_path):
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
