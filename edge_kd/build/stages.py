@@ -311,6 +311,8 @@ class QuantizeStage(Stage):
             idx = calibration_sample(splits.train, n, recipe.seed)
             calib_x = self.shared.student_arrays("train", value, idx)
             calibration = [s for s, _ in _rows(calib_x, splits.train.labels[idx])]
+            self.shared.log(f"quantize: int8 for {target.runtime.name}, calibrating on {len(calibration)} rows "
+                            "(then checking accuracy through the runtime)")
             eval_idx = self.shared.eval_indices("val", 300, recipe.seed)
             eval_x = self.shared.student_arrays("val", value, eval_idx)
             result = quantize_model(model, example, target, calibration, out, method=recipe.quantize.method,
