@@ -39,7 +39,8 @@ def _alive(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:  # no /proc (macOS): trust kill(0)
         return True
-    return b"python" in cmdline or b"edge" in cmdline
+    # empty: a process between fork and exec, or a zombie; do not guess it away
+    return not cmdline or b"python" in cmdline or b"edge" in cmdline
 
 
 def _is_primary_rank() -> bool:

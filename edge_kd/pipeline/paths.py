@@ -51,7 +51,8 @@ def _check_components(path: Path, option: str) -> None:
                              f"the file system takes ({MAX_NAME_BYTES} bytes)")
 
 
-def _resolve(path: str | os.PathLike[str]) -> Path:
+def resolve_path(path: str | os.PathLike[str]) -> Path:
+    """``Path.resolve`` that never raises (a too-long name or a symlink loop is compared literally)."""
     try:
         return Path(path).resolve()
     except (OSError, RuntimeError):  # a symlink loop: compare it literally
@@ -66,7 +67,7 @@ def build_root_of(path: Path) -> Path | None:
     """The closest folder at or above ``path``'s folder that holds a build manifest, if any."""
     from edge_kd.pipeline.manifest import MANIFEST_NAME
 
-    folder = _resolve(path).parent
+    folder = resolve_path(path).parent
     for candidate in (folder, *folder.parents):
         if (candidate / MANIFEST_NAME).is_file():
             return candidate
@@ -77,7 +78,7 @@ def recorded_files(root: str | os.PathLike[str]) -> set[Path]:
     """Resolved paths of the files a build folder's manifest records (plus the manifest itself)."""
     from edge_kd.pipeline.manifest import MANIFEST_NAME
 
-    root = _resolve(root)
+    root = resolve_path(root)
     files = {root / MANIFEST_NAME}
     try:
         data = json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8"))
@@ -86,7 +87,7 @@ def recorded_files(root: str | os.PathLike[str]) -> set[Path]:
     for entry in data.get("artifacts", []) if isinstance(data, dict) else []:
         rel = entry.get("path") if isinstance(entry, dict) else None
         if isinstance(rel, str) and rel:
-            files.add(_resolve(rel if os.path.isabs(rel) else root / rel))
+            files.add(resolve_path(rel if os.path.isabs(rel) else root / rel))
     return files
 
 
@@ -109,9 +110,9 @@ def check_output_file(path: str | os.PathLike[str] | None, *, option: str,
         raise InputError(f"{option} {p}: is a symlink to a missing file; give a plain file name")
     if p.is_dir():
         raise InputError(f"{option} {p}: is a directory; give a file name")
-    resolved = _resolve(p)
+    resolved = resolve_path(p)
     for item in inputs:
-        if item is not None and str(item) and _resolve(item) == resolved:
+        if item is not None and str(item) and resolve_path(item) == resolved:
             raise InputError(f"{option} {p}: is an input of this command; edge-kd never writes over its inputs "
                              "(choose another file name)")
     root = build_root_of(p)
@@ -134,9 +135,9 @@ def check_output_dir(path: str | os.PathLike[str], *, option: str = "--out",
         raise InputError(f"{option} {p}: is a symlink to a missing folder; give a real folder")
     if p.exists() and not p.is_dir():
         raise InputError(f"{option} {p}: exists and is not a directory")
-    resolved = _resolve(p)
+    resolved = resolve_path(p)
     for item in inputs:
-        if item is not None and str(item) and _resolve(item) == resolved:
+        if item is not None and str(item) and resolve_path(item) == resolved:
             raise InputError(f"{option} {p}: is an input of this command; choose another folder")
     return p
 
@@ -147,10 +148,10 @@ def check_owned(folder: str | os.PathLike[str], names: Iterable[str], *, option:
     recorded (so it is ours to replace) and none may be an input of the command."""
     folder = Path(folder)
     owned = recorded_files(folder) if folder.is_dir() else set()
-    ins = {_resolve(i) for i in inputs if i is not None and str(i)}
+    ins = {resolve_path(i) for i in inputs if i is not None and str(i)}
     for name in names:
         target = folder / name
-        resolved = _resolve(target)
+        resolved = resolve_path(target)
         if resolved in ins:
             raise InputError(f"{option} {folder}: writing {name} would overwrite an input of this command")
         if (target.exists() or target.is_symlink()) and resolved not in owned:
@@ -163,9 +164,9 @@ def inside(root: str | os.PathLike[str], rel: str) -> bool:
     escape, symlinks included)."""
     if os.path.isabs(rel):
         return False
-    base = _resolve(root)
+    base = resolve_path(root)
     try:
-        _resolve(base / rel).relative_to(base)
+        resolve_path(base / rel).relative_to(base)
     except ValueError:
         return False
     return True
@@ -179,13 +180,13 @@ def remove_replaced(root: str | os.PathLike[str], dropped: Iterable[dict], keep:
     """
     from edge_kd.pipeline.files import sha256_file
 
-    kept = {_resolve(k) for k in keep}
+    kept = {resolve_path(k) for k in keep}
     for entry in dropped:
         rel = entry.get("path")
         if not isinstance(rel, str) or not inside(root, rel):
             continue
         path = Path(root) / rel
-        if _resolve(path) in kept or not path.is_file() or path.is_symlink():
+        if resolve_path(path) in kept or not path.is_file() or path.is_symlink():
             continue
         try:
             if sha256_file(path) == entry.get("sha256"):

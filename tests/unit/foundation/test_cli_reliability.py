@@ -121,8 +121,10 @@ def test_case3_recipe_name_cannot_escape_the_default_out(tmp_path, capsys, monke
 
 # ---- 4. two runs into one folder ----------------------------------------------------------------------
 def test_case4_second_run_into_a_locked_folder_refuses(build, capsys):
-    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    owner = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)"],
+                             stdout=subprocess.PIPE, text=True)
     try:
+        assert owner.stdout.readline().strip() == "ready"
         (build / ".edge-kd.lock").write_text(json.dumps({"pid": owner.pid, "host": socket.gethostname(),
                                                          "command": "edge-kd build r.toml", "started": "now"}))
         before = _digest(build)
@@ -158,7 +160,7 @@ def test_case5_reexport_for_another_target_and_name_replaces_model_artifacts(bui
     manifest = json.loads((build / "build.json").read_text())
     models = [a["path"] for a in manifest["artifacts"] if a["role"] == "model"]
     assert models == ["v2.ort"]
-    assert sorted(p.name for p in build.iterdir()) == ["build.json", "v2.onnx", "v2.ort",
+    assert sorted(p.name for p in build.iterdir()) == ["build.json", "logs", "v2.onnx", "v2.ort",
                                                        "v2.required_operators.config"]
     from edge_kd.gate import evaluate
 

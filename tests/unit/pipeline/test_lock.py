@@ -21,8 +21,13 @@ def _write_lock(folder, pid, host=None):
 
 
 def test_a_reused_pid_of_another_program_does_not_hold_the_lock(tmp_path):
-    other = subprocess.Popen(["sleep", "30"])
+    other = subprocess.Popen(["sh", "-c", "echo ready; exec sleep 30"], stdout=subprocess.PIPE, text=True)
     try:
+        assert other.stdout.readline().strip() == "ready"
+        import time
+
+        while b"sleep" not in open(f"/proc/{other.pid}/cmdline", "rb").read():  # exec done
+            time.sleep(0.01)
         _write_lock(tmp_path / "out", other.pid)
         with BuildLock(tmp_path / "out") as lock:
             assert lock.held
@@ -32,8 +37,10 @@ def test_a_reused_pid_of_another_program_does_not_hold_the_lock(tmp_path):
 
 
 def test_second_run_refuses_while_the_owner_lives(tmp_path):
-    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    owner = subprocess.Popen([sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(30)"],
+                             stdout=subprocess.PIPE, text=True)
     try:
+        assert owner.stdout.readline().strip() == "ready"  # running python, not mid-exec
         _write_lock(tmp_path / "out", owner.pid)
         with pytest.raises(InputError, match=f"another edge-kd run.*pid {owner.pid}"):
             BuildLock(tmp_path / "out").acquire()
