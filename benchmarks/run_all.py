@@ -16,7 +16,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # Cheap ones first: a long one that fails late should not hide the others' results.
-ORDER = ["gate", "runtimes", "teacher_accuracy", "int8", "prune", "distill", "build"]
+ORDER = ["gate", "reliability", "runtimes", "teacher_accuracy", "int8", "prune", "distill", "build"]
 
 
 def main() -> int:

@@ -6,7 +6,7 @@ the three shipped targets, then prints one table: per target the bundle size vs 
 the teacher (both measured through the target runtime), p50 latency vs the teacher, and the gate
 verdict. A second run reuses the cached teacher and the completed stages.
 
-    python -m edge_kd.demo [--out builds/demo] [--target NAME ...]
+    python -m edge_kd.demo [--out builds/demo] [--target NAME ...] [--verbose]
 """
 from __future__ import annotations
 
@@ -24,7 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(REPO / "builds" / "demo"))
     parser.add_argument("--target", action="append", dest="targets")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show the toolchain's own logs (normally kept in OUT/<target>/logs/)")
     args = parser.parse_args(argv)
+    if args.verbose:
+        from edge_kd import console
+
+        console.set_level("verbose")
 
     from edge_kd.cli import main as cli
 

@@ -212,6 +212,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: no such profile file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", source=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not a UTF-8 text file ({exc.reason} at byte {exc.start})", source=str(path)) from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from None
 

@@ -82,12 +82,14 @@ def parse_accuracy_drop(value: object) -> AccuracyDrop:
     """
     if isinstance(value, str):
         text = value.strip()
-        m = re.fullmatch(_NUMBER + r"\s*(pt|pts|points?)", text)
+        m = re.fullmatch(_NUMBER + r"\s*(pt|pts|points?|%)", text)
         if m:
-            return AccuracyDrop("absolute", float(m.group(1)) / 100.0)
-        m = re.fullmatch(_NUMBER + r"\s*%", text)
-        if m:
-            return AccuracyDrop("relative", float(m.group(1)) / 100.0)
+            amount = float(m.group(1))
+            # More than everything ("150%") reads as a budget but is a gate that cannot fail; 100 is
+            # kept as the explicit way to say "no accuracy budget".
+            if amount > 100:
+                raise ValueError(f"an accuracy drop is at most 100 (points or %), got {value!r}")
+            return AccuracyDrop("relative" if m.group(2) == "%" else "absolute", amount / 100.0)
         if text.startswith("-"):
             raise ValueError(f"an accuracy drop must not be negative, got {value!r}")
     raise ValueError(

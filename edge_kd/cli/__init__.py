@@ -22,7 +22,11 @@ EXIT_OK, EXIT_BUDGET, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse exits 2 on usage errors already; keep its message to one line plus the usage."""
+    """argparse exits 2 on usage errors already; keep its message to one line (the usage is one
+    ``--help`` away, and a CI log should show the one line that matters)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"edge-kd {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    _add_console_arguments(parser, argparse.SUPPRESS)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
@@ -44,7 +49,49 @@ def build_parser() -> argparse.ArgumentParser:
         register = getattr(module, "register", None)
         if register is not None:
             register(subparsers)
+    for name in CAPTURED_COMMANDS:
+        if name in subparsers.choices:
+            _add_console_arguments(subparsers.choices[name], argparse.SUPPRESS)
     return parser
+
+
+#: Commands that run torch and the runtimes: their third-party output goes to a log (edge_kd.console).
+CAPTURED_COMMANDS = ("build", "export", "quantize", "prune", "distill", "bench")
+
+
+def _add_console_arguments(parser: argparse.ArgumentParser, default: object) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", dest="console_quiet", action="store_true", default=default,
+                       help="print only results and errors")
+    group.add_argument("-v", "--verbose", dest="console_verbose", action="store_true", default=default,
+                       help="also show the toolchain's own logs and warnings (normally kept in OUT/.../logs/)")
+
+
+def _run_command(args: argparse.Namespace):
+    """Run the subcommand; heavy ones with third-party output kept in OUT/logs/edge-kd.log."""
+    from edge_kd import console
+
+    if getattr(args, "console_verbose", False):
+        console.set_level("verbose")
+    elif getattr(args, "console_quiet", False):
+        console.set_level("quiet")
+    if args.command not in CAPTURED_COMMANDS:
+        return args.func(args)
+    with console.capture() as cap:
+        try:
+            return args.func(args)
+        finally:
+            out = getattr(args, "out", None)
+            if cap is not None and out:
+                from pathlib import Path
+
+                folder = Path(out)
+                try:  # only into a build folder edge-kd made (a bad --out was refused, not created)
+                    ours = (folder / "build.json").is_file() or (folder / ".edge-kd-build.json").is_file()
+                except OSError:
+                    ours = False
+                if ours:
+                    cap.keep_in(folder / "logs" / "edge-kd.log")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        result = args.func(args)
+        result = _run_command(args)
         return EXIT_OK if result is None else int(result)
     except EdgeKDError as exc:
         if args.debug:

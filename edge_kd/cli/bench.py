@@ -74,6 +74,10 @@ def load_npz_samples(spec: str, limit: int | None = None):
     for k in xs:
         if len(arrays[k]) != n:
             raise InputError(f"{path}: {k} has {len(arrays[k])} samples but y has {n}")
+    from edge_kd.data.finite import check_finite
+
+    for k in [*xs, "y"]:
+        check_finite(arrays[k], source=str(path), what=f"array {k!r}")
     n = min(n, limit) if limit else n
     return [(tuple(arrays[k][i:i + 1] for k in xs), arrays["y"][i]) for i in range(n)]
 
@@ -101,8 +105,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from edge_kd.targets import OpPolicy, RuntimeSettings, load_target
     from edge_kd.units import format_bytes
 
+    from edge_kd.cli._checks import existing_inputs
+    from edge_kd.pipeline.paths import check_output_file
+
     target = load_target(args.target)
     paths = [Path(p) for p in args.artifacts]
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit must be >= 1, got {args.limit}")
+    if args.json and args.json != "-":
+        check_output_file(args.json, option="--json",
+                          inputs=[*paths, target.source, *existing_inputs([args.data])])
     for path in paths:  # check every file before spending minutes on the first
         runtime = runtime_for(path, target.runtime.name)
         if not path.is_file():

@@ -30,10 +30,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edge_kd.stages.runner import build, summary_json, summary_table
+    from edge_kd.cli._checks import check_device
     from edge_kd.pipeline import atomic_write_text
+    from edge_kd.pipeline.paths import check_output_file
 
+    check_output_file(args.json, option="--json", inputs=[args.recipe, *(args.targets or [])])
+    check_device(args.device)
     summaries = build(args.recipe, args.targets, args.out, resume=args.resume, device=args.device,
                       shared_data=args.data_root)
+    from edge_kd import console
+    from edge_kd.stages.runner import stage_times
+
+    times = stage_times(summaries)
+    if times and console.level() != "quiet":
+        import sys
+
+        print(times, end="", file=sys.stderr, flush=True)
     print(summary_table(summaries), end="")
     if args.json:
         atomic_write_text(args.json, summary_json(summaries) + "\n")

@@ -116,7 +116,16 @@ def load_samples(spec: str, model: Any, what: str, limit: int | None, seed: int 
     from edge_kd.quantize.calibration import load_npz_calibration
 
     if spec.startswith("npz:"):
-        return load_npz_calibration(spec[4:])
+        from edge_kd.data.finite import check_finite
+
+        samples, labels = load_npz_calibration(spec[4:])
+        # NaN/inf inputs would calibrate or score garbage (accuracy 1.0 on NaN): refuse them here.
+        for i, sample in enumerate(samples):
+            for k, a in enumerate(sample):
+                check_finite(a, source=spec[4:], what=f"{what} sample {i} input x{k}")
+        if labels is not None:
+            check_finite(labels, source=spec[4:], what=f"{what} labels")
+        return samples, labels
     try:
         from edge_kd.data import parse_data_spec
     except ImportError:  # pragma: no cover - the data package ships with edge_kd

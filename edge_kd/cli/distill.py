@@ -39,8 +39,15 @@ def run(args: argparse.Namespace) -> int:
     if not target_ref:
         raise InputError(f"{args.recipe}: no target: pass --target NAME or set `target` in the recipe")
     target = load_target(target_ref)
-    details = distill(recipe, target, args.out, resume=args.resume, device=args.device,
-                      log=lambda msg: print(msg, file=sys.stderr))
+    from edge_kd.cli._checks import check_device
+    from edge_kd.pipeline.lock import BuildLock
+    from edge_kd.pipeline.paths import check_output_dir
+
+    check_device(args.device)
+    check_output_dir(args.out, inputs=[args.recipe])
+    with BuildLock(args.out):
+        details = distill(recipe, target, args.out, resume=args.resume, device=args.device,
+                          log=lambda msg: print(msg, file=sys.stderr))
     from edge_kd.pipeline.records import distill_figures
 
     f = distill_figures(details)

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
+from edge_kd.cli._checks import positive_float
 from edge_kd.cli.common import add_model_arguments, add_target_argument, model_spec, print_json, print_table
 
 
@@ -18,40 +18,55 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_target_argument(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="build directory (new, empty or an edge_kd build)")
     parser.add_argument("--name", default="model", help="file stem of the artifacts (default: model)")
-    parser.add_argument("--atol", type=float, default=None, help="parity tolerance (max abs error); default 1e-3 relative")
+    parser.add_argument("--atol", type=positive_float, default=None, help="parity tolerance (max abs error); default 1e-3 relative")
     parser.add_argument("--no-parity", action="store_true", help="skip the parity check (not recommended)")
     parser.add_argument("--json", action="store_true", help="print the export result as JSON")
     parser.set_defaults(func=cmd_export)
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def export_file_names(name: str, formats) -> list[str]:
+    """Files an export named ``name`` writes into the build folder."""
+    names = [f"{name}.{fmt}" for fmt in formats]
+    if "ort" in formats:
+        names.append(f"{name}.required_operators.config")
+    return names
 
+
+def cmd_export(args: argparse.Namespace) -> int:
     from edge_kd.targets import load_target
 
+    from edge_kd.pipeline.paths import check_output_dir, check_owned, safe_name
+
     target = load_target(args.target)
+    safe_name(args.name, what="--name")
     spec = model_spec(args)
-    out = Path(args.out)
+    out = check_output_dir(args.out)
+    check_owned(out, export_file_names(args.name, target.runtime.formats), inputs=[args.weights, target.source,
+                args.model if args.model.endswith(".json") else None])
 
     import shutil
 
     from edge_kd.pipeline import Build
+    from edge_kd.pipeline.lock import BuildLock
     from edge_kd.stages.stages import export_entry
 
     model = spec.build()  # bad factory / weights fail here, before anything is written
     example = spec.example_inputs()
     fresh = not out.exists()
-    build = Build.create(out, target=target.to_dict())
+    lock = BuildLock(out).acquire()
     try:
+        build = Build.create(out, target=target.to_dict())
         with build.stage("export") as record:
             result = export_entry(model, example, target, out, build, record, name=args.name,
                                   check_parity=not args.no_parity, atol=args.atol,
                                   input_names=[i.name for i in spec.inputs])
             record["details"]["model"] = spec.to_dict()
     except BaseException:
+        lock.release()
         if fresh:  # a failed export into a new folder leaves nothing behind
             shutil.rmtree(out, ignore_errors=True)
         raise
+    lock.release()
     if args.json:
         print_json(result.to_dict())
         return 0

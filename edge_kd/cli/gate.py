@@ -48,15 +48,25 @@ def _manifest_file(ref: str) -> Path:
 
 
 def _check_outputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    from edge_kd.pipeline.paths import check_output_file, recorded_files, resolve_path
+
     outputs = [(kind, Path(getattr(args, kind))) for kind in ("json", "junit", "markdown") if getattr(args, kind)]
-    inputs = {_manifest_file(r).resolve() for r in [*args.builds, *args.baseline]}
+    inputs = {resolve_path(_manifest_file(r)) for r in [*args.builds, *args.baseline]}
+    # Everything the gate reads is an input: the profile and every artifact it hashes, not only build.json.
+    protected = set(inputs)
+    for manifest in inputs:
+        protected |= recorded_files(manifest.parent)
+    if args.target is not None:
+        from edge_kd.targets import targets_dir
+
+        ref = str(args.target)
+        protected.add((Path(ref) if ref.endswith(".toml") or "/" in ref else targets_dir() / f"{ref}.toml").resolve())
     seen: dict[Path, str] = {}
     for kind, path in outputs:
-        if path.is_dir():
-            raise InputError(f"--{kind} {path}: is a directory; give a file name")
-        resolved = path.resolve()
+        resolved = resolve_path(path)
         if resolved in inputs:
             raise InputError(f"--{kind} {path}: would overwrite an input manifest; the gate never modifies inputs")
+        check_output_file(path, option=f"--{kind}", inputs=protected)  # dirs, links, names, artifacts, profile
         if resolved in seen:
             raise InputError(f"--{kind} {path}: same file as --{seen[resolved]}")
         seen[resolved] = kind

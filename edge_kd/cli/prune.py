@@ -52,14 +52,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from edge_kd.targets import load_target
-    from edge_kd.units import parse_ms
+
+    from edge_kd.cli._checks import check_ms, existing_inputs
+    from edge_kd.pipeline.paths import check_output_dir, check_owned
 
     target = load_target(args.target)
+    out = check_output_dir(args.out)
+    check_owned(out, ("model.json", "model.safetensors"),
+                inputs=existing_inputs([args.weights, target.source, args.data,
+                                        args.model if args.model.endswith(".json") else None]))
     if args.latency_budget is not None:
-        goal, amount = "latency", parse_ms(args.latency_budget)
+        goal, amount = "latency", check_ms(args.latency_budget, "--latency-budget")
         if args.no_latency:
             raise InputError("--no-latency cannot be combined with --latency-budget")
     elif args.macs is not None:
@@ -114,12 +118,19 @@ def cmd_prune(args: argparse.Namespace) -> int:
     count_macs(model, example)
     build_pruner(copy.deepcopy(model), example, config, 0.0, resolve_protected(model, example, config))
 
+    from edge_kd.pipeline.lock import BuildLock
+
+    with BuildLock(out):
+        return _prune(args, target, out, spec, model, example, config, goal, recovery, recovery_data, data_info)
+
+
+def _prune(args, target, out, spec, model, example, config, goal, recovery, recovery_data,
+           data_info) -> int:
     from edge_kd.pipeline import Build
     from edge_kd.pipeline.stage import content_hash
     from edge_kd.prune.serialize import save_pruned
     from edge_kd.stages.stages import latency_probe, prune_entry
 
-    out = Path(args.out)
     build = Build.create(out, target=target.to_dict())
     latency = None if args.no_latency else latency_probe(example, target)
 

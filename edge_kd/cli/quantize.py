@@ -54,22 +54,51 @@ def _load_model(args: argparse.Namespace) -> tuple[Any, tuple]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_kd.pipeline import Build
-    from edge_kd.stages.stages import quantize_entry
+    from edge_kd.cli._checks import check_drop, existing_inputs
+    from edge_kd.pipeline.lock import BuildLock
+    from edge_kd.pipeline.paths import check_output_dir, check_owned, safe_name
     from edge_kd.targets import load_target
 
     if args.samples is not None and args.samples < 1:
         raise InputError(f"--samples must be >= 1, got {args.samples}")
+    if args.eval_rows < 1:
+        raise InputError(f"--eval-rows must be >= 1, got {args.eval_rows}")
+    check_drop(args.max_drop, "--max-drop")
+    safe_name(args.name, what="--name")
     profile = load_target(args.target)
-    model, example = _load_model(args)
-    calib, calib_labels = load_samples(args.calib, model, "--calib", args.samples or
-                                    profile.quantization.calibration_samples, args.seed)
-    eval_samples = None
-    if args.eval:
-        inputs, labels = load_samples(args.eval, model, "--eval", args.eval_rows)
-        if labels is None:
-            raise InputError(f"--eval {args.eval!r}: evaluation data needs labels (y)")
-        eval_samples = (inputs, labels)
+    check_output_dir(args.out)
+    own_inputs = existing_inputs([args.weights, profile.source, args.calib, args.eval,
+                                  args.model if args.model.endswith(".json") else None])
+    check_owned(args.out, quantize_file_names(args.name, profile.runtime.formats), inputs=own_inputs)
+    with BuildLock(args.out):  # before loading data: a second run into this folder refuses at once
+        model, example = _load_model(args)
+        calib, calib_labels = load_samples(args.calib, model, "--calib", args.samples or
+                                           profile.quantization.calibration_samples, args.seed)
+        eval_samples = None
+        if args.eval:
+            inputs, labels = load_samples(args.eval, model, "--eval", args.eval_rows)
+            if labels is None:
+                raise InputError(f"--eval {args.eval!r}: evaluation data needs labels (y)")
+            eval_samples = (inputs, labels)
+        return _quantize(args, profile, model, example, calib, calib_labels, eval_samples)
+
+
+def quantize_file_names(name: str, formats) -> list[str]:
+    """Files a quantization named ``name`` may write into the build folder (every candidate scheme)."""
+    from edge_kd.quantize.schemes import candidate_tags
+
+    names = [f"{name}.quantize.json"]
+    for tag in candidate_tags():
+        names += [f"{name}.{tag}.{fmt}" for fmt in formats]
+        if "ort" in formats:
+            names.append(f"{name}.{tag}.required_operators.config")
+    return names
+
+
+def _quantize(args, profile, model, example, calib, calib_labels, eval_samples) -> int:
+    from edge_kd.pipeline import Build
+    from edge_kd.stages.stages import quantize_entry
+
     build = Build.create(args.out, target=profile.to_dict())
     with build.stage("quantize") as record:
         result = quantize_entry(model, example, profile, calib, args.out, build, record, method=args.method,

@@ -22,8 +22,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from edge_kd.pipeline.paths import check_output_dir, check_output_file, recorded_files
     from edge_kd.report import write_report
 
+    folders = [Path(b) if Path(b).is_dir() else Path(b).parent for b in args.builds]
+    out = check_output_dir(args.out, inputs=folders)
+    protected = {f for folder in folders for f in recorded_files(folder)}
+    for name in ("report.md", "report.html"):
+        check_output_file(out / name, option="--out", inputs=protected)
     paths = write_report(args.builds, args.out, title=args.title)
     print(f"wrote {paths['markdown']} and {paths['html']}")
     return 0

@@ -73,4 +73,8 @@ def load_npz(path: str | os.PathLike[str]) -> ArrayDataset:
         raise InputError(f"{p}: no input arrays besides 'labels'")
     if names is not None and labels.size and labels.max() >= len(names):
         raise InputError(f"{p}: label {labels.max()} has no entry in label_names ({len(names)} names)")
+    from edge_kd.data.finite import check_finite
+
+    for n in input_names:
+        check_finite(data[n], source=str(p), what=f"array {n!r}")
     return ArrayDataset([data[n] for n in input_names], input_names, labels, names, source=str(Path(p)))

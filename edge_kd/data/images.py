@@ -62,6 +62,8 @@ def decode_image(path: Path, size: int) -> np.ndarray:
         raise InputError(f"{path}: image file does not exist") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise InputError(f"{path}: cannot decode image ({exc})") from None
+    except Image.DecompressionBombError as exc:  # a ValueError subclass, not an OSError
+        raise InputError(f"{path}: refused: {exc}") from None
 
 
 class _PixelStore:

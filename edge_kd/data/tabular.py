@@ -68,6 +68,9 @@ class TabularSchema:
             raise InputError(f"tabular schema: hash_buckets must be >= 2, got {self.hash_buckets}")
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _is_missing(v: str) -> bool:
     return v.strip().lower() in MISSING_TOKENS
 
@@ -306,6 +309,11 @@ def load_tabular_csv(path: str | os.PathLike[str], schema: TabularSchema, *, del
                 num[i, k] = _to_float(r[j])
             except ValueError:
                 raise InputError(f"{path}: row {i + 2}: numeric column {name!r} has {r[j]!r}, not a number") from None
+            # Empty/"nan" cells are missing values (filled with the median); an infinite or
+            # float32-overflowing number would turn the column's mean and every input into NaN.
+            if abs(num[i, k]) > _FLOAT32_MAX:
+                raise InputError(f"{path}: row {i + 2}: numeric column {name!r} has {r[j].strip()!r}, which is not "
+                                 "a finite float32 number (leave the cell empty to mark a missing value)")
     cat = np.empty((len(rows), len(categorical)), dtype=object)
     for k, name in enumerate(categorical):
         j = header.index(name)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -284,6 +285,7 @@ def train_student(student: nn.Module, loss: nn.Module, train: DistillData, val: 
 
     use_bar = _use_progress(config, env)
     steps_taken = 0
+    started, first_epoch = time.perf_counter(), state["epoch"]
     try:
         while state["epoch"] < config.epochs and not stopped_early:
             epoch = state["epoch"]
@@ -295,7 +297,11 @@ def train_student(student: nn.Module, loss: nn.Module, train: DistillData, val: 
             if use_bar:
                 from tqdm.auto import tqdm
 
-                bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
+                from edge_kd.console import bar_stream
+
+                # bar_stream: the terminal itself, not the log that third-party output goes to.
+                bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False,
+                           file=bar_stream())
             running, seen = 0.0, 0
             for start in (bar if bar is not None else batches):
                 idx = order[start:start + config.batch_size]
@@ -337,9 +343,11 @@ def train_student(student: nn.Module, loss: nn.Module, train: DistillData, val: 
                 _save_checkpoint(ckpt_dir / "last.pt", objective, optimizer, scheduler, state, config, device)
             barrier(env)
             if use_bar:
+                per_epoch = (time.perf_counter() - started) / max(1, state["epoch"] - first_epoch)
+                eta = per_epoch * (config.epochs - state["epoch"])
                 print(f"epoch {epoch + 1}/{config.epochs}: loss {record['train_loss']:.4f} "
-                      f"val {config.metric} {metric:.4f} (best {state['best_metric']:.4f} @ {state['best_epoch']})",
-                      file=sys.stderr)
+                      f"val {config.metric} {metric:.4f} (best {state['best_metric']:.4f} @ {state['best_epoch']}) "
+                      f"ETA {eta:.0f}s at most", file=sys.stderr)
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, record)
     except KeyboardInterrupt:

@@ -8,7 +8,6 @@ build machine and do not count. ``edge_kd.pipeline.records`` defines the roles a
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -42,7 +41,11 @@ def verify_artifact(root: Path, entry: Mapping[str, Any]) -> str | None:
     rel = entry.get("path")
     if not isinstance(rel, str) or not rel:
         return "an artifact record has no path"
-    path = Path(rel) if os.path.isabs(rel) else root / rel
+    from edge_kd.pipeline.paths import inside
+
+    if not inside(root, rel):  # a manifest edited to point at another file must not pass as this build's
+        return f"{rel}: outside the build folder"
+    path = root / rel
     sha = entry.get("sha256")
     if not isinstance(sha, str) or len(sha) != 64:
         return f"{rel}: no sha256 recorded"

@@ -144,6 +144,8 @@ def _check_integrity(manifest: Mapping[str, Any], root: Path | None) -> Check:
         return Check("artifacts.integrity", title, False, None, None,
                      "cannot verify artifact files without the build directory (pass a path or a Build)",
                      "bad files", comparator="==")
+    from edge_kd.pipeline.paths import inside
+
     problems = [p for a in bundle if (p := verify_artifact(root, a))]
     # Files that do not ship (intermediate exports, reports) may be left out of a CI artifact; when
     # present they must still be the recorded ones, or the build directory was tampered with.
@@ -152,7 +154,7 @@ def _check_integrity(manifest: Mapping[str, Any], root: Path | None) -> Check:
         if a.get("role") in BUNDLE_ROLES:
             continue
         rel = a.get("path")
-        if isinstance(rel, str) and (Path(rel) if os.path.isabs(rel) else root / rel).exists():
+        if isinstance(rel, str) and (not inside(root, rel) or (root / rel).exists()):
             others_checked += 1
             if (p := verify_artifact(root, a)):
                 problems.append(p)

@@ -120,13 +120,17 @@ def compute_features(model: nn.Module, ds: Dataset, *, batch_size: int = 64, cac
         lengths = ds.inputs()[names.index("attention_mask")].sum(1)
         order = np.argsort(lengths, kind="stable")
     out: np.ndarray | None = None
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        inputs = _trim_padding([torch.from_numpy(np.ascontiguousarray(a)) for a in ds.inputs(idx)], names)
-        f = model.forward_features(*inputs).float().numpy()
-        if out is None:
-            out = np.zeros((len(ds), f.shape[1]), dtype=np.float32)
-        out[idx] = f
+    from edge_kd.console import progress
+
+    with progress(f"teacher features ({type(model).__name__})", total=len(order), unit=" rows") as bar:
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            inputs = _trim_padding([torch.from_numpy(np.ascontiguousarray(a)) for a in ds.inputs(idx)], names)
+            f = model.forward_features(*inputs).float().numpy()
+            if out is None:
+                out = np.zeros((len(ds), f.shape[1]), dtype=np.float32)
+            out[idx] = f
+            bar.update(len(idx))
     if out is None:
         raise InputError(f"{ds.source}: no rows to compute features for")
     if path is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from typing import Any, Sequence
 
 from edge_kd.errors import InputError
 
+#: Largest example input (elements); 2**28 float32 is 1 GiB, far above any on-device model's input.
+MAX_INPUT_ELEMENTS = 2**28
 DTYPES = ("float32", "float16", "int64", "int32", "uint8", "bool")
 
 
@@ -39,6 +42,12 @@ class InputSpec:
             raise InputError(f"input {self.name!r}: unknown dtype {self.dtype!r}; known: {', '.join(DTYPES)}")
         if not self.shape or any((not isinstance(d, int)) or d < 1 for d in self.shape):
             raise InputError(f"input {self.name!r}: shape must be positive integers, got {self.shape}")
+        if not self.name or not self.name.strip():
+            raise InputError(f"input spec: the input name is empty (expected NAME:SHAPE:DTYPE)")
+        elements = math.prod(self.shape)
+        if elements > MAX_INPUT_ELEMENTS:
+            raise InputError(f"input {self.name!r}: shape {'x'.join(map(str, self.shape))} has {elements:,} "
+                             f"elements; an example input is limited to {MAX_INPUT_ELEMENTS:,}")
 
     @classmethod
     def parse(cls, text: str) -> "InputSpec":
@@ -50,7 +59,16 @@ class InputSpec:
         name, shape_text, dtype = parts[:3]
         if not re.fullmatch(r"\d+(x\d+)*", shape_text):
             raise InputError(f"input spec {text!r}: shape must look like 1x3x224x224")
-        high = float(parts[3]) if len(parts) == 4 else (1.0 if dtype.startswith("float") else 2.0)
+        if len(parts) == 4:
+            try:
+                high = float(parts[3])
+            except ValueError:
+                raise InputError(f"input spec {text!r}: HIGH must be a number (the exclusive upper bound of "
+                                 f"values), got {parts[3]!r}") from None
+            if not math.isfinite(high) or high <= 0:
+                raise InputError(f"input spec {text!r}: HIGH must be a finite number > 0, got {parts[3]!r}")
+        else:
+            high = 1.0 if dtype.startswith("float") else 2.0
         return cls(name, tuple(int(d) for d in shape_text.split("x")), dtype, 0.0, high)
 
     def to_dict(self) -> dict[str, Any]:
@@ -75,6 +93,11 @@ class InputSpec:
         return torch.randint(int(self.low), max(int(self.high), int(self.low) + 1), shape, generator=gen, dtype=torch_dtype)
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
 def import_object(ref: str) -> Any:
     """Import ``package.module:attr`` (or ``package.module.attr``) with a clear error."""
     module_name, sep, attr = ref.partition(":")
@@ -86,6 +109,13 @@ def import_object(ref: str) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise InputError(f"{ref!r}: cannot import module {module_name!r}: {exc}") from None
+    except SyntaxError as exc:
+        raise InputError(f"{ref!r}: module {module_name!r} has a syntax error: {exc.filename}:{exc.lineno}: "
+                         f"{exc.msg}") from None
+    except SystemExit as exc:  # the user's module calls sys.exit() on import: never exit 0 for it
+        raise InputError(f"{ref!r}: importing module {module_name!r} called sys.exit({exc.code!r})") from None
+    except Exception as exc:  # the user's code failed on import: their error, shown in one line
+        raise InputError(f"{ref!r}: importing module {module_name!r} failed: {_first_line(exc)}") from None
     obj: Any = module
     for part in attr.split("."):
         try:
@@ -159,8 +189,18 @@ class ModelSpec:
             raise InputError(f"{self.factory!r} is not callable")
         try:
             model = factory(**self.kwargs)
-        except TypeError as exc:
-            raise InputError(f"{self.factory}(**{self.kwargs}) failed: {exc}") from None
+        except SystemExit as exc:
+            raise InputError(f"{self.factory}(**{self.kwargs}) called sys.exit({exc.code!r}) instead of returning "
+                             "a model") from None
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # the user's factory, not edge_kd, failed: one line, exit 2
+            raise InputError(f"{self.factory}(**{self.kwargs}) failed: {_first_line(exc)}") from None
+        import torch
+
+        if not isinstance(model, torch.nn.Module):
+            raise InputError(f"{self.factory}(**{self.kwargs}) returned {type(model).__name__}, not a "
+                             "torch.nn.Module")
         if load_weights and self.weights:
             state = load_state_dict(self.weights)
             try:
@@ -193,7 +233,11 @@ class ModelSpec:
     def load(cls, path: str | os.PathLike[str]) -> "ModelSpec":
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # ValueError: bad JSON or invalid UTF-8
             raise InputError(f"{path}: cannot read model spec: {exc}") from None
-        return cls.from_dict(data, base_dir=path.parent)
+        try:
+            return cls.from_dict(data, base_dir=path.parent)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise InputError(f"{path}: not a model spec (expected factory, inputs[, kwargs, weights]): "
+                             f"{type(exc).__name__}: {exc}") from None

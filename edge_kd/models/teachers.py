@@ -63,12 +63,15 @@ class Teacher:
 
         prepared = self.prepare(ds)
         idx = as_indices(indices, len(prepared))
+        from edge_kd.console import progress
+
         outs = []
         self.model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), progress(f"teacher {self.name}: outputs", total=len(idx), unit=" rows") as bar:
             for start in range(0, len(idx), batch_size):
                 arrays = prepared.inputs(idx[start:start + batch_size])
                 outs.append(self.model(*(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)).float().numpy())
+                bar.update(len(outs[-1]))
         return np.concatenate(outs) if outs else np.zeros((0, len(self.label_names)), np.float32)
 
     def example_inputs(self, batch: int | None = None) -> tuple:

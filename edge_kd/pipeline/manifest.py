@@ -37,6 +37,9 @@ from edge_kd.pipeline.atomic import atomic_write_json
 from edge_kd.pipeline.files import file_facts
 
 SCHEMA_VERSION = 1
+#: Roles of the files one export or quantization writes: a new export/quantization replaces all of
+#: them, so the bundle never counts an older model (another target or --name) twice.
+MODEL_ROLES = ("model", "export", "model-source", "quantization-report", "required-operators", "fp32-reference")
 MANIFEST_NAME = "build.json"
 TOOL_PACKAGES = ("edge-kd", "torch", "executorch", "torchao", "onnx", "onnxruntime", "onnxscript",
                  "ai-edge-litert", "litert-torch", "ai-edge-quantizer", "torch-pruning", "numpy")
@@ -96,6 +99,13 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def _holds_files(folder: Path) -> bool:
+    """Whether ``folder`` holds anything besides our own lock file."""
+    from edge_kd.pipeline.lock import LOCK_NAME
+
+    return any(p.name != LOCK_NAME for p in folder.iterdir())
+
+
 class Build:
     """A build directory: artifacts plus ``build.json``.
 
@@ -128,7 +138,7 @@ class Build:
         if root.exists() and not root.is_dir():
             raise InputError(f"{root}: exists and is not a directory")
         manifest_path = root / MANIFEST_NAME
-        if root.is_dir() and any(root.iterdir()) and not manifest_path.exists():
+        if root.is_dir() and _holds_files(root) and not manifest_path.exists():
             raise InputError(f"{root}: folder is not empty and holds no {MANIFEST_NAME}; refusing to write "
                              "into someone else's files (choose an empty or new --out)")
         if manifest_path.exists():
@@ -203,6 +213,8 @@ class Build:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: artifact does not exist")
+        if not self.inside(path):  # the gate refuses artifacts outside the build folder: never record one
+            raise InputError(f"{path}: an artifact must be inside the build folder {self.root}")
         rel = self.relative(path)
         entry = {"role": role, "path": rel, "format": format, **file_facts(path), **extra}
         self.manifest["artifacts"] = [a for a in self.manifest["artifacts"] if a.get("path") != rel]
@@ -216,6 +228,20 @@ class Build:
             return str(Path(path).resolve().relative_to(self.root.resolve()))
         except ValueError:
             return str(Path(path).resolve())
+
+    def inside(self, path: str | os.PathLike[str]) -> bool:
+        """Whether ``path`` lies inside the build folder."""
+        try:
+            Path(path).resolve().relative_to(self.root.resolve())
+        except ValueError:
+            return False
+        return True
+
+    def drop_artifacts(self, *, roles: tuple[str, ...]) -> list[dict[str, Any]]:
+        """Forget the recorded artifacts of ``roles`` (a stage about to record new ones); returns them."""
+        dropped = [a for a in self.manifest["artifacts"] if a.get("role") in roles]
+        self.manifest["artifacts"] = [a for a in self.manifest["artifacts"] if a.get("role") not in roles]
+        return dropped
 
     def artifact_path(self, entry: dict[str, Any]) -> Path:
         p = Path(entry["path"])

@@ -129,3 +129,9 @@ SCHEMES: dict[str, tuple[Scheme, ...]] = {
 def alternative_schemes(runtime: str) -> tuple[Scheme, ...]:
     """The schemes besides fp32 and static int8 that ``runtime`` offers (empty for an unknown one)."""
     return SCHEMES.get(runtime, ())
+
+
+def candidate_tags() -> tuple[str, ...]:
+    """The file tags (``model.<tag>.<ext>``) any candidate of any runtime may be written under: what
+    ``edge-kd quantize`` checks it owns before writing into a folder."""
+    return ("int8", "fp32", *sorted({s.name for schemes in SCHEMES.values() for s in schemes}))

@@ -258,19 +258,68 @@ class BarGroup:
     tooltip: list[str] = field(default_factory=list)
 
 
+#: Values spanning more than this ratio get a log axis: a 0.01 ms student beside a 20 ms budget would
+#: otherwise be a bar of zero pixels.
+LOG_AXIS_SPAN = 30.0
+
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Powers of ten covering [lo, hi] (with 2 and 5 between them when the range is short).
+
+    >>> log_ticks(0.012, 20)
+    [0.01, 0.1, 1.0, 10.0, 100.0]
+    """
+    first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    if last == first:
+        last += 1
+    mults = (1, 2, 5) if last - first <= 2 else (1,)
+    ticks = [round(m * 10.0 ** e, 12) for e in range(first, last + 1) for m in mults]
+    ticks = [t for t in ticks if t <= 10.0 ** last]
+    lo_t = max(t for t in ticks if t <= lo)
+    hi_t = min(t for t in ticks if t >= hi)
+    return [t for t in ticks if lo_t <= t <= hi_t]
+
+
+def _log_scale(lo: float, hi: float, a: float, b: float) -> Callable[[float], float]:
+    llo, lhi = math.log10(lo), math.log10(hi)
+    span = (lhi - llo) or 1.0
+    return lambda v: a + (math.log10(max(v, lo)) - llo) / span * (b - a)
+
+
+def _overlaps(box: tuple[float, float, float, float], placed: Sequence[tuple[float, float, float, float]]) -> bool:
+    return any(not (box[2] <= o[0] or box[0] >= o[2] or box[3] <= o[1] or box[1] >= o[3]) for o in placed)
+
+
 def grouped_bar_chart(groups: Sequence[BarGroup], *, series: Sequence[str], colours: Sequence[str], title: str,
                       subtitle: str, y_label: str, y_fmt: Callable[[float], str], marker_label: str = "",
-                      frame: Frame | None = None) -> str:
+                      frame: Frame | None = None, log_axis: bool | None = None) -> str:
     """Vertical bars, one cluster per group and one bar per series; ``marker`` draws a red limit
-    line across its cluster (e.g. the p90 budget)."""
+    line across its cluster (e.g. the p90 budget).
+
+    ``log_axis`` (default: when the values and markers span more than LOG_AXIS_SPAN) draws the
+    y axis in powers of ten so small and large values are both readable. A value label that would
+    overlap another label is turned vertical, and left out when it still would (the bar's tooltip
+    keeps the figure); group labels are shortened to their cluster's width.
+    """
     frame = frame or Frame(width=1000, height=440, bottom=108)
-    top = max([v for g in groups for v in g.values if v is not None] + [g.marker or 0 for g in groups] + [1e-9])
-    yt = nice_ticks(0.0, top * 1.08)
-    sy = _scale(yt[0], yt[-1], frame.y0, frame.y1)
+    positive = [v for g in groups for v in [*g.values, g.marker] if v is not None and v > 0]
+    top = max(positive + [1e-9])
+    if log_axis is None:
+        log_axis = bool(positive) and top / min(positive) > LOG_AXIS_SPAN
+    if log_axis and positive:
+        yt = log_ticks(min(positive) / 3, top * 1.15)  # a decade below the smallest: it stays a visible bar
+        sy = _log_scale(yt[0], yt[-1], frame.y0, frame.y1)
+        y_label = f"{y_label} (log scale)"
+    else:
+        yt = nice_ticks(0.0, top * 1.08)
+        sy = _scale(yt[0], yt[-1], frame.y0, frame.y1)
     out = _open(frame, title, subtitle)
     out += _y_axis(frame, yt, sy, y_fmt, y_label)
     slot = (frame.x1 - frame.x0) / max(1, len(groups))
     bar_w = min(30.0, slot * 0.8 / max(1, len(series)))
+    placed: list[tuple[float, float, float, float]] = []  # bars first, then each label placed
+    pending: list[tuple[float, float, str]] = []
+    labels: list[str] = []
     for gi, g in enumerate(groups):
         cx = frame.x0 + slot * (gi + 0.5)
         left = cx - bar_w * len(series) / 2
@@ -280,20 +329,38 @@ def grouped_bar_chart(groups: Sequence[BarGroup], *, series: Sequence[str], colo
             x, y = left + si * bar_w, sy(v)
             tip = g.tooltip[si] if si < len(g.tooltip) else f"{series[si]}: {y_fmt(v)}"
             out.append(f'<rect class="bar" x="{_f(x + 1)}" y="{_f(y)}" width="{_f(bar_w - 2)}" '
-                       f'height="{_f(frame.y0 - y)}" rx="2" fill="{colours[si]}"><title>{_e(tip)}</title></rect>')
-            out.append(f'<text x="{_f(x + bar_w / 2)}" y="{_f(y - 4)}" text-anchor="middle" font-size="10" '
-                       f'fill="{MUTED}">{_e(y_fmt(v))}</text>')
-        if g.marker is not None:
+                       f'height="{_f(max(frame.y0 - y, 1.0))}" rx="2" fill="{colours[si]}"><title>{_e(tip)}</title>'
+                       f'</rect>')
+            placed.append((x + 1, y, x + bar_w - 1, frame.y0))
+            pending.append((x + bar_w / 2, y, y_fmt(v)))
+        if g.marker is not None and g.marker > 0:
             my = sy(g.marker)
             half = bar_w * len(series) / 2 + 8
             out.append(f'<line class="budget" x1="{_f(cx - half)}" x2="{_f(cx + half)}" y1="{_f(my)}" y2="{_f(my)}" '
                        f'stroke="{FAIL}" stroke-width="2" stroke-dasharray="5 3"><title>{_e(marker_label)}: '
                        f'{_e(y_fmt(g.marker))}</title></line>')
+        fit = max(4, int(slot / 7.5))
+        name = g.label if len(g.label) <= fit else g.label[:fit - 1] + "…"
         out.append(f'<text x="{_f(cx)}" y="{_f(frame.y0 + 18)}" text-anchor="middle" font-weight="600">'
-                   f'{_e(g.label)}</text>')
+                   f'{_e(name)}<title>{_e(g.label)}</title></text>')
+        sub_fit = max(4, int(slot / 6.4))
         for li, line in enumerate(g.sublabel.split("\n")):
+            line = line if len(line) <= sub_fit else line[:sub_fit - 1] + "…"
             out.append(f'<text x="{_f(cx)}" y="{_f(frame.y0 + 33 + 14 * li)}" text-anchor="middle" font-size="11" '
                        f'fill="{MUTED}">{_e(line)}</text>')
+    for bx, y, text in pending:
+        w = 5.8 * len(text) + 2
+        flat = (bx - w / 2, y - 15, bx + w / 2, y - 3)
+        upright = (bx - 5, y - 5 - w, bx + 5, y - 3)
+        if flat[0] >= frame.x0 - 4 and not _overlaps(flat, placed):
+            placed.append(flat)
+            labels.append(f'<text class="value" x="{_f(bx)}" y="{_f(y - 5)}" text-anchor="middle" '
+                          f'font-size="10" fill="{MUTED}">{_e(text)}</text>')
+        elif upright[1] >= frame.y1 - 40 and not _overlaps(upright, placed):
+            placed.append(upright)
+            labels.append(f'<text class="value" x="{_f(bx + 3.5)}" y="{_f(y - 5)}" font-size="10" '
+                          f'fill="{MUTED}" transform="rotate(-90 {_f(bx + 3.5)} {_f(y - 5)})">{_e(text)}</text>')
+    out += labels  # drawn last so no bar covers a figure
     out.append(f'<line x1="{_f(frame.x0)}" x2="{_f(frame.x1)}" y1="{_f(frame.y0)}" y2="{_f(frame.y0)}" '
                f'stroke="#9aa5b1"/>')
     legend = [("box", c, s) for s, c in zip(series, colours)]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from edge_kd.errors import ConfigError, InputError
-from edge_kd.pipeline.manifest import MANIFEST_NAME
+from edge_kd.pipeline.manifest import MANIFEST_NAME, _holds_files
 
 #: Folder inside the build output shared by all targets (teacher artifacts per runtime).
 SHARED_DIR = "_shared"
@@ -107,7 +107,7 @@ def _check_out_dir(out: Path) -> None:
         raise InputError(f"{out}: exists and is not a directory")
     if not out.is_dir() or _owned_by_us(out):
         return
-    if any(out.iterdir()):
+    if _holds_files(out):
         raise InputError(f"{out}: folder is not empty and was not made by edge-kd build; refusing to write into "
                          "someone else's files (choose an empty or new --out)")
 
@@ -155,15 +155,21 @@ def plan_build(recipe_path: str | os.PathLike[str], targets: Sequence[str] | Non
     if not refs:
         raise InputError(f"{recipe_path}: no target: pass --target NAME (repeatable) or set `target` in the recipe")
     profiles = [load_target(ref) for ref in refs]
+    from edge_kd.pipeline.paths import check_output_dir, safe_name
+
+    for p in profiles:  # each name becomes a folder under --out: it must not climb out of it
+        safe_name(p.name, what="target name", source=p.source or None)
     names = [p.name for p in profiles]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise InputError(f"target {dupes[0]!r} is given twice")
-    out_dir = Path(out) if out is not None else Path("builds") / recipe.name
+    if out is None:
+        safe_name(recipe.name, what="recipe name", source=str(recipe.source))
+    out_dir = check_output_dir(Path(out) if out is not None else Path("builds") / recipe.name)
     _check_out_dir(out_dir)
     dirs = {p.name: out_dir / p.name for p in profiles}
     for name, d in dirs.items():
-        if d.is_dir() and any(d.iterdir()) and not (d / MANIFEST_NAME).exists():
+        if d.is_dir() and _holds_files(d) and not (d / MANIFEST_NAME).exists():
             raise InputError(f"{d}: folder is not empty and holds no {MANIFEST_NAME}; refusing to overwrite it")
     _validate_stage_settings(recipe)
     stages = ["distill"] + (["prune"] if recipe.prune.enabled else []) + ["quantize", "bench", "gate"]
@@ -183,12 +189,20 @@ def build(recipe_path: str | os.PathLike[str], targets: Sequence[str] | None = N
     >>> rows[0].gate_passed                                                            # doctest: +SKIP
     True
     """
+    from edge_kd.pipeline.lock import BuildLock
+
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    plan = plan_build(recipe_path, targets, out, shared_data=shared_data)
+    with BuildLock(plan.out):
+        return _build(plan, resume=resume, device=device, log=log)
+
+
+def _build(plan: BuildPlan, *, resume: bool, device: str, log: Callable[[str], None]) -> list[BuildSummary]:
+    from edge_kd import console
     from edge_kd.stages.stages import BuildContext, make_stages
     from edge_kd.pipeline import Build, atomic_write_json, atomic_write_text, run_pipeline, validate_pipeline
     from edge_kd.pipeline.manifest import read_manifest
 
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    plan = plan_build(recipe_path, targets, out, shared_data=shared_data)
     shared = BuildContext(plan.recipe, plan.out / SHARED_DIR, device=device, resume=resume, log=log)
     stage_lists = {t.name: make_stages(plan.recipe, shared) for t in plan.targets}
     for stages in stage_lists.values():
@@ -197,12 +211,18 @@ def build(recipe_path: str | os.PathLike[str], targets: Sequence[str] | None = N
     shared.load_data()
     plan.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(plan.out / MARKER, {"recipe": str(plan.recipe.source), "targets": list(plan.dirs)})
+    console.keep_log_in(plan.out / "logs" / "edge-kd.log")  # what is logged outside the targets' logs
     summaries = []
     for target in plan.targets:
         build_dir = plan.dirs[target.name]
         log(f"== {target.name}: building into {build_dir}")
         b = Build.create(build_dir, target=target.to_dict(), recipe=plan.recipe.to_dict())
-        run_pipeline(stage_lists[target.name], b, {"recipe": plan.recipe, "target": target}, log=log)
+        # The toolchain's own logs for this target land beside its artifacts, not on the console.
+        console.log_to(build_dir / "logs" / "edge-kd.log")
+        try:
+            run_pipeline(stage_lists[target.name], b, {"recipe": plan.recipe, "target": target}, log=log)
+        finally:
+            console.log_to(None)
         summaries.append(BuildSummary.from_manifest(build_dir, read_manifest(build_dir)))
     atomic_write_text(plan.out / "summary.json", summary_json(summaries) + "\n")
     return summaries
@@ -228,6 +248,8 @@ def run_stage(name: str, recipe: Any, target: Any, out: str | os.PathLike[str], 
     out = Path(out)
     env = init_distributed(device)  # under torchrun every rank runs the stage; one writes build.json
     shared = BuildContext(recipe, out / SHARED_DIR, device=device, resume=resume, log=log, measure=measure)
+    if name == "distill":  # the folder is written only once the data has passed its checks
+        shared.load_data()
     if env.is_main:
         handle = Build.create(out, target=target.to_dict(), recipe=recipe.to_dict())
     else:
@@ -245,6 +267,39 @@ def summary_table(summaries: Sequence[BuildSummary]) -> str:
 
     buf = io.StringIO()
     print_table([s.row() for s in summaries], HEADERS, file=buf)
+    return buf.getvalue()
+
+
+def stage_times(summaries: Sequence[BuildSummary]) -> str:
+    """Seconds per stage and target, as recorded in each build.json ("reused" stages count ~0)."""
+    from edge_kd.pipeline.manifest import read_manifest
+
+    per_target: dict[str, dict[str, float]] = {}
+    order: list[str] = []
+    for s in summaries:
+        try:
+            stages = read_manifest(s.build_dir).get("stages", [])
+        except InputError:
+            continue
+        row = per_target.setdefault(s.target, {})
+        for record in stages:
+            name = record.get("name")
+            if not isinstance(name, str):
+                continue
+            if name not in order:
+                order.append(name)
+            seconds = record.get("seconds") or 0.0
+            row[name] = row.get(name, 0.0) + (0.0 if record.get("status") == "reused" else float(seconds))
+    if not per_target:
+        return ""
+    rows = [[t, *(f"{times.get(n, 0.0):.1f}" for n in order), f"{sum(times.values()):.1f}"]
+            for t, times in per_target.items()]
+    import io
+
+    from edge_kd.cli.common import print_table
+
+    buf = io.StringIO()
+    print_table(rows, ["time (s)", *order, "total"], file=buf)
     return buf.getvalue()
 
 

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edge_kd.pipeline import Artifact, Stage, content_hash
-from edge_kd.pipeline.manifest import read_manifest
+from edge_kd.pipeline.manifest import MODEL_ROLES, read_manifest
 
 STUDENT_SPEC = Path("student") / "student.json"
 ARTIFACT_DIR = "artifact"
@@ -325,6 +325,8 @@ class QuantizeStage(BuildStage):
             idx = calibration_sample(splits.train, n, recipe.seed)
             calib_x = self.shared.student_arrays("train", value, idx)
             calibration = [s for s, _ in _rows(calib_x, splits.train.labels[idx])]
+            self.shared.log(f"quantize: int8 for {target.runtime.name}, calibrating on {len(calibration)} rows "
+                            "(then checking accuracy through the runtime)")
             eval_idx = self.shared.eval_indices("val", 300, recipe.seed)
             eval_x = self.shared.student_arrays("val", value, eval_idx)
             result = quantize_entry(model, example, target, calibration, out, build, record,
@@ -358,6 +360,7 @@ def export_entry(model: Any, example: tuple, target: Any, out: Path, build: Any,
 
     result = export_model(model, example, target, out, name=name, check_parity=check_parity, atol=atol,
                           input_names=input_names)
+    _replace_model_records(build, [a.path for a in result.artifacts])
     for artifact in result.artifacts:
         extra = {"tensors": result.tensors} if artifact.role == "model" else {}
         build.add_artifact(artifact.path, role=artifact.role, format=artifact.format, **extra)
@@ -383,6 +386,7 @@ def quantize_entry(model: Any, example: tuple, target: Any, calibration: list, o
     # Converters print progress on stdout; keep stdout for the commands' own output (--json must parse).
     with contextlib.redirect_stdout(sys.stderr):
         result = quantize_model(model, example, target, calibration, out, **options)
+    _replace_model_records(build, [result.primary, *result.artifacts, *result.fp32_artifacts])
     # The shipped file is whichever candidate won (fp32, static int8 or the runtime's other scheme).
     precision = result.shipped
     build.add_artifact(result.primary, role="model", format=target.primary_format, precision=precision,
@@ -404,6 +408,15 @@ def quantize_entry(model: Any, example: tuple, target: Any, calibration: list, o
                          "files": [p.name for p in result.artifacts]}
     record["details"] = result.report
     return result
+
+
+def _replace_model_records(build: Any, keep: list[Path]) -> None:
+    """A new export or quantization replaces the build's model files (another target, another --name,
+    an earlier attempt) instead of adding to them: the bundle must count the shipped model once. Old
+    files are deleted only when they still hold the bytes the build recorded (``remove_replaced``)."""
+    from edge_kd.pipeline.paths import remove_replaced
+
+    remove_replaced(build.root, build.drop_artifacts(roles=MODEL_ROLES), keep=keep)
 
 
 def _bundle_extras(build: Any) -> tuple[int, int]:

@@ -217,3 +217,17 @@ def test_teacher_as_student_pruned_once_for_all_targets(tmp_path):
     # the shipped artifact of each target is the pruned model and runs in its runtime
     for manifest in (first, second):
         assert manifest["metrics"]["task_metric"]["value"] is not None
+
+
+def test_console_shows_only_edge_kd_lines_and_a_time_per_stage(built):
+    """What `make demo` prints: edge_kd's own progress lines, the time table and the summary; the
+    toolchain's logs (torchao, torch, ExecuTorch's runtime lines, warnings) are in OUT/<target>/logs."""
+    work, result = built
+    noise = ("[threadpool.cpp", "[cpuinfo_utils.cpp", "Failed to load", "Warning", "warn(", "_pytree.py")
+    for marker in noise:
+        assert marker not in result.stderr and marker not in result.stdout, marker
+    assert "time (s)" in result.stderr and "distill" in result.stderr
+    logs = [(work / "out" / t / "logs" / "edge-kd.log") for t in TARGETS]
+    assert all(p.is_file() for p in logs)
+    assert any("[threadpool.cpp" in p.read_text() for p in logs)  # kept, not lost
+    assert not (work / "out" / ".edge-kd.lock").exists()  # the lock went with the run

@@ -90,3 +90,31 @@ def test_dom_holds_the_figures(report_html, tmp_path):
     assert 'class="pareto"' in dom
     assert len(re.findall(r'<rect class="bar"', dom)) >= 3 * len(VARIANTS)
     assert dom.count('class="gate"') == len(VARIANTS)
+
+
+def test_latency_chart_is_readable_when_values_span_1000x(tmp_path):
+    """0.01 ms students beside 20 ms budgets: on a linear axis their bars are a pixel tall and the
+    figures pile up; on the log axis each p50 bar is a visible block of its colour."""
+    from PIL import Image
+
+    from edge_kd.report import write_report
+
+    browser = _browser()
+    fx = _fixtures()
+    builds = [fx.write_build(tmp_path / f"tiny-{i}", target=t, width=8, metric=0.9,
+                             latency=(0.010 + 0.002 * i, 0.012 + 0.002 * i, 0.016 + 0.002 * i),
+                             teacher_latency=(14.0, 17.0, 24.0),
+                             budgets={**BUDGETS, "latency_p90": "20ms"}, seed=i)
+              for i, t in enumerate(["android-arm64-xnnpack", "ort-mobile", "tflite-int8"] * 2)]
+    html = write_report(builds, tmp_path / "report")["html"]
+    dom = _chromium(browser, tmp_path / "profile", "--dump-dom", html.resolve().as_uri()).stdout
+    assert "(log scale)" in dom
+    png = tmp_path / "report.png"
+    _chromium(browser, tmp_path / "profile2", f"--screenshot={png}", "--window-size=1200,2400",
+              html.resolve().as_uri())
+    image = Image.open(png).convert("RGB")
+    p50 = (0x9E, 0xCA, 0xE1)  # the p50 bar colour (render._LATENCY_COLOURS[0])
+    pixels = sum(count for count, rgb in image.getcolors(maxcolors=10_000_000)
+                 if all(abs(a - b) <= 6 for a, b in zip(rgb, p50)))
+    # six p50 bars at least ~20 px tall and ~20 px wide; the legend swatch alone is 144 px
+    assert pixels > 6 * 20 * 15, pixels
