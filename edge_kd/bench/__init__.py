@@ -123,7 +123,7 @@ def benchmark_artifact(path: str | os.PathLike[str], target: "TargetProfile", *,
     raw = run_worker(path, threads=target.runtime.threads, core=core, warmup_runs=bench.warmup_runs,
                      min_runs=bench.min_runs, min_seconds=bench.min_seconds, max_runs=bench.max_runs,
                      policy=target.ops.policy, inputs=inputs)
-    return {
+    metrics = {
         "latency_ms": latency_stats(raw["times_ms"]),
         "load_ms": raw["load_ms"],
         "peak_rss_mb": raw["peak_rss_mb"],
@@ -137,6 +137,20 @@ def benchmark_artifact(path: str | os.PathLike[str], target: "TargetProfile", *,
         "ops": raw["ops"],
         "bench_seconds": round(time.perf_counter() - start, 3),
     }
+    if bench.emulate:
+        metrics["emulated"] = emulated_metrics(path, bench.emulate, threads=target.runtime.threads, inputs=inputs)
+    return metrics
+
+
+def emulated_metrics(path: Path, core: str, *, threads: int,
+                     inputs: tuple["np.ndarray", ...] | None = None) -> dict[str, Any]:
+    """The ARM64 figures recorded beside the host's (``edge_kd.emulate``), or why there are none."""
+    from edge_kd.emulate import RUNTIMES, emulate_artifact
+    from edge_kd.runtimes import runtime_for
+
+    if runtime_for(path) not in RUNTIMES:
+        return {"core": core, "skipped": f"{runtime_for(path)} artifacts do not run under emulation yet"}
+    return emulate_artifact(path, core, threads=threads, inputs=inputs)
 
 
 def _binary_scores(output: "np.ndarray") -> "np.ndarray":

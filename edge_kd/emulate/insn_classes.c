@@ -5,7 +5,9 @@
  * Why the encoding and not the disassembler: qemu 7.2's capstone prints dot-product and i8mm
  * instructions (sdot, udot, usdot, smmla, ...) as ".byte", and string matching per executed
  * instruction would be slow. Each translated block is decoded once; executing it adds its per-kind
- * counts with inline adds (no callback per block), which keeps counting cheap and deterministic.
+ * counts through one callback per executed block, which adds them only for the guest thread that
+ * opened the region: runtimes start idle helper threads (ONNX Runtime starts four at import) and
+ * their instructions must not race into the inference's counts.
  *
  * Regions: the guest calls syscall(MARK_NR, MARK_COOKIE, 1) to open and syscall(MARK_NR,
  * MARK_COOKIE, 0) to close one (the kernel and qemu answer ENOSYS; nothing else happens). Counts
@@ -13,9 +15,9 @@
  * cost) and check that repeated inferences execute the same instructions.
  *
  * Output (argument out=PATH), written at exit, one JSON object:
- *   {"kinds": [names...], "vcpus": N, "regions": [[count per kind...], ...]}
- * Inline adds are not atomic: counts are exact while one guest thread runs (the profiles' one
- * core); "vcpus" reports how many guest threads existed so the host can refuse anything else.
+ *   {"kinds": [names...], "vcpus": N, "regions": [[count per kind...], ...], "other_threads": [...]}
+ * "other_threads" is what other guest threads executed during each region (approximate: they race);
+ * the host reports it so a runtime that parallelizes despite threads = 1 is visible.
  */
 #include <inttypes.h>
 #include <stdint.h>
@@ -48,11 +50,13 @@ static const char *kind_names[NKINDS] = {
     "simd_other", "sve", "sme", "unallocated",
 };
 
-static uint64_t totals[NKINDS];
-static uint64_t start[NKINDS];
+static uint64_t current[NKINDS];
+static uint64_t other;
 static uint64_t regions[MAX_REGIONS][NKINDS];
+static uint64_t others[MAX_REGIONS];
 static int n_regions;
-static int in_region;
+static volatile int in_region;
+static int owner = -1;
 static int n_vcpus;
 static char *out_path;
 
@@ -144,10 +148,36 @@ static enum kind classify(uint32_t i)
     return classify_simd(i);                             /* op0 = x111 */
 }
 
+/* One translated block: its non-zero kind counts, decoded once. Never freed: qemu keeps calling
+ * into it for as long as the block may run, and blocks are few (thousands). */
+struct tb_counts {
+    uint64_t total;
+    uint32_t n;
+    uint8_t kind[NKINDS];
+    uint32_t count[NKINDS];
+};
+
+static void tb_exec(unsigned int vcpu, void *udata)
+{
+    const struct tb_counts *t = udata;
+
+    if (!in_region) {
+        return;
+    }
+    if ((int)vcpu != owner) {
+        other += t->total;   /* informational only: other threads race on it */
+        return;
+    }
+    for (uint32_t j = 0; j < t->n; j++) {
+        current[t->kind[j]] += t->count[j];
+    }
+}
+
 static void tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
-    uint64_t counts[NKINDS] = {0};
+    uint32_t counts[NKINDS] = {0};
     size_t n = qemu_plugin_tb_n_insns(tb);
+    struct tb_counts *t = calloc(1, sizeof(*t));
 
     for (size_t j = 0; j < n; j++) {
         struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, j);
@@ -159,9 +189,12 @@ static void tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     }
     for (int k = 0; k < NKINDS; k++) {
         if (counts[k]) {
-            qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &totals[k], counts[k]);
+            t->kind[t->n] = (uint8_t)k;
+            t->count[t->n++] = counts[k];
+            t->total += counts[k];
         }
     }
+    qemu_plugin_register_vcpu_tb_exec_cb(tb, tb_exec, QEMU_PLUGIN_CB_NO_REGS, t);
 }
 
 static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint64_t a1, uint64_t a2,
@@ -171,14 +204,15 @@ static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint
         return;
     }
     if (a2 == 1) {
-        memcpy(start, totals, sizeof(start));
+        memset(current, 0, sizeof(current));
+        other = 0;
+        owner = (int)vcpu;
         in_region = 1;
-    } else if (a2 == 0 && in_region) {
+    } else if (a2 == 0 && in_region && (int)vcpu == owner) {
         in_region = 0;
         if (n_regions < MAX_REGIONS) {
-            for (int k = 0; k < NKINDS; k++) {
-                regions[n_regions][k] = totals[k] - start[k];
-            }
+            memcpy(regions[n_regions], current, sizeof(current));
+            others[n_regions] = other;
         }
         n_regions++;
     }
@@ -207,6 +241,10 @@ static void write_results(qemu_plugin_id_t id, void *p)
             fprintf(f, "%s%" PRIu64, k ? ", " : "", regions[r][k]);
         }
         fprintf(f, "]");
+    }
+    fprintf(f, "], \"other_threads\": [");
+    for (int r = 0; r < n_regions && r < MAX_REGIONS; r++) {
+        fprintf(f, "%s%" PRIu64, r ? ", " : "", others[r]);
     }
     fprintf(f, "]}\n");
     fclose(f);
