@@ -97,8 +97,11 @@ def run_worker(path: Path, *, threads: int, core: int | None, warmup_runs: int, 
 
 
 def benchmark_artifact(path: str | os.PathLike[str], target: "TargetProfile", *,
-                       inputs: tuple["np.ndarray", ...] | None = None) -> dict[str, Any]:
+                       inputs: tuple["np.ndarray", ...] | None = None, emulate: bool = True) -> dict[str, Any]:
     """Latency, load time, peak memory, file facts and operators of one artifact on ``target``.
+
+    When the profile sets ``[bench] emulate`` (and ``emulate`` is true), the ARM64 figures of
+    ``edge_kd.emulate`` are added under ``"emulated"``.
 
     Runs in a fresh subprocess pinned to one core (the last allowed one, when ``bench.pin_core``)
     with ``target.runtime.threads`` threads. ``inputs`` default to random arrays of the model's input
@@ -137,7 +140,7 @@ def benchmark_artifact(path: str | os.PathLike[str], target: "TargetProfile", *,
         "ops": raw["ops"],
         "bench_seconds": round(time.perf_counter() - start, 3),
     }
-    if bench.emulate:
+    if emulate and bench.emulate:
         metrics["emulated"] = emulated_metrics(path, bench.emulate, threads=target.runtime.threads, inputs=inputs)
     return metrics
 
