@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 #: Emulation runs the guest interpreter at ~100x cost: generous, but a hung guest must not hang a build.
 GUEST_TIMEOUT_S = 1800
-RUNTIMES = ("onnxruntime", "litert")
+RUNTIMES = ("executorch", "onnxruntime", "litert")
 
 
 def emulate_artifact(path: str | os.PathLike[str], core: str, *, threads: int = 1, runs: int = 3,
@@ -87,9 +87,15 @@ def emulate_artifact(path: str | os.PathLike[str], core: str, *, threads: int = 
             request["inputs"] = str(tmp / "inputs.npz")
         (tmp / "request.json").write_text(json.dumps(request))
         counts_file, result_file = tmp / "counts.json", tmp / "result.json"
-        cmd = ["qemu-aarch64", "-L", str(view), "-cpu", model.qemu_cpu,
-               "-plugin", f"{env.plugin},out={counts_file}",
-               str(view) + env.python, "-m", "edge_kd.emulate._guest", str(tmp / "request.json"), str(result_file)]
+        cmd = ["qemu-aarch64", "-L", str(view), "-cpu", model.qemu_cpu, "-plugin", f"{env.plugin},out={counts_file}"]
+        if runtime == "executorch":
+            if env.et_runner is None:
+                raise InputError(f"{path}: ExecuTorch under emulation needs the cross-compiled runner: install "
+                                 "g++-aarch64-linux-gnu (and executorch on the host), then run `edge-kd arm-emu`")
+            cmd += [str(env.et_runner), str(path.resolve()), str(result_file), str(warmup_runs), str(baseline),
+                    str(runs), *map(str, _raw_inputs(path, inputs, tmp))]
+        else:
+            cmd += [str(view) + env.python, "-m", "edge_kd.emulate._guest", str(tmp / "request.json"), str(result_file)]
         guest_env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp), "LANG": "C.UTF-8",
                      "PYTHONPATH": f"{env.site}:{tmp / 'path'}", "PYTHONHASHSEED": "0",
                      "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -104,6 +110,7 @@ def emulate_artifact(path: str | os.PathLike[str], core: str, *, threads: int = 
         result = json.loads(result_file.read_text())
         if not result.get("ok"):
             raise InputError(f"{path}: the aarch64 {runtime} cannot run it: {result.get('error')}")
+        result.setdefault("runtime_version", env.versions["pins"].get(runtime))
         if not counts_file.exists():
             raise RuntimeError(f"{path}: the counting plugin wrote no counts (exit {proc.returncode}): {tail}")
         counts = json.loads(counts_file.read_text())
@@ -111,6 +118,25 @@ def emulate_artifact(path: str | os.PathLike[str], core: str, *, threads: int = 
         "runtime": result["runtime"], "runtime_version": result["runtime_version"], "inputs": result["inputs"],
         "threads": threads, "warmup_runs": warmup_runs, "environment": env.versions,
         "emulation_seconds": round(time.perf_counter() - start, 3)}
+
+
+def _raw_inputs(path: Path, inputs: Sequence["np.ndarray"] | None, tmp: Path) -> list[Path]:
+    """The host benchmark's inputs for a .pte as raw files the C++ runner reads (specs from the host runtime)."""
+    import numpy as np
+
+    from edge_kd.runtimes import open_runner
+
+    runner = open_runner(path, threads=1)
+    if inputs is None:
+        # edge_kd.bench._worker's default inputs: same seed, same arrays.
+        rng = np.random.default_rng(0)
+        inputs = [rng.random(shape).astype(dtype) if np.dtype(dtype).kind == "f"
+                  else rng.integers(0, 2, shape).astype(dtype) for _, shape, dtype in runner.input_specs]
+    files = []
+    for i, array in enumerate(runner.check_inputs(list(inputs))):
+        files.append(tmp / f"input{i}.bin")
+        np.ascontiguousarray(array).tofile(files[-1])
+    return files
 
 
 COMPUTE_CLASSES = ("fp_fma", "int8_dot", "int_mac")

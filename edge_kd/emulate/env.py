@@ -6,6 +6,9 @@ The environment lives in one cache folder (``$EDGE_KD_ARM_EMU``, default ``~/.ca
     site/              aarch64 wheels of the host's runtime versions (onnxruntime, ai-edge-litert, numpy)
     include/           qemu-plugin.h from the Debian source package of the host's qemu-user
     plugin-<hash>.so   the counting plugin (insn_classes.c), compiled with the host's gcc
+    executorch/        lib/ and include/ of the host's executorch version's aarch64 wheel, and
+                       edge-kd-et-runner (et_runner.cpp) cross-compiled against them (needs g++-aarch64-linux-gnu;
+                       without it .pte files are refused under emulation, the rest works)
     cores/<core>/      a hard-linked view of rootfs with /proc/cpuinfo and cpu sysfs of that core
                        (qemu -L serves these files to the guest; ONNX Runtime crashes on the host's x86 ones)
     env.json           what each step built and from which inputs; a step reruns only when its key changes
@@ -13,7 +16,7 @@ The environment lives in one cache folder (``$EDGE_KD_ARM_EMU``, default ``~/.ca
 ``ensure_environment()`` builds what is missing or stale and is a no-op otherwise (seconds).
 ``environment()`` only checks and raises InputError with the one command that builds it.
 Host needs (Debian 12 like CI): qemu-user (the dynamic qemu-aarch64, which accepts -plugin),
-mmdebstrap, gcc, apt-get/dpkg; ``make arm-emu`` installs them when run as root.
+mmdebstrap, gcc, apt-get/dpkg, and g++-aarch64-linux-gnu for ExecuTorch; ``make arm-emu`` installs them as root.
 """
 from __future__ import annotations
 
@@ -57,6 +60,7 @@ class Environment:
     site: Path
     python: str           # guest interpreter path inside the rootfs, e.g. /usr/bin/python3.11
     versions: dict
+    et_runner: Path | None = None   # the cross-compiled ExecuTorch runner, when built
 
     def core_root(self, core: CoreModel) -> Path:
         return self.home / "cores" / core.name
@@ -256,10 +260,66 @@ def _build_plugin(root: Path) -> Path:
     return out
 
 
+ET_TOOL = "aarch64-linux-gnu-g++"
+ET_SOURCE = Path(__file__).with_name("et_runner.cpp")
+#: The wheel's runtime libraries the runner links: core runtime, XNNPACK delegate, optimized and quantized kernels.
+ET_LIBS = ("executorch_backend_xnnpack", "executorch_kernels_optimized", "executorch_kernels_quantized",
+           "executorch_threadpool", "executorch")
+
+
+def _et_version() -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version("executorch")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _build_executorch(root: Path, python: str, glibc: str, version: str, log) -> dict:
+    """The aarch64 executorch wheel's lib/ and include/, and the C++ runner compiled against them."""
+    pyver = re.search(r"python(\d+\.\d+)$", python).group(1)
+    final = root / "executorch"
+    tmp = _fresh_dir(final)
+    try:
+        log(f"arm-emu: aarch64 executorch=={version} wheel and the C++ runner ({ET_TOOL})")
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
+               "--dest", str(tmp / "wheel"), "--only-binary=:all:", "--python-version", pyver, "--implementation", "cp",
+               "--abi", "cp" + pyver.replace(".", "")]
+        for tag in _glibc_tags(glibc):
+            cmd += ["--platform", tag]
+        _run(cmd + [f"executorch=={version}"], "pip download of the aarch64 executorch wheel (needs PyPI)")
+        wheel = next((tmp / "wheel").glob("executorch-*.whl"))
+        import zipfile
+
+        with zipfile.ZipFile(wheel) as zf:
+            for name in zf.namelist():
+                if name.startswith(("executorch/lib/", "executorch/include/")) and not name.endswith("/"):
+                    target = tmp / name[len("executorch/"):]
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(zf.read(name))
+        shutil.rmtree(tmp / "wheel")
+        include = tmp / "include"
+        _run([ET_TOOL, "-std=c++17", "-O2", "-I", str(include),
+              "-I", str(include / "executorch" / "runtime" / "core" / "portable_type" / "c10"),
+              "-DC10_USING_CUSTOM_GENERATED_MACROS", "-o", str(tmp / "edge-kd-et-runner"), str(ET_SOURCE),
+              "-L", str(tmp / "lib"), "-Wl,--no-as-needed", *[f"-l{lib}" for lib in ET_LIBS],
+              "-Wl,-rpath,$ORIGIN/lib"], "cross-compiling the ExecuTorch runner")
+        _swap_in(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"version": version}
+
+
 def _cpuinfo(core: CoreModel) -> str:
     return (f"processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: {core.cpuinfo_features}\nCPU implementer\t: 0x41\n"
             f"CPU architecture: 8\nCPU variant\t: {core.cpuinfo_variant}\nCPU part\t: {core.cpuinfo_part}\n"
             f"CPU revision\t: 1\n\n")
+
+
+def _midr(core: CoreModel) -> int:
+    # MIDR_EL1: implementer, variant, architecture (0xF), part number, revision.
+    return (0x41 << 24) | (int(core.cpuinfo_variant, 16) << 20) | (0xF << 16) | (int(core.cpuinfo_part, 16) << 4) | 1
 
 
 def _build_core_view(root: Path, core: CoreModel) -> None:
@@ -279,6 +339,8 @@ def _build_core_view(root: Path, core: CoreModel) -> None:
             (cpu / name).write_text("0\n")
         (cpu / "kernel_max").write_text("0\n")
         (cpu / "cpu0" / "cpufreq" / "cpuinfo_max_freq").write_text(f"{int(core.clock_ghz * 1e6)}\n")
+        (cpu / "cpu0" / "regs" / "identification").mkdir(parents=True, exist_ok=True)
+        (cpu / "cpu0" / "regs" / "identification" / "midr_el1").write_text(f"0x{_midr(core):016x}\n")
         for name, value in (("physical_package_id", "0"), ("core_id", "0"), ("cluster_id", "0"),
                             ("core_siblings", "1"), ("core_siblings_list", "0"), ("thread_siblings", "1"),
                             ("thread_siblings_list", "0"), ("cluster_cpus_list", "0")):
@@ -330,16 +392,35 @@ def ensure_environment(log=print) -> Environment:
         _save_state(root, state)
     plugin = _build_plugin(root)
 
+    et_version = _et_version()
+    if et_version and shutil.which(ET_TOOL):
+        et_key = _key("executorch", rootfs_key, et_version, ET_SOURCE.read_bytes().hex(), ET_LIBS)
+        if steps.get("executorch", {}).get("key") != et_key or not (root / "executorch" / "edge-kd-et-runner").exists():
+            steps["executorch"] = {"key": et_key, **_build_executorch(root, python, steps["site"]["glibc"],
+                                                                     et_version, log)}
+            _save_state(root, state)
+    elif not steps.get("executorch"):
+        log(f"arm-emu: ExecuTorch .pte files will not run under emulation: "
+            f"{'executorch is not installed on the host' if not et_version else ET_TOOL + ' is missing (package g++-aarch64-linux-gnu)'}")
+
     cores = steps.setdefault("cores", {})
     for core in CORES.values():
-        core_key = _key("core", rootfs_key, _cpuinfo(core), core.clock_ghz)
+        core_key = _key("core", rootfs_key, _cpuinfo(core), core.clock_ghz, _midr(core))
         if cores.get(core.name) != core_key or not (root / "cores" / core.name / "proc" / "cpuinfo").exists():
             _build_core_view(root, core)
             cores[core.name] = core_key
             _save_state(root, state)
-    return Environment(home=root, qemu=qemu, plugin=plugin, site=root / "site", python=python,
-                       versions={"qemu": qemu, "suite": steps["rootfs"]["suite"], "python": python,
-                                 "glibc": steps["site"]["glibc"], "pins": steps["site"]["pins"],
+    return _environment(root, steps, qemu, plugin)
+
+
+def _environment(root: Path, steps: dict, qemu: str, plugin: Path) -> Environment:
+    et = steps.get("executorch")
+    et_current = bool(et) and et.get("version") == _et_version() and (root / "executorch" / "edge-kd-et-runner").exists()
+    pins = dict(steps["site"]["pins"], **({"executorch": et["version"]} if et_current else {}))
+    return Environment(home=root, qemu=qemu, plugin=plugin, site=root / "site", python=steps["rootfs"]["python"],
+                       et_runner=root / "executorch" / "edge-kd-et-runner" if et_current else None,
+                       versions={"qemu": qemu, "suite": steps["rootfs"]["suite"], "python": steps["rootfs"]["python"],
+                                 "glibc": steps["site"]["glibc"], "pins": pins,
                                  "qemu_source": steps["header"]["qemu_source"]})
 
 
@@ -361,7 +442,4 @@ def environment() -> Environment:
     plugin = root / f"plugin-{digest}.so"
     if not plugin.exists():
         raise InputError(f"the counting plugin in {root} is stale; {BUILD_HINT}")
-    return Environment(home=root, qemu=qemu, plugin=plugin, site=root / "site", python=steps["rootfs"]["python"],
-                       versions={"qemu": qemu, "suite": steps["rootfs"]["suite"], "python": steps["rootfs"]["python"],
-                                 "glibc": steps["site"]["glibc"], "pins": pins,
-                                 "qemu_source": steps["header"]["qemu_source"]})
+    return _environment(root, steps, qemu, plugin)

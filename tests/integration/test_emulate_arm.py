@@ -1,6 +1,6 @@
 """ARM64 emulation end to end (edge_kd.emulate): build the environment from the registries, check the
 plugin's decoder on known instructions, count tiny fp32 and int8 models in ONNX Runtime and LiteRT on an
-emulated Cortex-A76: int8 runs dot-product instructions, fp32 runs fp multiply-adds, and the kernel work
+emulated Cortex-A76 (and ExecuTorch .pte through the cross-compiled runner): int8 runs dot-product instructions, fp32 runs fp multiply-adds, and the kernel work
 repeats exactly across runs and processes. Skips where the host lacks qemu-user/mmdebstrap/gcc (CI
 installs them in .ci/run)."""
 from __future__ import annotations
@@ -34,14 +34,15 @@ def env():
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):
-    """fp32 and int8 artifacts of the tiny CNN for ONNX Runtime (.ort) and LiteRT (.tflite)."""
+    """fp32 and int8 artifacts of the tiny CNN for ExecuTorch (.pte), ONNX Runtime (.ort) and LiteRT (.tflite)."""
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("emu")
     rng = np.random.default_rng(0)
     samples = [(rng.random((1, 3, 32, 32), dtype=np.float32),) for _ in range(16)]
     model = tiny_cnn()
     files = {}
-    for target, fp32, int8 in (("ort-mobile", "model.fp32.ort", "model.int8.ort"),
+    for target, fp32, int8 in (("android-arm64-xnnpack", "model.fp32.pte", "model.int8.pte"),
+                               ("ort-mobile", "model.fp32.ort", "model.int8.ort"),
                                ("tflite-int8", "model.fp32.tflite", "model.int8.tflite")):
         quantize_model(model, (torch.rand(1, 3, 32, 32),), load_target(target), samples, out / target,
                        method="minmax")
@@ -84,8 +85,10 @@ def test_plugin_decodes_each_kind_from_the_encoding(env, tmp_path: Path):
     assert got["sve"] == got["sme"] == got["unallocated"] == 0
 
 
-@pytest.mark.parametrize("target", ["ort-mobile", "tflite-int8"])
+@pytest.mark.parametrize("target", ["android-arm64-xnnpack", "ort-mobile", "tflite-int8"])
 def test_int8_runs_dot_products_fp32_runs_fma_deterministically(env, artifacts, target):
+    if target == "android-arm64-xnnpack" and env.et_runner is None:
+        pytest.skip("the ExecuTorch runner needs g++-aarch64-linux-gnu")
     fp32_path, int8_path = artifacts[target]
     fp32 = emulate_artifact(fp32_path, CORE, env=env)
     int8 = emulate_artifact(int8_path, CORE, env=env)
@@ -101,6 +104,10 @@ def test_int8_runs_dot_products_fp32_runs_fma_deterministically(env, artifacts, 
     assert again["classes"]["int8_dot"] == int8["classes"]["int8_dot"]
     assert abs(again["instructions"] - int8["instructions"]) <= 0.02 * int8["instructions"]
     assert int8["estimate_ms"] < fp32["estimate_ms"]
+    if target == "android-arm64-xnnpack":
+        # The C++ runner has no interpreter around the call: every run and process executes the same instructions.
+        assert fp32["deterministic"] and int8["deterministic"] and again["instructions"] == int8["instructions"]
+        assert int8["runtime_version"] == env.versions["pins"]["executorch"]
 
 
 def test_bench_cli_emulate_records_arm_figures(env, artifacts, tmp_path: Path, capsys):
