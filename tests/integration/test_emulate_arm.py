@@ -52,7 +52,10 @@ def artifacts(tmp_path_factory):
 
 
 def test_environment_build_is_idempotent(env):
-    again = ensure_environment(log=lambda *_: pytest.fail("a second build must not rebuild anything"))
+    logged: list[str] = []
+    again = ensure_environment(log=logged.append)
+    # A second call builds nothing (it may repeat the note that .pte files need the cross compiler).
+    assert all("will not run under emulation" in line for line in logged), logged
     assert again.plugin == env.plugin and again.versions == env.versions
     assert env.versions["pins"]["onnxruntime"] and env.versions["pins"]["ai-edge-litert"]
 
