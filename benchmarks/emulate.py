@@ -1,13 +1,13 @@
 """The examples' fp32 teacher and int8 student on an emulated ARM64 phone core, beside the x86 host.
 
-For each example and target (ONNX Runtime, LiteRT), `edge-kd build` makes the artifacts (resuming from
+For each example and target (ExecuTorch, ONNX Runtime, LiteRT), `edge-kd build` makes the artifacts (resuming from
 --work), then each artifact runs in the aarch64 build of the same runtime version under qemu-user
 (`edge_kd.emulate`): instructions per inference by class and the cortex-a76 cost-model estimate. The
 host p50 comes from the same build's manifest. The point is the int8-vs-fp32 (student-vs-teacher) ratio
 on the ARM kernels next to the x86 one. Writes benchmarks/results/emulate.{json,md}.
 
     python benchmarks/emulate.py [--examples purchase_online_shoppers,product_image_grocery]
-                                 [--targets ort-mobile,tflite-int8] [--core cortex-a76] [--work builds/bench]
+                                 [--targets android-arm64-xnnpack,ort-mobile,tflite-int8] [--core cortex-a76] [--work builds/bench]
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def _markdown(rows: list[dict], notes: list[str], env: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", default="purchase_online_shoppers,product_image_grocery")
-    parser.add_argument("--targets", default="ort-mobile,tflite-int8")
+    parser.add_argument("--targets", default="android-arm64-xnnpack,ort-mobile,tflite-int8")
     parser.add_argument("--core", default="cortex-a76")
     parser.add_argument("--data", help="shared data root (default: ../shared/data beside the repository)")
     parser.add_argument("--work", default=str(REPO / "builds" / "bench"), help="build output root")
