@@ -417,6 +417,9 @@ def _summary(manifest: Mapping[str, Any], profile: TargetProfile) -> dict[str, A
         "teacher_latency_ms": teacher_latency,
         "load_ms": get(_number, manifest, "metrics", "load_ms"),
         "peak_rss_mb": get(_number, manifest, "metrics", "peak_rss_mb"),
+        # The ARM estimate of edge_kd.emulate, when the profile emulated a core (None otherwise).
+        "arm_estimate_ms": get(_number, manifest, "metrics", "emulated", "estimate_ms"),
+        "teacher_arm_estimate_ms": get(_number, manifest, "teacher", "emulated", "estimate_ms"),
         "budgets": {"artifact_size": profile.budgets.artifact_size, "download_size": profile.budgets.download_size,
                     "latency_p90_ms": profile.budgets.latency_p90, "accuracy_drop": str(profile.budgets.accuracy_drop)},
     }

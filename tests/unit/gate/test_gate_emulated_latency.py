@@ -53,3 +53,20 @@ def test_gate_latency_emulated_needs_a_core(tmp_path):
     path.write_text('extends = "ort-mobile"\n[bench]\ngate_latency = "phone"\n')
     with pytest.raises(ConfigError, match="gate_latency"):
         load_target(path)
+
+
+def test_report_shows_the_arm_estimate_beside_the_host_percentiles(make_build, fx, tmp_path):
+    from edge_kd.report import write_report
+
+    plain = make_build("plain")
+    emulated = make_build("emulated")
+    _record_estimate(fx, emulated, 4.25)
+    assert "ARM est" not in write_report([plain], tmp_path / "a")["markdown"].read_text()
+    md = write_report([plain, emulated], tmp_path / "b")["markdown"].read_text()
+    lines = md.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| build"))
+    assert lines[start].split(" | ")[-2] == "ARM est. ms"
+    table = lines[start + 2:lines.index("", start)]   # the Builds table only
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table}
+    assert " | 4.25 | " in rows["emulated"] and " | - | " in rows["plain"]
+    assert "ARM est. ms" in write_report([emulated], tmp_path / "c")["html"].read_text()
