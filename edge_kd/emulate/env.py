@@ -34,6 +34,7 @@ from pathlib import Path
 
 from edge_kd.emulate.cost import CORES, CoreModel
 from edge_kd.errors import InputError
+from edge_kd.pipeline.atomic import atomic_dir
 
 #: Runtimes run in the guest, by distribution name; the version is the host's own (the very same runtime).
 GUEST_PACKAGES = ("onnxruntime", "ai-edge-litert", "numpy")
@@ -126,34 +127,15 @@ def _save_state(root: Path, state: dict) -> None:
     atomic_write_json(root / "env.json", state)
 
 
-def _fresh_dir(final: Path) -> Path:
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
-    return tmp
-
-
-def _swap_in(tmp: Path, final: Path) -> None:
-    if final.exists():
-        old = final.with_name(f".old-{final.name}-{os.getpid()}")
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-
-
 def _build_rootfs(root: Path, log) -> dict:
     suite, sources = _host_suite(), _host_sources()
-    tmp = _fresh_dir(root / "rootfs")
-    try:
+    with atomic_dir(root / "rootfs") as tmp:
         log(f"arm-emu: arm64 userland ({suite}, {', '.join(ROOTFS_PACKAGES)}) with mmdebstrap")
         _run(["mmdebstrap", "--quiet", "--variant=extract", "--arch=arm64", "--include=" + ",".join(ROOTFS_PACKAGES),
               suite, str(tmp), *map(str, sources)], "mmdebstrap")
         pythons = sorted(p.name for p in (tmp / "usr" / "bin").glob("python3.*") if re.fullmatch(r"python3\.\d+", p.name))
         if not pythons:
             raise InputError(f"arm-emu: the {suite} arm64 userland has no python3.X interpreter")
-        _swap_in(tmp, root / "rootfs")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return {"suite": suite, "python": "/usr/bin/" + pythons[-1]}
 
 
@@ -190,8 +172,7 @@ def _build_site(root: Path, python: str, pins: dict[str, str], log) -> dict:
     pyver = re.search(r"python(\d+\.\d+)$", python).group(1)
     abi = "cp" + pyver.replace(".", "")
     glibc = _guest_glibc(root / "rootfs")
-    tmp = _fresh_dir(root / "site")
-    try:
+    with atomic_dir(root / "site") as tmp:
         log(f"arm-emu: aarch64 wheels {', '.join(f'{k}=={v}' for k, v in pins.items())} for python {pyver}")
         cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
                "--target", str(tmp), "--only-binary=:all:", "--python-version", pyver, "--implementation", "cp",
@@ -203,9 +184,6 @@ def _build_site(root: Path, python: str, pins: dict[str, str], log) -> dict:
             # Byte-compile on the host: the guest interpreter then skips compiling at ~100x emulation cost.
             subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", str(tmp)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _swap_in(tmp, root / "site")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return {"glibc": glibc, "pins": pins}
 
 
@@ -279,9 +257,7 @@ def _et_version() -> str | None:
 def _build_executorch(root: Path, python: str, glibc: str, version: str, log) -> dict:
     """The aarch64 executorch wheel's lib/ and include/, and the C++ runner compiled against them."""
     pyver = re.search(r"python(\d+\.\d+)$", python).group(1)
-    final = root / "executorch"
-    tmp = _fresh_dir(final)
-    try:
+    with atomic_dir(root / "executorch") as tmp:
         log(f"arm-emu: aarch64 executorch=={version} wheel and the C++ runner ({ET_TOOL})")
         cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
                "--dest", str(tmp / "wheel"), "--only-binary=:all:", "--python-version", pyver, "--implementation", "cp",
@@ -305,9 +281,6 @@ def _build_executorch(root: Path, python: str, glibc: str, version: str, log) ->
               "-DC10_USING_CUSTOM_GENERATED_MACROS", "-o", str(tmp / "edge-kd-et-runner"), str(ET_SOURCE),
               "-L", str(tmp / "lib"), "-Wl,--no-as-needed", *[f"-l{lib}" for lib in ET_LIBS],
               "-Wl,-rpath,$ORIGIN/lib"], "cross-compiling the ExecuTorch runner")
-        _swap_in(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return {"version": version}
 
 
@@ -323,13 +296,9 @@ def _midr(core: CoreModel) -> int:
 
 
 def _build_core_view(root: Path, core: CoreModel) -> None:
-    final = root / "cores" / core.name
-    final.parent.mkdir(exist_ok=True)
-    tmp = _fresh_dir(final)
-    try:
-        tmp.rmdir()
+    with atomic_dir(root / "cores" / core.name) as tmp:
         # Hard links: one core's view costs inodes, not another 80 MB.
-        _run(["cp", "-al", str(root / "rootfs"), str(tmp)], "linking the core's rootfs view")
+        _run(["cp", "-al", f"{root / 'rootfs'}/.", str(tmp)], "linking the core's rootfs view")
         (tmp / "proc").mkdir(exist_ok=True)
         (tmp / "proc" / "cpuinfo").write_text(_cpuinfo(core))
         cpu = tmp / "sys" / "devices" / "system" / "cpu"
@@ -345,9 +314,6 @@ def _build_core_view(root: Path, core: CoreModel) -> None:
                             ("core_siblings", "1"), ("core_siblings_list", "0"), ("thread_siblings", "1"),
                             ("thread_siblings_list", "0"), ("cluster_cpus_list", "0")):
             (cpu / "cpu0" / "topology" / name).write_text(value + "\n")
-        _swap_in(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def ensure_environment(log=print) -> Environment:
