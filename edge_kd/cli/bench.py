@@ -154,7 +154,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         rows.append(row)
     headers = ["artifact", "runtime", "size", "gzip", "p50 ms", "p90 ms", "runs", "load ms", "peak MB",
                "speed-up", "size ratio", "op violations"] + (["metric"] if samples is not None else [])
-    if args.emulate is not None:
+    if all("estimate_ms" in m.get("emulated", {}) for m in results):  # --emulate or the profile's [bench] emulate
         base_emu = results[0]["emulated"]
         for row, m in zip(rows, results):
             emu = m["emulated"]
