@@ -9,7 +9,7 @@ PIP    := $(PY) -m pip install --disable-pip-version-check -q
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv demo test test-unit test-integration bench clean
+.PHONY: venv demo test test-unit test-integration bench arm-emu clean
 
 venv: $(STAMP)
 
@@ -35,6 +35,13 @@ test-integration: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
+
+# The ARM64 emulation environment (edge_kd.emulate) in ~/.cache/edge_kd/arm-emu: host packages first when root.
+ARM_EMU_HOST_PACKAGES := qemu-user mmdebstrap gcc g++-aarch64-linux-gnu
+arm-emu: $(STAMP)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! (command -v qemu-aarch64 && command -v mmdebstrap && command -v gcc && command -v aarch64-linux-gnu-g++) >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(ARM_EMU_HOST_PACKAGES) >/dev/null; fi
+	$(PY) -m edge_kd arm-emu
 
 clean:
 	rm -rf $(VENV) .pytest_cache

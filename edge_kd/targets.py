@@ -74,12 +74,22 @@ class BenchSettings:
     min_seconds: float = 1.0
     max_runs: int = 5000
     pin_core: bool = True
+    #: ARM core to emulate besides the host run (edge_kd.emulate): instructions and an estimated latency.
+    emulate: str | None = None
+    #: Which latency the gate holds to budgets.latency_p90: the host's measured p90 or the ARM estimate.
+    gate_latency: Literal["host", "emulated"] = "host"
 
     def __post_init__(self) -> None:
         if self.warmup_runs < 0 or self.min_runs < 1 or self.max_runs < self.min_runs:
             raise ValueError("bench: need warmup_runs >= 0, min_runs >= 1 and max_runs >= min_runs")
         if self.min_seconds < 0:
             raise ValueError("bench.min_seconds must not be negative")
+        if self.emulate is not None:
+            from edge_kd.emulate.cost import core_model
+
+            core_model(self.emulate)  # ValueError listing the known cores
+        if self.gate_latency == "emulated" and self.emulate is None:
+            raise ValueError("bench.gate_latency = \"emulated\" needs bench.emulate (the core to estimate for)")
 
 
 @dataclass(frozen=True)

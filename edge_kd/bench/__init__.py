@@ -108,8 +108,11 @@ def run_worker(path: Path, *, threads: int, core: int | None, warmup_runs: int, 
 
 
 def benchmark_artifact(path: str | os.PathLike[str], target: "TargetProfile", *,
-                       inputs: tuple["np.ndarray", ...] | None = None) -> dict[str, Any]:
+                       inputs: tuple["np.ndarray", ...] | None = None, emulate: bool = True) -> dict[str, Any]:
     """Latency, load time, peak memory, file facts and operators of one artifact on ``target``.
+
+    When the profile sets ``[bench] emulate`` (and ``emulate`` is true), the ARM64 figures of
+    ``edge_kd.emulate`` are added under ``"emulated"``.
 
     Runs in a fresh subprocess pinned to one core (the last allowed one, when ``bench.pin_core``)
     with ``target.runtime.threads`` threads. ``inputs`` default to random arrays of the model's input
@@ -134,7 +137,7 @@ def benchmark_artifact(path: str | os.PathLike[str], target: "TargetProfile", *,
     raw = run_worker(path, threads=target.runtime.threads, core=core, warmup_runs=bench.warmup_runs,
                      min_runs=bench.min_runs, min_seconds=bench.min_seconds, max_runs=bench.max_runs,
                      policy=target.ops.policy, inputs=inputs, runtime=runtime)
-    return {
+    metrics = {
         "latency_ms": latency_stats(raw["times_ms"]),
         "load_ms": raw["load_ms"],
         "peak_rss_mb": raw["peak_rss_mb"],
@@ -148,6 +151,20 @@ def benchmark_artifact(path: str | os.PathLike[str], target: "TargetProfile", *,
         "ops": raw["ops"],
         "bench_seconds": round(time.perf_counter() - start, 3),
     }
+    if emulate and bench.emulate:
+        metrics["emulated"] = emulated_metrics(path, bench.emulate, threads=target.runtime.threads, inputs=inputs)
+    return metrics
+
+
+def emulated_metrics(path: Path, core: str, *, threads: int,
+                     inputs: tuple["np.ndarray", ...] | None = None) -> dict[str, Any]:
+    """The ARM64 figures recorded beside the host's (``edge_kd.emulate``), or why there are none."""
+    from edge_kd.emulate import RUNTIMES, emulate_artifact
+    from edge_kd.runtimes import runtime_for
+
+    if runtime_for(path) not in RUNTIMES:
+        return {"core": core, "skipped": f"{runtime_for(path)} artifacts do not run under emulation yet"}
+    return emulate_artifact(path, core, threads=threads, inputs=inputs)
 
 
 def evaluate_artifact(path: str | os.PathLike[str], samples: Iterable[tuple[tuple["np.ndarray", ...], Any]], *,

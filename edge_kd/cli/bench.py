@@ -27,6 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate at most N samples of --data")
     parser.add_argument("--any-runtime", action="store_true",
                         help="allow artifacts of other runtimes than the target's (same bench settings)")
+    parser.add_argument("--emulate", nargs="?", const="", default=None, metavar="CORE",
+                        help="also run each artifact in its aarch64 runtime on an emulated ARM core (qemu; build it "
+                             "with `edge-kd arm-emu`): instructions per inference by class and an estimated latency; "
+                             "CORE defaults to the profile's [bench] emulate, else cortex-a76")
     parser.add_argument("--json", metavar="OUT", help="write the results as JSON to OUT ('-' for stdout)")
     parser.set_defaults(func=cmd_bench)
 
@@ -109,6 +113,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from edge_kd.pipeline.paths import check_output_file
 
     target = load_target(args.target)
+    if args.emulate is not None:
+        from edge_kd.emulate import RUNTIMES, environment
+        from edge_kd.emulate.cost import core_model
+
+        core = args.emulate or target.bench.emulate or "cortex-a76"
+        try:
+            core_model(core)
+        except ValueError as exc:
+            raise InputError(f"--emulate: {exc}") from None
+        target = dataclasses.replace(target, bench=dataclasses.replace(target.bench, emulate=core))
+        for path in args.artifacts:
+            if runtime_for(path) not in RUNTIMES:
+                raise InputError(f"{path}: --emulate runs {' and '.join(RUNTIMES)} artifacts; "
+                                 f"{runtime_for(path)} is not supported under emulation yet")
+        environment()  # fail now, with how to build it, not after the host benchmarks
     paths = [Path(p) for p in args.artifacts]
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be >= 1, got {args.limit}")
@@ -161,6 +180,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         rows.append(row)
     headers = ["artifact", "runtime", "size", "gzip", "p50 ms", "p90 ms", "runs", "load ms", "peak MB",
                "speed-up", "size ratio", "op violations"] + (["metric"] if samples is not None else [])
+    if all("estimate_ms" in m.get("emulated", {}) for m in results):  # --emulate or the profile's [bench] emulate
+        base_emu = results[0]["emulated"]
+        for row, m in zip(rows, results):
+            emu = m["emulated"]
+            m["vs_first"]["arm_speedup"] = base_emu["estimate_ms"] / emu["estimate_ms"]
+            row += [f"{emu['instructions'] / 1e6:.3f}", f"{emu['classes']['fp_fma'] / emu['instructions']:.0%}",
+                    f"{emu['classes']['int8_dot'] / emu['instructions']:.0%}", f"{emu['estimate_ms']:.3f}",
+                    f"{m['vs_first']['arm_speedup']:.2f}x"]
+        core = results[0]["emulated"]["core"]
+        headers += ["ARM Minsn", "fp fma", "int8 dot", f"{core} est ms", "ARM speed-up"]
     document = {"target": target.name, "results": results}  # one shape, to stdout or to a file
     if args.json == "-":
         print_json(document)

@@ -202,7 +202,7 @@ def runtime_latency(model: Any, example_inputs: tuple, target: Any, work_dir: st
 
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         result = export_model(copy.deepcopy(model).eval(), example_inputs, target, Path(tmp) / "export")
-        bench = dict(benchmark_artifact(result.primary, target))
+        bench = dict(benchmark_artifact(result.primary, target, emulate=False))  # per-step: host only
         bench["bytes"] = result.primary.stat().st_size
         bench["artifact"] = result.primary.name
     return bench

@@ -209,21 +209,32 @@ def _ms(v: float | None) -> str:
     return "missing" if v is None else f"{v:.2f}"
 
 
+def _has_arm(entries: Sequence[ReportEntry]) -> bool:
+    return any(e.summary.get("arm_estimate_ms") is not None for e in entries)
+
+
 def _summary_rows(entries: Sequence[ReportEntry]) -> list[list[str]]:
     rows = []
+    arm = _has_arm(entries)
     for e in entries:
         s = e.summary
         lat = s["latency_ms"]
         rows.append([e.label, e.gate.target, f"{s['runtime']} .{s['format']}",
                      format_bytes(s["bundle_bytes"]) if s["bundle_bytes"] is not None else "missing",
                      format_bytes(s["bundle_gzip_bytes"]) if s["bundle_gzip_bytes"] is not None else "missing",
-                     _metric_text(s), _ms(lat.get("p50")), _ms(lat.get("p90")), _ms(lat.get("p99"))])
+                     _metric_text(s), _ms(lat.get("p50")), _ms(lat.get("p90")), _ms(lat.get("p99"))]
+                    + ([_ms(s.get("arm_estimate_ms")) if s.get("arm_estimate_ms") is not None else "-"] if arm else []))
     return rows
 
 
 _SUMMARY_HEADERS = ["build", "target", "runtime", "bundle", "gzip", "task metric (vs teacher)",
                     "p50 ms", "p90 ms", "p99 ms"]
-_NUMERIC = {3, 4, 5, 6, 7, 8}
+_NUMERIC = {3, 4, 5, 6, 7, 8, 9}
+
+
+def _summary_headers(entries: Sequence[ReportEntry]) -> list[str]:
+    """Host percentiles, and beside them the ARM estimate when any build emulated a core (edge_kd.emulate)."""
+    return _SUMMARY_HEADERS + (["ARM est. ms"] if _has_arm(entries) else [])
 
 
 def render_html(entries: Sequence[ReportEntry], title: str, generated: str) -> str:
@@ -238,7 +249,7 @@ def render_html(entries: Sequence[ReportEntry], title: str, generated: str) -> s
              f'their gate</p>']
     # Summary table
     head = "".join(f'<th class="num">{e_(h)}</th>' if i in _NUMERIC else f"<th>{e_(h)}</th>"
-                   for i, h in enumerate(_SUMMARY_HEADERS + ["gate"]))
+                   for i, h in enumerate(_summary_headers(entries) + ["gate"]))
     body = []
     for e, row in zip(entries, _summary_rows(entries)):
         cells = "".join(f'<td class="num">{e_(c)}</td>' if i in _NUMERIC else f"<td>{e_(c)}</td>"
@@ -331,8 +342,8 @@ def render_markdown(entries: Sequence[ReportEntry], title: str, generated: str) 
     passed = sum(1 for e in entries if e.gate.passed)
     lines = [f"# {title}", "", f"{len(entries)} build(s), {passed} pass their gate · generated {generated}. "
              "Figures: report.html.", "", "## Builds", "",
-             "| " + " | ".join(_SUMMARY_HEADERS + ["gate"]) + " |",
-             "|" + "|".join("---:" if i in _NUMERIC else "---" for i in range(len(_SUMMARY_HEADERS))) + "|:-:|"]
+             "| " + " | ".join(_summary_headers(entries) + ["gate"]) + " |",
+             "|" + "|".join("---:" if i in _NUMERIC else "---" for i in range(len(_summary_headers(entries)))) + "|:-:|"]
     for e, row in zip(entries, _summary_rows(entries)):
         lines.append("| " + " | ".join(_md(c) for c in row) + f" | {'✅' if e.gate.passed else '❌'} |")
     lines += ["", "## Pareto front (size vs task metric)", ""]
