@@ -48,8 +48,9 @@ def raw_samples(ds: Any, indices: Sequence[int]) -> list[dict[str, Any]]:
             source = Path(ds.paths[i])
             raw = {"pixels": ds.pixels([i])[0], "source": source.name if not source.is_absolute() else str(source),
                    "source_sha256": file_sha256(source) if source.is_file() else None}
-            root = Path(getattr(ds, "source", "") or "")
-            if root.is_dir():
+            # load_image_list names its data set "ROOT:split": give the file relative to that root.
+            root = Path(str(getattr(ds, "source", "") or "").rpartition(":")[0] or ".")
+            if root.is_dir() and source.resolve().is_relative_to(root.resolve()):
                 raw["source"] = _rel(source, root)
         else:
             raw = {}
