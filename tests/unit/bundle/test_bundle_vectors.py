@@ -143,3 +143,23 @@ def test_gate_fails_a_build_whose_bundle_record_is_gone(bundle_factory, tmp_path
     (root / "build.json").write_text(json.dumps(manifest))
     # A build made before bundles existed is judged on the other checks only.
     assert "bundle.contract" not in [c.name for c in evaluate(root).checks]
+
+
+def test_gate_checks_the_contract_without_any_runtime(bundle_factory):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = bundle_factory("text", "tflite-int8")
+    heavy = ["torch", "executorch", "onnxruntime", "ai_edge_litert", "litert_torch", "torchao", "onnx", "numpy"]
+    code = ("import json, sys\n"
+            "from edge_kd.gate import evaluate\n"
+            f"check = [c for c in evaluate({str(root)!r}).checks if c.name == 'bundle.contract'][0]\n"
+            f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r})\n"
+            "print(json.dumps({'passed': check.passed, 'heavy': heavy}))\n")
+    repo = Path(__file__).resolve().parents[3]
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=repo,
+                          env={**os.environ, "PYTHONPATH": str(repo)})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"passed": True, "heavy": []}
