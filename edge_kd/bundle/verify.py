@@ -88,7 +88,11 @@ def verify_bundle(path: str | os.PathLike[str]) -> VerifyResult:
     if file_sha256(artifact) != record["artifact"].get("sha256"):
         problems.append(f"artifact.sha256: {record['artifact']['path']} is not the file the build recorded "
                         "(changed after the build)")
-    actual = read_contract(artifact)
+    try:
+        actual = read_contract(artifact)
+    except InputError as exc:  # e.g. the artifact was overwritten with a broken file: a mismatch, not bad usage
+        problems.append(f"artifact: {exc}")
+        return VerifyResult(str(root), str(record["artifact"]["path"]), "?", {"inputs": [], "outputs": []}, problems)
     problems += contract_differences(record.get("contract"), actual, "build.json bundle.contract")
     asset = load_json(root / asset_rel, "preprocessing asset")
     problems += contract_differences(asset.get("contract"), actual, f"{asset_rel} contract")

@@ -163,3 +163,14 @@ def test_gate_checks_the_contract_without_any_runtime(bundle_factory):
                           env={**os.environ, "PYTHONPATH": str(repo)})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"passed": True, "heavy": []}
+
+
+def test_artifact_replaced_by_a_broken_file_is_a_mismatch(bundle_factory, tmp_path, capsys):
+    root = _copy(bundle_factory("text", "tflite-int8"), tmp_path)
+    record = json.loads((root / "build.json").read_text())["bundle"]
+    artifact = root / record["artifact"]["path"]
+    artifact.write_bytes(artifact.read_bytes()[: artifact.stat().st_size // 2])  # truncated upload
+    assert main(["verify", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL artifact.sha256: artifact/model.tflite is not the file the build recorded" in out
+    assert "FAIL artifact: " in out
