@@ -192,7 +192,7 @@ def test_build_with_pruning_stage(tmp_path):
     assert result.returncode in (0, 1), result.stderr[-3000:]
     manifest = json.loads((tmp_path / "out" / "ort-mobile" / "build.json").read_text())
     stages = {s["name"]: s for s in manifest["stages"]}
-    assert list(stages) == ["distill", "prune", "quantize", "bench", "gate"]
+    assert list(stages) == ["distill", "prune", "quantize", "bundle", "bench", "gate"]
     steps = stages["prune"]["details"]["steps"]
     assert stages["prune"]["details"]["goal_met"] and steps[-1]["macs"] <= 0.5 * steps[0]["macs"] * 1.05
     from edge_kd.models.spec import ModelSpec
