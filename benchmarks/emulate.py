@@ -79,7 +79,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     args = parser.parse_args()
 
-    from edge_kd.build import build
+    from edge_kd.stages import build
     from edge_kd.emulate import ensure_environment
     from edge_kd.errors import EdgeKDError
     from edge_kd.pipeline import atomic_write_json, atomic_write_text

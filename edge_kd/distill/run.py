@@ -116,7 +116,9 @@ class StudentData:
     kind: str  # text | arrays
     #: the teacher's data preparation (image scaling), for a student that is the teacher itself
     prepare: Callable[[Any], Any] | None = None
-    _hashes: dict[int, list[list[int]]] = field(default_factory=dict)
+    #: id(data set) -> (the data set, its feature hashes). The data set is kept so that its id cannot be
+    #: reused by a later (temporary subset) data set and answered with these hashes.
+    _hashes: dict[int, tuple[Any, list[list[int]]]] = field(default_factory=dict)
 
     def text_spec(self, value: Any):
         from edge_kd.preprocess.text import TextPreprocessSpec
@@ -130,9 +132,9 @@ class StudentData:
 
             spec = self.text_spec(value)
             key = id(ds)
-            if key not in self._hashes:
-                self._hashes[key] = hash_texts(spec, ds.texts)
-            return (ids_from_hashes(self._hashes[key], spec.buckets, spec.max_ids),)
+            if key not in self._hashes or self._hashes[key][0] is not ds:
+                self._hashes[key] = (ds, hash_texts(spec, ds.texts))
+            return (ids_from_hashes(self._hashes[key][1], spec.buckets, spec.max_ids),)
         if self.prepare is not None:
             ds = self.prepare(ds)
         return tuple(np.ascontiguousarray(a) for a in ds.inputs())

@@ -21,6 +21,7 @@ from edge_kd.errors import InputError
 from edge_kd.gate.bundle import bytes_breakdown, verify_artifact
 from edge_kd.pipeline import records as rec
 from edge_kd.pipeline.records import BUNDLE_ROLES, MissingFigure
+from edge_kd.gate.contract import check_contract
 from edge_kd.gate.result import Check, GateReport
 from edge_kd.gate.tolerances import Tolerance, Tolerances
 from edge_kd.pipeline.manifest import MANIFEST_NAME, SCHEMA_VERSION, read_manifest
@@ -488,6 +489,9 @@ def evaluate(manifest_or_path: ManifestLike, *, target: str | os.PathLike[str] |
         _check_ops(manifest, profile.ops.policy),
         _check_choice(manifest),
     ]
+    contract = check_contract(manifest, build_root)
+    if contract is not None:
+        checks.insert(2, contract)
     if base_manifest is not None:
         checks += _baseline_checks(manifest, base_manifest, tol)
 

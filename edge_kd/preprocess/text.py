@@ -16,8 +16,11 @@ that the benchmarks use. The algorithm, in the order an app must follow:
      n-character window of ``"<" + t + ">"``, prefixed ``"c{n}:"``; e.g. ``"c3:<ca"``.
 4. ``h = fnv1a_32(feature.encode("utf-8"))`` (offset basis 2166136261, prime 16777619, xor then
    multiply, modulo 2**32), ``id = 1 + h % buckets``. Id 0 is padding.
-5. Keep the first ``max_ids`` ids; pad with 0 up to ``max_ids``. The model input is one int64
-   tensor of shape ``[1, max_ids]``; the model averages the embeddings of the non-zero ids.
+5. Keep the first ``max_ids`` ids; pad with 0 up to ``max_ids``. The model input is one integer
+   tensor of shape ``[1, max_ids]``; the model averages the embeddings of the non-zero ids. Its dtype
+   is the artifact's: the ``input`` (and ``contract``) of the shipped ``bundle/preprocess.json`` say it
+   (int32 for a LiteRT ``.tflite``, int64 for ``.pte``/``.ort``; see :mod:`edge_kd.bundle`). The
+   spec this module writes for the PyTorch student says int64.
 
 ``labels`` lists the class names in output order, so the app can name the prediction.
 

@@ -44,6 +44,10 @@ class Runner(abc.ABC):
         self.threads = threads
         self.input_specs: InputSpecs = []
         self.output_names: list[str] = []
+        #: (name, shape, dtype) of each output as the file declares it (before any dequantization).
+        self.output_specs: InputSpecs = []
+        #: (scale, zero_point) of int8/uint8 inputs and outputs, by tensor name, where the file stores them.
+        self.io_quantization: dict[str, tuple[float, int]] = {}
 
     # ---- running ---------------------------------------------------------------------------
     def run(self, inputs: Sequence[Any]) -> list[np.ndarray]:
@@ -100,6 +104,19 @@ class Runner(abc.ABC):
     @abc.abstractmethod
     def tensors(self) -> list[dict[str, Any]]:
         """Stored constant tensors, largest first: ``{name, bytes, dtype, shape}``."""
+
+    def io_contract(self) -> dict[str, Any]:
+        """The artifact's I/O as the loaded file declares it: ``{inputs, outputs}``, each a list of
+        ``{name, dtype, shape}`` plus ``quantization {scale, zero_point}`` for quantized tensors. This is
+        what an app must feed (see :mod:`edge_kd.bundle.contract`)."""
+        def entry(name: str, shape: tuple[int, ...], dtype: Any) -> dict[str, Any]:
+            d: dict[str, Any] = {"name": name, "dtype": np.dtype(dtype).name, "shape": [int(x) for x in shape]}
+            q = self.io_quantization.get(name)
+            if q is not None:
+                d["quantization"] = {"scale": float(q[0]), "zero_point": int(q[1])}
+            return d
+
+        return {"inputs": [entry(*s) for s in self.input_specs], "outputs": [entry(*s) for s in self.output_specs]}
 
     def describe(self) -> dict[str, Any]:
         return {"runtime": self.runtime, "runtime_version": self.runtime_version, "threads": self.threads,

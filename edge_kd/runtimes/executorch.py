@@ -55,6 +55,12 @@ class ExecuTorchRunner(Runner):
                 raise load_error(self.path, "ExecuTorch", ValueError(f"input {i} has unsupported dtype code {info.dtype()}"))
             self.input_specs.append((f"input_{i}", tuple(info.sizes()), np.dtype(dtype)))
         self.output_names = [f"output_{i}" for i in range(meta.num_outputs())]
+        for i, name in enumerate(self.output_names):
+            try:
+                info = meta.output_tensor_meta(i)
+            except Exception:  # a non-tensor output (a scalar, None) has no tensor metadata: not in the contract
+                continue
+            self.output_specs.append((name, tuple(info.sizes()), np.dtype(_SCALAR_TYPES.get(info.dtype(), np.float32))))
 
     def _run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         outputs = self._method.execute([self._torch.from_numpy(a) for a in inputs])

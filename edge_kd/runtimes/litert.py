@@ -64,6 +64,11 @@ class LiteRTRunner(Runner):
         # accuracy, parity) hand over floats, as the app's pre/post-processing would before quantizing.
         self._in_quant = {name: _quant_params(d) for name, d in zip(names, details)}
         self._out_quant = [_quant_params(d) for d in out_details]
+        for name, d, q in zip(self.output_names, out_details, self._out_quant):
+            self.output_specs.append((name, tuple(int(x) for x in d["shape"]), np.dtype(d["dtype"])))
+            if q is not None:
+                self.io_quantization[name] = q
+        self.io_quantization.update({n: q for n, q in self._in_quant.items() if q is not None})
 
     def _cast(self, name: str, array: np.ndarray, dtype: np.dtype) -> np.ndarray:
         q = self._in_quant.get(name)

@@ -58,6 +58,9 @@ class OrtRunner(Runner):
             self.input_specs.append((arg.name, shape, np.dtype(dtype)))
         self._input_names = [n for n, _, _ in self.input_specs]
         self.output_names = [o.name for o in self._session.get_outputs()]
+        for arg in self._session.get_outputs():
+            shape = tuple(d if isinstance(d, int) else -1 for d in arg.shape)
+            self.output_specs.append((arg.name, shape, np.dtype(_ORT_TYPES.get(arg.type, np.float32))))
 
     def _run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         return self._session.run(None, dict(zip(self._input_names, inputs)))

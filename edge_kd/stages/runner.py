@@ -172,7 +172,7 @@ def plan_build(recipe_path: str | os.PathLike[str], targets: Sequence[str] | Non
         if d.is_dir() and _holds_files(d) and not (d / MANIFEST_NAME).exists():
             raise InputError(f"{d}: folder is not empty and holds no {MANIFEST_NAME}; refusing to overwrite it")
     _validate_stage_settings(recipe)
-    stages = ["distill"] + (["prune"] if recipe.prune.enabled else []) + ["quantize", "bench", "gate"]
+    stages = ["distill"] + (["prune"] if recipe.prune.enabled else []) + ["quantize", "bundle", "bench", "gate"]
     if not recipe.distill.enabled:
         raise ConfigError("edge-kd build distills a student; [distill].enabled = false is not supported here "
                           "(use edge-kd export/quantize for a model you already have)", source=recipe.source,

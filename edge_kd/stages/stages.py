@@ -3,6 +3,7 @@
     distill   requires recipe, target              provides student_spec, student_value
     prune     requires student_spec, student_value provides student_spec        (when [prune].enabled)
     quantize  requires student_spec, student_value provides artifact
+    bundle    requires artifact, student_value     provides bundle         (contract + golden vectors)
     bench     requires artifact, student_value     provides metrics
     gate      requires metrics                     provides gate
 
@@ -427,6 +428,51 @@ def _bundle_extras(build: Any) -> tuple[int, int]:
     return sum(int(a.get("bytes") or 0) for a in extra), sum(int(a.get("gzip_bytes") or 0) for a in extra)
 
 
+# ---- bundle ------------------------------------------------------------------------------------
+class BundleStage(Stage):
+    """The app's preprocessing asset with the artifact's I/O contract, and golden test vectors run
+    through the artifact (see :mod:`edge_kd.bundle`)."""
+
+    name = "bundle"
+    requires = ("artifact", "student_value", "target")
+    provides = ("bundle",)
+
+    def __init__(self, shared: BuildContext):
+        self.shared = shared
+
+    def cache_key(self, ctx):
+        return content_hash("build-bundle-v1", ctx["artifact"].path, ctx["student_value"],
+                            _recipe_part(ctx["recipe"]))
+
+    def load_cached(self, ctx, build, record):
+        from edge_kd.bundle import MANIFEST_KEY
+
+        from edge_kd.bundle.make import demote_student_assets
+
+        bundle = build.manifest.get(MANIFEST_KEY)
+        paths = [bundle[k]["path"] for k in ("artifact", "preprocessing", "vectors")] if bundle else []
+        if not paths or not all((build.root / p).is_file() for p in paths):
+            return None
+        demote_student_assets(build, bundle["preprocessing"]["path"])  # a re-run distill registered its own
+        return {"bundle": bundle}
+
+    def run(self, ctx, build, record):
+        from edge_kd.bundle.make import asset_maker, raw_samples, vector_count, write_bundle
+
+        value = ctx["student_value"]
+        test = self.shared.load_data().test
+        _, sdata = self.shared.student_data()
+        idx = self.shared.eval_indices("test", vector_count(test), ctx["recipe"].seed)
+        prepared = sdata.prepare(test) if sdata.prepare is not None else test
+        maker = asset_maker(prepared, text_spec=sdata.text_spec(value) if sdata.kind == "text" else None)
+        inputs = [x for x, _ in _rows(self.shared.student_arrays("test", value, idx), test.labels[idx])]
+        bundle = write_bundle(build, ctx["artifact"].path, maker, raw_samples(test, idx), inputs)
+        record["details"] = {"contract": bundle["contract"], "vectors": bundle["vectors"]["count"],
+                             "tolerance": bundle["tolerance"]}
+        record["outputs"] = {"preprocessing": bundle["preprocessing"]["path"], "vectors": bundle["vectors"]["path"]}
+        return {"bundle": bundle}
+
+
 # ---- bench --------------------------------------------------------------------------------------
 class BenchStage(BuildStage):
     """Latency (emulated phone core) and the task metric through the runtime, for the student and
@@ -539,5 +585,5 @@ def make_stages(recipe: Any, shared: BuildContext) -> list[Stage]:
     stages: list[Stage] = [DistillStage(shared)]
     if recipe.prune.enabled:
         stages.append(PruneStage(shared))
-    stages += [QuantizeStage(shared), BenchStage(shared), GateStage()]
+    stages += [QuantizeStage(shared), BundleStage(shared), BenchStage(shared), GateStage()]
     return stages

@@ -89,7 +89,7 @@ def test_manifest_fields_per_target(built):
         assert manifest["recipe"]["name"] == "tiny-shop"
         assert manifest["tool_versions"]["torch"].startswith("2.13")
         stages = {s["name"]: s for s in manifest["stages"]}
-        assert list(stages) == ["distill", "quantize", "bench", "gate"]
+        assert list(stages) == ["distill", "quantize", "bundle", "bench", "gate"]
         assert all(s["status"] in ("ok", "reused") and s["seconds"] is not None for s in stages.values())
         roles = {a["role"] for a in manifest["artifacts"]}
         assert "model" in roles
@@ -126,6 +126,21 @@ def test_every_artifact_runs_in_its_runtime(built):
         inputs = [np.zeros(shape, dtype) for _, shape, dtype in runner.input_specs]
         (out,) = runner.run(inputs)[:1]
         assert out.shape[-1] == 2 and np.isfinite(out).all()
+
+
+def test_every_bundle_carries_its_contract_and_replays(built):
+    from edge_kd.bundle import verify_bundle
+
+    work, _ = built
+    for target in TARGETS:
+        root = work / "out" / target
+        manifest = json.loads((root / "build.json").read_text())
+        shipped = sorted(a["path"] for a in manifest["artifacts"] if a["role"] in ("model", "preprocessing"))
+        assert shipped == sorted([manifest["bundle"]["artifact"]["path"], "bundle/preprocess.json"])
+        assert {c["name"]: c["passed"] for c in manifest["gate"]["checks"]}["bundle.contract"] is True
+        result = verify_bundle(root)
+        assert result.ok, result.all_problems
+        assert result.replay.vectors == 32 and result.replay.top1_agreement == 1.0
 
 
 def test_rerun_reuses_completed_stages(built):
@@ -177,7 +192,7 @@ def test_build_with_pruning_stage(tmp_path):
     assert result.returncode in (0, 1), result.stderr[-3000:]
     manifest = json.loads((tmp_path / "out" / "ort-mobile" / "build.json").read_text())
     stages = {s["name"]: s for s in manifest["stages"]}
-    assert list(stages) == ["distill", "prune", "quantize", "bench", "gate"]
+    assert list(stages) == ["distill", "prune", "quantize", "bundle", "bench", "gate"]
     steps = stages["prune"]["details"]["steps"]
     assert stages["prune"]["details"]["goal_met"] and steps[-1]["macs"] <= 0.5 * steps[0]["macs"] * 1.05
     from edge_kd.models.spec import ModelSpec
