@@ -34,6 +34,17 @@ RUNTIME_FORMATS: dict[str, tuple[str, ...]] = {
 #: Range-estimation methods for int8 calibration (implemented in edge_kd.quantize).
 CALIBRATION_METHODS = ("auto", "minmax", "moving_average", "percentile", "entropy", "mse")
 OP_POLICIES = ("xnnpack-full-delegation", "tflite-builtin-only", "ort-mobile-operators", "any")
+#: How embedding tables are stored in an int8 artifact (``[quantization] embeddings``).
+EMBEDDING_SCHEMES = ("int8", "int4", "float")
+#: Embedding schemes each runtime has kernels for, checked in the runtime itself (tests/unit/quantize/
+#: test_quantize_embeddings.py): ExecuTorch ships ``quantized_decomposed::embedding_byte`` and
+#: ``embedding_4bit``; LiteRT's EMBEDDING_LOOKUP reads int8 and int4 tables; the ONNX Runtime Mobile
+#: package has no 4-bit gather (``GatherBlockQuantized`` is not in its operator set).
+EMBEDDING_SCHEMES_BY_RUNTIME: dict[str, tuple[str, ...]] = {
+    "executorch": ("int8", "int4", "float"),
+    "onnxruntime": ("int8", "float"),
+    "litert": ("int8", "int4", "float"),
+}
 
 
 def targets_dir() -> Path:
@@ -105,6 +116,9 @@ class QuantizationSettings:
     calibration_samples: int = 256
     percentile: float = 99.99
     onnx_format: Literal["qdq"] = "qdq"
+    #: Embedding tables: int8 rows with per-row scales (default), int4 group-wise, or kept float. Which
+    #: runtime runs which scheme is checked when quantizing (edge_kd.quantize.embeddings).
+    embeddings: Literal["int8", "int4", "float"] = "int8"
 
     def __post_init__(self) -> None:
         if self.calibration_method not in CALIBRATION_METHODS:
@@ -148,6 +162,14 @@ class TargetProfile:
     ops: OpPolicy = field(default_factory=OpPolicy)
     #: Where it was loaded from (not a TOML key).
     source: str = field(default="", compare=False, metadata={"internal": True})
+
+    def __post_init__(self) -> None:
+        scheme, runtime = self.quantization.embeddings, self.runtime.name
+        allowed = EMBEDDING_SCHEMES_BY_RUNTIME.get(runtime, EMBEDDING_SCHEMES)
+        if self.quantization.mode == "int8" and scheme not in allowed:
+            able = [r for r, schemes in EMBEDDING_SCHEMES_BY_RUNTIME.items() if scheme in schemes]
+            raise ValueError(f"quantization.embeddings = {scheme!r} cannot run on runtime {runtime!r} (it runs "
+                             f"{', '.join(allowed)}); runtimes that run {scheme}: {', '.join(able)}")
 
     @property
     def primary_format(self) -> str:
