@@ -30,18 +30,54 @@ import numpy as np
 INT4_GROUP_SIZES = (32, 16, 8)
 
 
-def table_bytes(rows: int, dim: int, scheme: str) -> int:
-    """Bytes one table takes in an artifact: values plus fp16 scales (ExecuTorch's layout)."""
+#: Bytes per row besides the values: ExecuTorch keeps an fp16 scale per row (per group for int4),
+#: LiteRT a float32 scale and an int64 zero point per row (the flatbuffer's types), ONNX Runtime one
+#: scale per table.
+_ROW_OVERHEAD = {"executorch": 2, "litert": 12, "onnxruntime": 0}
+
+
+def table_bytes(rows: int, dim: int, scheme: str, runtime: str = "executorch") -> int:
+    """Bytes one table takes in an artifact of ``runtime`` (values plus scales)."""
     if scheme == "float":
         return rows * dim * 4
+    overhead = _ROW_OVERHEAD.get(runtime, 2)
     if scheme == "int8":
-        return rows * (dim + 2)
+        return rows * (dim + overhead)
     if scheme == "int4":
         group = _int4_group(dim)
         if group is None:
-            return rows * (dim + 2)
-        return rows * (dim // 2 + 2 * (dim // group))
+            return rows * (dim + overhead)
+        groups = dim // group if runtime == "executorch" else 1
+        return rows * (dim // 2 + overhead * groups)
     raise ValueError(f"unknown embedding scheme {scheme!r}")
+
+
+def budget_error(model: Any, target: Any, budget_bytes: int) -> str | None:
+    """One line when the model's embedding tables alone exceed ``budget_bytes`` in the profile's
+    scheme: which scheme of the runtime would fit, or, when none does, how many rows would."""
+    from edge_kd.targets import EMBEDDING_SCHEMES_BY_RUNTIME
+    from edge_kd.units import format_bytes
+
+    tables = model_tables(model)
+    if not tables or target.quantization.mode != "int8":
+        return None
+    runtime, scheme = target.runtime.name, target.quantization.embeddings
+    need = {s: sum(table_bytes(r, d, s, runtime) for _, r, d in tables)
+            for s in EMBEDDING_SCHEMES_BY_RUNTIME.get(runtime, (scheme,))}
+    if need.get(scheme, 0) <= budget_bytes:
+        return None
+    shape = ", ".join(f"{name} {r}x{d}" for name, r, d in tables)
+    fitting = [s for s in ("int8", "int4") if s in need and need[s] <= budget_bytes]
+    if fitting:
+        return (f"quantization.embeddings = {scheme!r}: the embedding tables ({shape}) need "
+                f"{format_bytes(need[scheme])} on {runtime}, over the {format_bytes(budget_bytes)} budget; "
+                f"{fitting[0]} fits ({format_bytes(need[fitting[0]])}): set [quantization] embeddings = "
+                f"{fitting[0]!r}")
+    best = min(need, key=need.get)
+    per_row = need[best] / max(sum(r for _, r, _ in tables), 1)
+    return (f"quantization.embeddings: the embedding tables ({shape}) need {format_bytes(need[best])} on "
+            f"{runtime} even as {best}, over the {format_bytes(budget_bytes)} budget; at most "
+            f"{int(budget_bytes // per_row):,} rows in all fit at {best}")
 
 
 def _int4_group(dim: int) -> int | None:
