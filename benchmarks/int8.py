@@ -185,7 +185,8 @@ def run_target(task: dict[str, Any], target_name: str, work: Path, args: argpars
 
 def markdown(results: dict[str, Any]) -> str:
     lines = ["# Static int8: edge_kd vs each runtime's default int8 path", "",
-             f"Run {results['started']} on {results['machine']} (2 cores shared with other jobs).",
+             f"Run {results['started']} on {results['machine']} (2 cores shared with other jobs); rows merged "
+             "from later runs say when they ran (`run`).",
              "Accuracy is top-1 through the runtime; p50 is the median of interleaved single-thread runs "
              "(same process, same moment); size is the shipped file. Rows of one model may come from "
              "separate processes (--part, merged with --combine): within a row every column uses the same "
@@ -194,18 +195,20 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [f"## {model['title']}", "",
                   f"{model.get('eval_rows')} stratified test rows; {model.get('calibration_samples') or 'profile'} "
                   "calibration samples (stratified, seed 0).", "",
-                  "| target | path | accuracy | drop (pt) | p50 ms | size | x fp32 |",
-                  "|---|---|---:|---:|---:|---:|---:|"]
+                  "| target | path | accuracy | drop (pt) | p50 ms | size | x fp32 | run |",
+                  "|---|---|---:|---:|---:|---:|---:|---|"]
         for row in model["rows"]:
             if "error" in row:
-                lines.append(f"| {row['target']} | error | {row['error']} | | | | |")
+                lines.append(f"| {row['target']} | error | {row['error']} | | | | | {row.get('run', '')} |")
                 continue
             if row.get("default_error"):
-                lines.append(f"| {row['target']} | default | failed: {row['default_error'][:90]} | | | | |")
+                lines.append(f"| {row['target']} | default | failed: {row['default_error'][:90]} | | | | | "
+                             f"{row.get('run', '')} |")
             for key, col in row["columns"].items():
                 label = {"edge_kd": f"edge_kd ({row['edge_kd_method']})"}.get(key, key)
                 lines.append(f"| {row['target']} | {label} | {col['accuracy']:.4f} | {col['drop_pt']:.2f} | "
-                             f"{col['p50_ms']} | {col['bytes'] / 1e6:.2f} MB | {col['size_ratio']:.3f} |")
+                             f"{col['p50_ms']} | {col['bytes'] / 1e6:.2f} MB | {col['size_ratio']:.3f} | "
+                             f"{row.get('run', '')} |")
         for row in model["rows"]:
             if "error" in row:
                 continue

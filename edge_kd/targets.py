@@ -34,6 +34,9 @@ def calibration_methods() -> tuple[str, ...]:
     for spec in RUNTIMES.values():
         names += [m for m in spec.range_methods if m not in names]
     return ("auto", *names)
+#: How embedding tables are stored in an int8 artifact (``[quantization] embeddings``); which runtime
+#: runs which is its registry entry's ``embedding_schemes``.
+EMBEDDING_SCHEMES = ("int8", "int4", "float")
 
 
 def targets_dir() -> Path:
@@ -121,6 +124,9 @@ class QuantizationSettings:
     onnx_format: Literal["qdq"] = "qdq"
     #: Which artifact ships: the fastest that meets the budgets, or always int8 / fp32 (edge_kd.quantize.selection).
     ship: Literal["fastest-within-budget", "int8", "fp32"] = "fastest-within-budget"
+    #: Embedding tables: int8 rows with per-row scales (default), int4 group-wise, or kept float. Which
+    #: runtime runs which scheme is checked when quantizing (edge_kd.quantize.embeddings).
+    embeddings: Literal["int8", "int4", "float"] = "int8"
 
     def __post_init__(self) -> None:
         known = calibration_methods()
@@ -176,6 +182,12 @@ class TargetProfile:
         if self.quantization.calibration_method not in methods:
             raise ValueError(f"quantization.calibration_method {self.quantization.calibration_method!r} is not "
                              f"supported by runtime {self.runtime.name!r}; known: {', '.join(methods)}")
+        scheme, runtime = self.quantization.embeddings, self.runtime.name
+        allowed = runtime_spec(runtime).embedding_schemes
+        if self.quantization.mode == "int8" and scheme not in allowed:
+            able = [spec.name for spec in RUNTIMES.values() if scheme in spec.embedding_schemes]
+            raise ValueError(f"quantization.embeddings = {scheme!r} cannot run on runtime {runtime!r} (it runs "
+                             f"{', '.join(allowed)}); runtimes that run {scheme}: {', '.join(able)}")
 
     @property
     def primary_format(self) -> str:

@@ -149,6 +149,14 @@ def choose_student(family: "StudentFamily", target: "TargetProfile", *, measure:
 
     small = real(0)
     if not budget.fits(small.bytes + extra_bytes, small.gzip_bytes + extra_bytes, with_margin=False):
+        if budget.artifact_size is not None:
+            from edge_kd.quantize.embeddings import budget_error
+
+            # The tables alone are over budget: say which [quantization] embeddings scheme would fit.
+            why = budget_error(family.build(values[0]), target, budget.artifact_size - extra_bytes)
+            if why:
+                raise InputError(f"target {target.name!r}, smallest {family.name} student "
+                                 f"({family.knob}={values[0]}): {why}")
         raise InputError(
             f"size budget {budget.describe()} of target {target.name!r} is smaller than the smallest "
             f"{family.name} student: {family.knob}={values[0]} gives a bundle of "

@@ -18,7 +18,8 @@ report, also when the budget cannot be met (``report["fallback"]["met_budget"]``
 Guards that keep real models from silently breaking (each found on MiniLM/EfficientNet in
 benchmarks/int8.py): the model's outputs keep min/max ranges (clipping the top logits changes the
 argmax); attention-mask arithmetic (``scores + mask`` with -3.4e38 sentinels) stays float and sentinels
-never enter a range; integer ``x + 1`` stays integer (the stock XNNPACK/litert transforms make it
+never enter a range; embedding tables are stored per ``[quantization] embeddings`` (int8 rows by
+default, see edge_kd.quantize.embeddings); integer ``x + 1`` stays integer (the stock XNNPACK/litert transforms make it
 float and crash on index ops); on XNNPACK, models with LayerNorm get weighted ops quantized only
 (their residual adds carry outlier channels of +-200).
 
@@ -377,7 +378,9 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
             "target": target.name,
             "runtime": backend.runtime,
             "scheme": {"weights": settings.weights, "activations": settings.activations, "dtype": "int8",
-                       "percentile": settings.percentile},
+                       "percentile": settings.percentile, "embeddings": settings.embeddings},
+            # How each embedding table is stored in the shipped file ([quantization] embeddings).
+            "embedding_tables": list(getattr(backend, "embedding_tables", []) or []),
             "calibration": {"samples": len(calib), "available": len(samples), "seed": seed,
                             "stratified": plan.labels is not None},
             "method_requested": method,

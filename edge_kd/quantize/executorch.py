@@ -4,6 +4,10 @@ The XNNPACK quantizer's config decides which ops are quantized and how (weights 
 output channel in [-127, 127], activations int8 asymmetric per tensor); edge_kd only replaces the
 activation observer (its HistogramObserver) with :class:`~edge_kd.quantize.ranges.RangeObserver`, so the
 range method is edge_kd's while the scheme stays the one XNNPACK's kernels expect.
+
+Embedding tables are stored per ``[quantization] embeddings`` (int8 rows by default, int4 groups, or
+float) by rewriting the lookups in the exported graph before annotation
+(:func:`edge_kd.quantize.embeddings.quantize_embedding_lookups`).
 """
 from __future__ import annotations
 
@@ -31,6 +35,8 @@ class ExecuTorchBackend:
 
     def __init__(self, settings: Any):
         self.settings = settings
+        #: What the last calibrate() did to the embedding tables (recorded in the quantize report).
+        self.embedding_tables: list[dict[str, Any]] = []
 
     def _config(self, method: str | None) -> Any:
         return pt2e_config(self.pt2e_backend, per_channel=self.settings.weights == "per-channel-symmetric",
@@ -42,11 +48,21 @@ class ExecuTorchBackend:
 
         return [export_pte(model, example_inputs, out_path)]
 
+    def _graph_transform(self) -> Any:
+        scheme = getattr(self.settings, "embeddings", "int8")
+        if scheme == "float":
+            return None
+        from edge_kd.quantize.embeddings import quantize_embedding_lookups
+
+        return lambda gm: quantize_embedding_lookups(gm, scheme)
+
     def calibrate(self, model: Any, example_inputs: tuple, samples: Sequence[tuple[np.ndarray, ...]],
                   exclude: Sequence[str] = ()) -> PT2ECalibration:
         quantizer = make_quantizer(self.pt2e_backend, self._config("minmax"), exclude,
                                    weighted_only=is_transformer(model))
-        return PT2ECalibration(model, example_inputs, quantizer, samples)
+        calibrated = PT2ECalibration(model, example_inputs, quantizer, samples, self._graph_transform())
+        self.embedding_tables = calibrated.transform_report or []
+        return calibrated
 
     def build(self, calibrated: PT2ECalibration, method: str, example_inputs: tuple, out_path: Path
               ) -> tuple[list[Path], list[dict[str, Any]]]:

@@ -22,6 +22,10 @@ benchmarks/results/int8.md; 2 shared x86 cores, one thread):
 The PT2E model's inputs and outputs are int8 tensors (scale/zero point in the flatbuffer): the app
 quantizes its float input with them (AEQ keeps float I/O, its one practical advantage); edge_kd's
 LiteRT runner does the same, so float samples are fed for accuracy checks.
+
+PT2E leaves EMBEDDING_LOOKUP tables in float; :meth:`LiteRTBackend.build` then stores them as int8 (or
+int4) per ``[quantization] embeddings`` with ai-edge-quantizer, scoped to the lookups
+(:func:`edge_kd.quantize.embeddings.quantize_tflite_lookups`): one file, int8 compute and int8 tables.
 """
 from __future__ import annotations
 
@@ -54,9 +58,20 @@ class LiteRTBackend(ExecuTorchBackend):
         from edge_kd.export.litert import export_tflite
 
         converted, ranges = calibrated.convert(method, percentile=self.settings.percentile, fold_quantize=False)
-        path = export_tflite(converted, example_inputs, out_path,
+        scheme = getattr(self.settings, "embeddings", "int8")
+        pt2e_path = out_path if scheme == "float" else out_path.with_name(out_path.stem + ".pt2e.tflite")
+        path = export_tflite(converted, example_inputs, pt2e_path,
                              quant_config=QuantConfig(pt2e_quantizer=calibrated.quantizer))
+        if scheme != "float":
+            from edge_kd.quantize.embeddings import quantize_tflite_lookups
+
+            self.embedding_tables = quantize_tflite_lookups(pt2e_path, scheme, out_path)
+            pt2e_path.unlink(missing_ok=True)
+            path = out_path
         return [path], ranges
+
+    def _graph_transform(self) -> Any:
+        return None  # LiteRT's tables are quantized in the .tflite (build), not in the torch graph
 
     def default_int8(self, model: Any, example_inputs: tuple, samples: Sequence[tuple[np.ndarray, ...]],
                      out_path: Path) -> list[Path]:

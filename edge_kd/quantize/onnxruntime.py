@@ -145,6 +145,28 @@ def gather_before_dequantize(model: Any) -> int:
     return count
 
 
+def gather_tables(model: Any) -> list[dict[str, Any]]:
+    """One record per Gather of a constant table: its shape and whether it is stored as int8."""
+    import onnx
+
+    inits = {i.name: i for i in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    records = []
+    for node in model.graph.node:
+        if node.op_type != "Gather":
+            continue
+        table = inits.get(node.input[0])
+        if table is None and node.input[0] in producer and producer[node.input[0]].op_type == "DequantizeLinear":
+            table = inits.get(producer[node.input[0]].input[0])
+        if table is None or len(table.dims) != 2:
+            continue
+        dtype = onnx.TensorProto.DataType.Name(table.data_type).lower()
+        records.append({"table": table.name, "rows": int(table.dims[0]), "dim": int(table.dims[1]),
+                        "scheme": "int8" if dtype == "int8" else "float" if dtype == "float" else dtype,
+                        "float_bytes": int(table.dims[0] * table.dims[1] * 4)})
+    return records
+
+
 def map_layers_to_nodes(model: Any, layers: Sequence[dict[str, Any]]) -> dict[str, str]:
     """torch layer name -> ONNX node name.
 
@@ -189,6 +211,8 @@ class OrtBackend:
     def __init__(self, settings: Any):
         self.settings = settings
         self._fp32_onnx: Path | None = None
+        #: The constant-table Gathers of the last build and how their tables are stored.
+        self.embedding_tables: list[dict[str, Any]] = []
 
     def export_fp32(self, model: Any, example_inputs: tuple, out_path: Path) -> list[Path]:
         from edge_kd.export.onnx import convert_to_ort, export_onnx
@@ -234,6 +258,11 @@ class OrtBackend:
         masked = sentinel_nodes(model_pre, stats)
         outputs = [o.name for o in model_pre.graph.output]
         nodes += [n for n in float_adds if n not in nodes]
+        if getattr(self.settings, "embeddings", "int8") == "float":
+            # quantize_static stores a Gather's constant table as int8: keep the tables float.
+            inits = {i.name for i in model_pre.graph.initializer}
+            nodes += [n.name for n in model_pre.graph.node
+                      if n.op_type == "Gather" and n.input[0] in inits and n.name not in nodes]
         return OrtCalibration(pre, stats, nodes + [n for n in masked if n not in nodes], preprocessed, workdir,
                               outputs, masked)
 
@@ -261,6 +290,7 @@ class OrtBackend:
                 qdq = onnx.load(str(tmp_out))
                 if gather_before_dequantize(qdq):
                     onnx.save(qdq, str(tmp_out))
+                self.embedding_tables = gather_tables(qdq)
         ort_path, config = convert_to_ort(out_path, out_path.parent)
         report = [{"tensor": name, "method": method, "observed": [s.min, s.max],
                    "range": [round(ranges[name][0], 6), round(ranges[name][1], 6)]}

@@ -85,6 +85,13 @@ def pt2e_config(backend: str, *, per_channel: bool = True, symmetric_activations
 
 
 _LOOKUPS = (torch.ops.aten.embedding.default, torch.ops.aten.index.Tensor, torch.ops.aten.index_select.default)
+#: Quantized table lookups (edge_kd.quantize.embeddings), matched by name: the ops are registered only
+#: once executorch's quantized kernels are imported.
+_QUANTIZED_LOOKUPS = ("quantized_decomposed.embedding_byte", "quantized_decomposed.embedding_4bit")
+
+
+def _is_lookup(node: torch.fx.Node) -> bool:
+    return node.target in _LOOKUPS or str(node.target).startswith(_QUANTIZED_LOOKUPS)
 
 
 def _mask_tainted(graph: torch.fx.Graph) -> set[torch.fx.Node]:
@@ -98,7 +105,7 @@ def _mask_tainted(graph: torch.fx.Graph) -> set[torch.fx.Node]:
             if val is not None and hasattr(val, "dtype") and not val.dtype.is_floating_point:
                 tainted.add(node)
         elif node.op == "call_function":
-            if node.target in _LOOKUPS and node.args and isinstance(node.args[0], torch.fx.Node) \
+            if _is_lookup(node) and node.args and isinstance(node.args[0], torch.fx.Node) \
                     and node.args[0].op == "get_attr":
                 continue
             inputs = [i for i in node.all_input_nodes if i.op != "get_attr"]
@@ -263,11 +270,15 @@ class PT2ECalibration:
     """
 
     def __init__(self, model: torch.nn.Module, example_inputs: tuple, quantizer: Any,
-                 samples: Sequence[tuple[np.ndarray, ...]]):
+                 samples: Sequence[tuple[np.ndarray, ...]],
+                 graph_transform: Callable[[torch.fx.GraphModule], Any] | None = None):
+        """``graph_transform`` rewrites the exported graph before annotation (the quantized embedding
+        lookups of edge_kd.quantize.embeddings); what it returns is kept as ``transform_report``."""
         from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
         self.quantizer = quantizer
         graph = _export_for_pt2e(model, example_inputs)
+        self.transform_report = graph_transform(graph) if graph_transform is not None else None
         self.prepared = prepare_pt2e(graph, quantizer)
         with torch.no_grad():
             for sample in samples:

@@ -32,6 +32,9 @@ class ExecuTorchRunner(Runner):
         check_magic(self.path, 4, b"ET", "ExecuTorch .pte")
         import torch
 
+        # The quantized embedding kernels (embedding_byte/embedding_4bit, see edge_kd.quantize.embeddings)
+        # live in this library; importing it registers them with the runtime, as an app links them.
+        import executorch.kernels.quantized  # noqa: F401
         from executorch.extension.pybindings import portable_lib
         from executorch.runtime import Runtime, Verification
 

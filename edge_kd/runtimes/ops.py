@@ -8,7 +8,11 @@ policy logic lives here as plain Python over operator names:
   app's binary). Not counted: bookkeeping ops that move no data, and ops XNNPACK has no kernel for
   by design that do no arithmetic (``ET_ALLOWED_OUTSIDE_DELEGATE``: the embedding lookup, position
   ranges, view-like copies at partition boundaries). Without that exemption no text model could ever
-  meet the policy; they are still listed in ``operators`` and counted in ``not_delegated``.
+  meet the policy; they are still listed in ``operators`` and counted in ``not_delegated``. The
+  quantized lookups (``quantized_decomposed::embedding_byte`` / ``embedding_4bit``: int8 or int4 rows
+  times a per-row or per-group scale, the ExecuTorch kernels an int8/int4 table is read with) are
+  allowed for the same reason: XNNPACK has no gather kernel, and the lookup is a row copy with one
+  multiply per value, not compute worth delegating.
 * ``ort-mobile-operators`` (ONNX Runtime Mobile): every op must be in the operator set of the ORT
   mobile package (``MOBILE_PACKAGE_OPS`` below). A custom build can include other ops through the
   model's ``required_operators.config``, but staying inside this set keeps the prebuilt package usable.
@@ -62,6 +66,7 @@ ET_ALLOWED_OUTSIDE_DELEGATE = frozenset({
     "aten::scalar_tensor", "aten::view_copy", "aten::expand_copy", "aten::squeeze_copy", "aten::unsqueeze_copy",
     "aten::select_copy", "aten::slice_copy", "aten::alias_copy", "aten::permute_copy", "aten::clone",
     "dim_order_ops::_to_dim_order_copy", "dim_order_ops::_clone_dim_order",
+    "quantized_decomposed::embedding_byte", "quantized_decomposed::embedding_4bit",
 })
 #: The pseudo-op under which delegate calls are counted in the ExecuTorch op list.
 ET_DELEGATE_OP = "executorch_call_delegate"

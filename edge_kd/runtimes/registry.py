@@ -47,7 +47,9 @@ class RuntimeSpec:
     ``quantize_model`` (None: the runtime has no int8 path). ``range_methods``: the names the profile's
     ``calibration_method`` may take besides ``auto``. ``bench_preload``: modules the benchmark worker
     imports before its memory baseline (the runtime library is the app's, not the model's).
-    ``delegates``: values allowed for the profile's ``runtime.delegate``. ``export_revision``: bumped
+    ``delegates``: values allowed for the profile's ``runtime.delegate``. ``embedding_schemes``: the
+    ``[quantization] embeddings`` values its int8 path has kernels for (checked in the runtime itself by
+    tests/integration/test_quantize_embeddings.py). ``export_revision``: bumped
     when the int8 export writes something different, so builds made by older code are redone.
     """
 
@@ -61,6 +63,7 @@ class RuntimeSpec:
     range_methods: tuple[str, ...] = STANDARD_RANGE_METHODS
     bench_preload: tuple[str, ...] = ()
     delegates: tuple[str, ...] = ()
+    embedding_schemes: tuple[str, ...] = ("int8", "float")
     export_revision: int = 2
 
     def __post_init__(self) -> None:
@@ -133,6 +136,8 @@ register_runtime(RuntimeSpec(
     exporter="edge_kd.export.executorch", runner="edge_kd.runtimes.executorch:ExecuTorchRunner",
     op_policy="xnnpack-full-delegation", int8_backend="edge_kd.quantize.executorch:ExecuTorchBackend",
     bench_preload=("torch", "executorch.runtime", "edge_kd.runtimes.executorch"), delegates=("xnnpack",),
+    # quantized_decomposed::embedding_byte and embedding_4bit ship in ExecuTorch's quantized kernels.
+    embedding_schemes=("int8", "int4", "float"),
     # 3: the shipped artifact is chosen among fp32, static int8 and XNNPACK dynamic linear.
     export_revision=3))
 register_runtime(RuntimeSpec(
@@ -140,6 +145,8 @@ register_runtime(RuntimeSpec(
     exporter="edge_kd.export.onnx", runner="edge_kd.runtimes.onnxruntime:OrtRunner",
     op_policy="ort-mobile-operators", int8_backend="edge_kd.quantize.onnxruntime:OrtBackend",
     bench_preload=("onnxruntime", "edge_kd.runtimes.onnxruntime"),
+    # The ORT Mobile package has no 4-bit gather (GatherBlockQuantized is not in its operator set).
+    embedding_schemes=("int8", "float"),
     # 3: Linear as MatMul + float bias, int8 embedding rows gathered before dequantizing.
     # 4: the shipped artifact is chosen among fp32, static int8 and dynamic int8.
     export_revision=4))
@@ -148,6 +155,8 @@ register_runtime(RuntimeSpec(
     exporter="edge_kd.export.litert", runner="edge_kd.runtimes.litert:LiteRTRunner",
     op_policy="tflite-builtin-only", int8_backend="edge_kd.quantize.litert:LiteRTBackend",
     bench_preload=("ai_edge_litert.interpreter", "edge_kd.runtimes.litert"),
+    # EMBEDDING_LOOKUP reads int8 and int4 tables.
+    embedding_schemes=("int8", "int4", "float"),
     # 3: ReLU6 observed after the clamp; the shipped artifact is chosen among fp32, static and dynamic-range int8.
     export_revision=3))
 

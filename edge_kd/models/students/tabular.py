@@ -7,6 +7,12 @@ dense tensor.
 
     model = tabular_student(num_dense=17, num_cat_fields=3, cat_buckets=1024, embed_dim=8, hidden=64)
     logit = model(torch.zeros(1, 17), torch.zeros(1, 3, dtype=torch.int64))   # [1, 1]
+
+With per-field ``cardinalities`` each field has its own table (``embeds.<i>``) and is looked up with
+its own code: adding per-field offsets to the ids (one shared table) is integer arithmetic that
+XNNPACK cannot run, so it would stay on ExecuTorch's portable kernels. The lookups themselves are
+allowed outside the delegate (see edge_kd.runtimes.ops). Weights saved with the former shared table
+(``embed.weight``, the fields' rows one after another) load into the per-field tables.
 """
 from __future__ import annotations
 
@@ -25,18 +31,16 @@ class TabularStudent(nn.Module):
                  cardinalities: tuple[int, ...] | None = None):
         super().__init__()
         self.num_cat_fields = int(num_cat_fields)
-        if cardinalities:
-            # Per-field codes (0..card-1) share one table: the offsets live in the model, so the app
-            # passes each field's own code.
-            self.num_cat_fields = len(cardinalities)
-            cat_buckets = int(sum(cardinalities))
-            offsets = [0]
-            for c in list(cardinalities)[:-1]:
-                offsets.append(offsets[-1] + int(c))
-            self.register_buffer("cat_offsets", torch.tensor([offsets], dtype=torch.int64), persistent=False)
+        self.cardinalities = tuple(int(c) for c in cardinalities) if cardinalities else ()
+        if self.cardinalities:
+            # Per-field codes (0..card-1), one table per field: the app passes each field's own code.
+            self.num_cat_fields = len(self.cardinalities)
+            self.embed = None
+            self.embeds = nn.ModuleList(nn.Embedding(c, int(embed_dim)) for c in self.cardinalities)
+            self._register_load_state_dict_pre_hook(self._split_shared_table)
         else:
-            self.cat_offsets = None
-        self.embed = nn.Embedding(int(cat_buckets), int(embed_dim)) if self.num_cat_fields else None
+            self.embed = nn.Embedding(int(cat_buckets), int(embed_dim)) if self.num_cat_fields else None
+            self.embeds = None
         width = int(num_dense) + self.num_cat_fields * int(embed_dim)
         mlp: list[nn.Module] = []
         for _ in range(int(layers)):
@@ -45,13 +49,24 @@ class TabularStudent(nn.Module):
         mlp.append(nn.Linear(width, int(num_outputs)))
         self.mlp = nn.Sequential(*mlp)
 
+    def _split_shared_table(self, state: dict, prefix: str, *args: Any) -> None:
+        """Weights of the former layout (one table, fields' rows concatenated) -> per-field tables."""
+        shared = state.pop(prefix + "embed.weight", None)
+        if shared is not None and shared.shape[0] == sum(self.cardinalities):
+            for i, part in enumerate(torch.split(shared, list(self.cardinalities), dim=0)):
+                state.setdefault(f"{prefix}embeds.{i}.weight", part.clone())
+        elif shared is not None:
+            state[prefix + "embed.weight"] = shared  # let strict loading name the mismatch
+
     def forward(self, dense: torch.Tensor, cats: torch.Tensor | None = None) -> torch.Tensor:
-        if self.embed is not None:
+        if self.num_cat_fields:
             if cats is None:
                 raise ValueError("this student takes categorical ids as its second input")
-            if self.cat_offsets is not None:
-                cats = cats + self.cat_offsets
-            dense = torch.cat([dense, self.embed(cats).flatten(1)], dim=1)
+            if self.embeds is not None:
+                parts = [table(cats[:, i]) for i, table in enumerate(self.embeds)]
+            else:
+                parts = [self.embed(cats).flatten(1)]
+            dense = torch.cat([dense, *parts], dim=1)
         return self.mlp(dense)
 
 

@@ -6,6 +6,14 @@ On a phone the embedding table dominates the bytes (``(buckets + 1) * dim`` weig
 id tensor (see :mod:`edge_kd.preprocess.text`); padding id 0 is masked out. ``nn.Embedding`` plus
 a masked mean exports to .pte, .onnx and .tflite alike, unlike ``EmbeddingBag`` with offsets.
 
+The masked mean is written so that XNNPACK runs all of it (``xnnpack-full-delegation``): comparing
+ids (``ids != 0``) and summing over tokens would stay on ExecuTorch's portable kernels, so the mask is
+a lookup in a constant one-column table (0 for padding, 1 otherwise; not a parameter, not in the
+state dict), applied as a float multiply, and the token sums are 4-D means over the last two dims
+(XNNPACK's global average pooling). ``mean(e*m) / mean(m)`` equals ``sum(e*m) / sum(m)``: the
+sequence length cancels, and the ``clamp(count, 1)`` of an all-padding row becomes
+``clamp(mean, 1/L)``.
+
     model = hashed_text_student(buckets=4096, dim=64, num_classes=77, max_ids=128)
     logits = model(torch.zeros(1, 128, dtype=torch.int64))
 """
@@ -29,6 +37,9 @@ class HashedNgramStudent(nn.Module):
         nn.init.normal_(self.embed.weight, std=0.1)
         with torch.no_grad():
             self.embed.weight[0].zero_()
+        token = torch.ones(self.buckets + 1, 1)
+        token[0] = 0.0
+        self.register_buffer("token_mask", token, persistent=False)
         layers: list[nn.Module] = [nn.Dropout(dropout)]
         width = self.dim
         if hidden:
@@ -38,9 +49,12 @@ class HashedNgramStudent(nn.Module):
         self.head = nn.Sequential(*layers)
 
     def pooled(self, input_ids: torch.Tensor) -> torch.Tensor:
-        mask = (input_ids != 0).to(self.embed.weight.dtype).unsqueeze(-1)
-        summed = (self.embed(input_ids) * mask).sum(dim=1)
-        return summed / mask.sum(dim=1).clamp(min=1.0)
+        mask = nn.functional.embedding(input_ids, self.token_mask)          # [B, L, 1]: 1 = token
+        embedded = self.embed(input_ids) * mask                              # [B, L, D]
+        # [B, C, L, 1] averaged over (L, 1): the one token reduction XNNPACK delegates.
+        mean_embedded = embedded.transpose(1, 2).unsqueeze(-1).mean(dim=(2, 3), keepdim=True).flatten(1)
+        mean_mask = mask.transpose(1, 2).unsqueeze(-1).mean(dim=(2, 3), keepdim=True).flatten(1)
+        return mean_embedded / mean_mask.clamp(min=1.0 / input_ids.shape[1])
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.head(self.pooled(input_ids))

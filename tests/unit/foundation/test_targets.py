@@ -160,3 +160,21 @@ def test_config_error_is_a_config_error(write_profile):
         load_target(path)
     assert info.value.key == "pruning.round" and info.value.source == str(path)
     assert "pruning.round_to" in str(info.value)  # the hint
+
+
+def test_embedding_scheme_is_checked_against_the_runtime(write_profile):
+    assert load_target("android-arm64-xnnpack").quantization.embeddings == "int8"
+    ok = write_profile("mine", 'extends = "android-arm64-xnnpack"\n[quantization]\nembeddings = "int4"\n')
+    assert load_target(ok).quantization.embeddings == "int4"
+    bad = write_profile("bad", 'extends = "ort-mobile"\n[quantization]\nembeddings = "int4"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_target(bad)
+    msg = str(exc.value)
+    assert "quantization.embeddings = 'int4'" in msg and "'onnxruntime'" in msg and "executorch, litert" in msg
+    assert "\n" not in msg
+    unknown = write_profile("u", 'extends = "ort-mobile"\n[quantization]\nembeddings = "int2"\n')
+    with pytest.raises(ConfigError, match="quantization.embeddings"):
+        load_target(unknown)
+    # A float profile never quantizes: its embedding setting is not checked against the runtime.
+    fp32 = write_profile("f", 'extends = "ort-mobile"\n[quantization]\nmode = "fp32"\nembeddings = "int4"\n')
+    assert load_target(fp32).quantization.mode == "fp32"

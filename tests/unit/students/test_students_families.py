@@ -48,13 +48,39 @@ def test_text_student_masks_padding_and_reloads(tmp_path):
     assert spec.inputs[0].shape == (1, 6) and spec.inputs[0].high == 301
 
 
-def test_tabular_offsets_are_baked_in():
+def test_tabular_fields_have_their_own_tables_and_old_weights_load():
     family = make_family("tabular_mlp", num_dense=2, cardinalities=[2, 3], num_outputs=2)
     model = family.build(8).eval()
-    assert model.embed.num_embeddings == 5
+    assert [t.num_embeddings for t in model.embeds] == [2, 3]
     cats = torch.tensor([[1, 2]])
-    feats = torch.cat([torch.zeros(1, 2), model.embed(torch.tensor([[1, 4]])).flatten(1)], 1)
+    feats = torch.cat([torch.zeros(1, 2), model.embeds[0].weight[1:2], model.embeds[1].weight[2:3]], 1)
     assert torch.allclose(model(torch.zeros(1, 2), cats), model.mlp(feats))
+    # The former layout: one table with the fields' rows one after another, looked up at code + offset.
+    shared = torch.randn(5, 8)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("embeds.")}
+    state["embed.weight"] = shared
+    old = family.build(8).eval()
+    old.load_state_dict(state, strict=True)
+    old_feats = torch.cat([torch.zeros(1, 2), shared[1:2], shared[2 + 2:2 + 3]], 1)
+    assert torch.allclose(old(torch.zeros(1, 2), cats), old.mlp(old_feats))
+    bad = dict(state, **{"embed.weight": torch.randn(7, 8)})
+    with pytest.raises(RuntimeError, match="embed.weight"):
+        family.build(8).load_state_dict(bad, strict=True)
+
+
+def test_text_student_pooling_equals_the_masked_mean():
+    """The XNNPACK-friendly pooling (mask lookup, means over tokens) is the former masked mean."""
+    family = make_family("text_hashed", num_classes=3, dim=8, max_ids=10)
+    model = family.build(300).eval()
+    with torch.no_grad():
+        model.embed.weight[0].normal_()  # even a non-zero padding row must not count
+    ids = torch.tensor([[0, 0, 0, 0, 0, 0, 0, 0, 0, 0], [7, 0, 3, 3, 0, 0, 299, 1, 0, 0],
+                        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]])
+    mask = (ids != 0).float().unsqueeze(-1)
+    expected = (model.embed(ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+    assert torch.allclose(model.pooled(ids), expected, atol=1e-6)
+    assert torch.equal(model.pooled(ids[:1]), torch.zeros(1, 8))
+    assert "token_mask" not in model.state_dict()  # a constant of the architecture, not a weight
 
 
 def test_custom_family_and_errors():
