@@ -70,7 +70,7 @@ def _check_runs_close(result, target, model, samples):
 def test_int8_embedding_tables_on_every_runtime(tmp_path: Path, target_name: str, kind: str):
     model, example, samples, tables = _build(kind)
     target = _target(target_name, "int8")
-    result = quantize_model(model, example, target, samples, tmp_path, method="minmax")
+    result = quantize_model(model, example, target, samples, tmp_path, method="minmax", ship="int8")
     report = result.report
     assert report["scheme"]["embeddings"] == "int8"
     runner = _check_runs_close(result, target, model, samples)
@@ -90,9 +90,10 @@ def test_int8_embedding_tables_on_every_runtime(tmp_path: Path, target_name: str
 @pytest.mark.parametrize("target_name", ["android-arm64-xnnpack", "tflite-int8"])
 def test_int4_embedding_tables_where_the_runtime_has_the_kernel(tmp_path: Path, target_name: str):
     model, example, samples, tables = _build("text")
-    int8 = quantize_model(model, example, _target(target_name, "int8"), samples, tmp_path / "int8", method="minmax")
+    int8 = quantize_model(model, example, _target(target_name, "int8"), samples, tmp_path / "int8",
+                          method="minmax", ship="int8")
     target = _target(target_name, "int4")
-    result = quantize_model(model, example, target, samples, tmp_path / "int4", method="minmax")
+    result = quantize_model(model, example, target, samples, tmp_path / "int4", method="minmax", ship="int8")
     runner = _check_runs_close(result, target, model, samples)
     (rows, dim), = tables
     stored = _table_tensors(runner.tensors(), rows, dim)
@@ -106,7 +107,7 @@ def test_int4_embedding_tables_where_the_runtime_has_the_kernel(tmp_path: Path, 
 def test_float_embeddings_keep_the_table_float(tmp_path: Path, target_name: str):
     model, example, samples, tables = _build("text")
     target = _target(target_name, "float")
-    result = quantize_model(model, example, target, samples, tmp_path, method="minmax")
+    result = quantize_model(model, example, target, samples, tmp_path, method="minmax", ship="int8")
     runner = _check_runs_close(result, target, model, samples)
     (rows, dim), = tables
     stored = _table_tensors(runner.tensors(), rows, dim)

@@ -2,6 +2,7 @@
 ships per ``quantization.ship``; the gate's artifact.choice check reads the recorded decision."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +41,10 @@ def injected(p50: dict[str, float]):
 
 def _gate(tmp_path: Path, result, target) -> Build:
     build = Build.create(tmp_path / "build", target=target.to_dict())
+    shipped = build.root / result.primary.name  # a build records only files inside its folder
+    shutil.copyfile(result.primary, shipped)
     with build.stage("quantize") as record:
-        build.add_artifact(result.primary, role="model", format=target.primary_format)
+        build.add_artifact(shipped, role="model", format=target.primary_format)
         record["details"] = result.report
     return build
 
