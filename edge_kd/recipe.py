@@ -146,14 +146,22 @@ class DataConfig:
 @dataclass(frozen=True)
 class StudentConfig:
     """The student family (registered by the distillation stage) and its knobs. ``max_params`` /
-    ``max_macs`` cap the size search; the target's size and latency budgets still apply."""
+    ``max_macs`` cap the size search; the target's size and latency budgets still apply.
+    ``objective``: "best-under-budget" (the largest student that fits the size budget) or
+    "smallest-within-drop" (the smallest one whose validation metric is within the profile's
+    ``budgets.accuracy_drop`` of the teacher's; see ``edge_kd.distill.sizing.smallest_within_drop``)."""
 
     family: str
     options: dict[str, Any] = field(default_factory=dict)
     max_params: int | None = None
     max_macs: int | None = None
+    objective: str = "best-under-budget"
 
     def __post_init__(self) -> None:
+        from edge_kd.distill.sizing import OBJECTIVES  # lean: sizing imports no torch at module level
+
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective = {self.objective!r} is unknown; known: {', '.join(OBJECTIVES)}")
         for key in ("max_params", "max_macs"):
             v = getattr(self, key)
             if v is not None and v < 1:

@@ -277,7 +277,7 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
     the teacher and the cache folder, each loaded once. Under torchrun every rank trains; only the
     main rank writes files. Returns the stage details.
     """
-    from edge_kd.distill.cache import TeacherCache, weights_fingerprint
+    from edge_kd.distill.cache import TeacherCache
     from edge_kd.distill.ddp import barrier, init_distributed
     from edge_kd.distill.sizing import SizeBudget, choose_student
     from edge_kd.distill.trainer import DistillData, EvalData, TrainConfig, predict, train_student
@@ -298,10 +298,15 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
 
     t0 = time.perf_counter()
     teacher = shared.teacher()
-    teacher_fp = weights_fingerprint(teacher.model)
+    teacher_fp = shared.teacher_fingerprint
     cache = TeacherCache(shared.cache_root / "teacher-outputs")
     logits: dict[str, np.ndarray] = {}
-    for name, ds in (("train", train_ds), ("test", test_ds)):
+    objective = getattr(recipe.student, "objective", "best-under-budget")
+    # The validation split's teacher outputs are needed only to compare candidates with the teacher.
+    teacher_splits = [("train", train_ds), ("test", test_ds)]
+    if objective == "smallest-within-drop":
+        teacher_splits.append(("val", val_ds))
+    for name, ds in teacher_splits:
         key = cache.key(teacher_fp, ds.fingerprint(), "logits")
         # One predict() call per split: it prepares (tokenizes) the data set once.
         logits[name] = cache.get_or_compute(
@@ -311,6 +316,9 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
     teacher_seconds = time.perf_counter() - t0
     teacher_test = metric_value(np.asarray(logits["test"]), test_ds.labels, metric)
     log(f"teacher {teacher.name}: test {metric} {teacher_test:.4f} (PyTorch; outputs cached in {cache.root})")
+    if env.is_main:
+        shared.record_teacher({"name": teacher.name, "weights_sha256": teacher_fp, "metric": metric,
+                               "test_metric_pytorch": teacher_test, "test_rows": len(test_ds)})
 
     family, sdata = shared.student_data()
     if family is None:
@@ -334,15 +342,6 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
     budget = SizeBudget.from_target(target, options.size_margin)
     student_dir = out / STUDENT_DIR
 
-    t1 = time.perf_counter()
-    decision = choose_student(family, target, measure=shared.measure, budget=budget,
-                              extra_bytes=sdata.extra_bytes(family.values[0]), log=log)
-    value = decision.value
-    log(f"sizing: {family.knob}={value} ({decision.params:,} params) -> bundle "
-        f"{decision.bundle_bytes:,} bytes for a budget of {budget.describe()} ({decision.method})")
-    sizing_seconds = time.perf_counter() - t1
-
-    student = family.build(value)
     d = recipe.distill
     loss = build_recipe_loss(tuple(d.losses), d.temperature, d.alpha, loss_task)
     config = TrainConfig(epochs=max(1, d.epochs), batch_size=d.batch_size, lr=d.lr, weight_decay=d.weight_decay,
@@ -350,10 +349,51 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
                          min_delta=options.min_delta, metric=metric, seed=d.seed, device=shared.device,
                          grad_clip=options.grad_clip, eval_batch_size=options.eval_batch_size)
     labels = train_ds.labels
-    train_data = DistillData(sdata.inputs(train_ds, value), labels, teacher_logits)
-    val_data = EvalData(sdata.inputs(val_ds, value), val_ds.labels)
-    result = train_student(student, loss, train_data, val_data, config,
-                           checkpoint_dir=out / "checkpoints" / "distill", resume=shared.resume, env=env)
+
+    def train(value: Any, checkpoint_dir: Path) -> tuple[Any, Any]:
+        student = family.build(value)
+        train_data = DistillData(sdata.inputs(train_ds, value), labels, teacher_logits)
+        val_data = EvalData(sdata.inputs(val_ds, value), val_ds.labels)
+        return student, train_student(student, loss, train_data, val_data, config, checkpoint_dir=checkpoint_dir,
+                                      resume=shared.resume, env=env)
+
+    t1 = time.perf_counter()
+    extra = sdata.extra_bytes(family.values[0])
+    decision = choose_student(family, target, measure=shared.measure, budget=budget, extra_bytes=extra, log=log)
+    objective_details: dict[str, Any] = {"objective": objective}
+    trained: dict[Any, tuple[Any, Any]] = {}
+    if objective == "smallest-within-drop":
+        from edge_kd.distill.sizing import smallest_within_drop
+
+        teacher_val = metric_value(np.asarray(logits["val"]), val_ds.labels, metric)
+        min_allowed = target.budgets.accuracy_drop.min_allowed(teacher_val)
+
+        def evaluate(value: Any) -> float:
+            student, res = train(value, out / "checkpoints" / "distill" / f"{family.knob}-{value}")
+            # Only the smallest good student so far (or the largest one, tried first, when it misses) can
+            # still be chosen: keep that one in memory, not every candidate.
+            if res.best_metric >= min_allowed or not trained:
+                trained.clear()
+                trained[value] = (student, res)
+            return res.best_metric
+
+        decision, candidates = smallest_within_drop(family, target, decision, evaluate=evaluate,
+                                                    min_allowed=min_allowed, measure=shared.measure,
+                                                    extra_bytes=extra, log=log)
+        objective_details.update(teacher_val_metric=teacher_val, accuracy_drop=str(target.budgets.accuracy_drop),
+                                 min_allowed_val_metric=min_allowed, candidates=candidates,
+                                 within_drop=any(c["within_drop"] and c["value"] == decision.value
+                                                 for c in candidates))
+    value = decision.value
+    log(f"sizing: {family.knob}={value} ({decision.params:,} params) -> bundle "
+        f"{decision.bundle_bytes:,} bytes for a budget of {budget.describe()} ({decision.method}, {objective})")
+    sizing_seconds = time.perf_counter() - t1
+
+    if value in trained:
+        student, result = trained[value]
+    else:
+        student, result = train(value, out / "checkpoints" / "distill")
+    trained.clear()
     test_out = predict(student, sdata.inputs(test_ds, value), batch_size=config.eval_batch_size,
                        device=result.device)
     test_metric = metric_value(test_out, test_ds.labels, metric)
@@ -363,7 +403,7 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
     figures, teacher_figures = metric_fields(metric, test_pytorch=test_metric, best_val=result.best_metric,
                                              teacher_test=teacher_test)
     details = {
-        "sizing": decision.to_dict(), "sizing_seconds": round(sizing_seconds, 2),
+        "sizing": {**decision.to_dict(), **objective_details}, "sizing_seconds": round(sizing_seconds, 2),
         "teacher": {"name": teacher.name, "weights_sha256": teacher_fp, **teacher_figures,
                     "seconds": round(teacher_seconds, 2)},
         "student": {"family": family.name, "knob": family.knob, "value": value, "params": decision.params,

@@ -283,3 +283,71 @@ def default_measurer(*, work_dir: str | None = None) -> Measurer:
         return fp32(model, example_inputs, target)
 
     return measure
+
+
+# ---- objectives ----------------------------------------------------------------------------------
+#: ``[student] objective``: "best-under-budget" = the largest student that fits (``choose_student``);
+#: "smallest-within-drop" = the smallest one whose validation metric is within the profile's
+#: ``budgets.accuracy_drop`` of the teacher's (``smallest_within_drop``).
+OBJECTIVES = ("best-under-budget", "smallest-within-drop")
+
+
+def smallest_within_drop(family: "StudentFamily", target: "TargetProfile", upper: SizingDecision, *,
+                         evaluate: Callable[[Any], float], min_allowed: float, measure: Measurer | None = None,
+                         extra_bytes: int = 0, max_trainings: int = 8,
+                         log: Callable[[str], None] | None = None) -> tuple[SizingDecision, list[dict[str, Any]]]:
+    """The smallest knob value of ``family`` (up to ``upper``, the best-under-budget choice) whose
+    validation metric ``evaluate(value)`` is ``>= min_allowed``; each candidate tried is exported for
+    real (its bytes) and evaluated (one training each). Returns the decision and every candidate
+    (``value``, ``params``, ``bytes``, ``gzip_bytes``, ``bundle_bytes``, ``bundle_gzip_bytes``,
+    ``val_metric``, ``within_drop``) in the order tried.
+
+    The metric is assumed to grow with the knob (a bisection); when even ``upper`` misses the drop,
+    ``upper`` is returned (the best the budget allows) with ``within_drop`` false, so the gate says by
+    how much it missed instead of the build stopping. ``max_trainings`` bounds the bisection (the
+    smallest value proven good so far wins).
+
+    >>> decision, tried = smallest_within_drop(family, target, choose_student(family, target),  # doctest: +SKIP
+    ...                                        evaluate=train_and_validate, min_allowed=0.95)
+    """
+    measure = measure or default_measurer()
+    log = log or (lambda msg: None)
+    values = list(family.values)
+    measured = {a["value"]: a for a in upper.attempts}  # bytes already known from the size search
+    candidates: list[dict[str, Any]] = []
+
+    def tried(index: int) -> dict[str, Any]:
+        value = values[index]
+        if value in measured:
+            raw, gz, method = measured[value]["bytes"], measured[value]["gzip_bytes"], measured[value]["method"]
+        else:
+            m = measure(family.build(value).eval(), family.example_inputs(value), target)
+            raw, gz, method = m.bytes, m.gzip_bytes, m.method
+        metric = float(evaluate(value))
+        c = {"value": value, "params": family.num_params(value), "bytes": int(raw), "gzip_bytes": int(gz),
+             "bundle_bytes": int(raw) + extra_bytes, "bundle_gzip_bytes": int(gz) + extra_bytes,
+             "val_metric": metric, "within_drop": metric >= min_allowed, "method": method}
+        candidates.append(c)
+        log(f"sizing: {family.knob}={value} -> bundle {format_bytes(c['bundle_bytes'])}, val metric "
+            f"{metric:.4f} ({'within' if c['within_drop'] else 'outside'} the drop, needs >= {min_allowed:.4f})")
+        return c
+
+    hi = values.index(upper.value)
+    best = tried(hi)
+    if best["within_drop"]:
+        lo = 0
+        while lo < hi and len(candidates) < max_trainings:
+            mid = (lo + hi) // 2
+            c = tried(mid)
+            if c["within_drop"]:
+                hi, best = mid, c
+            else:
+                lo = mid + 1
+    else:
+        log(f"sizing: even {family.knob}={upper.value}, the largest student under the budget, misses the "
+            f"allowed drop; keeping it")
+    decision = SizingDecision(family.name, family.knob, best["value"], best["params"], best["bytes"],
+                              best["gzip_bytes"], best["bytes"], best["gzip_bytes"], int(extra_bytes),
+                              upper.budget_bytes, upper.budget_gzip_bytes, upper.margin, best["method"],
+                              list(upper.attempts))
+    return decision, candidates

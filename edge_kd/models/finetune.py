@@ -16,13 +16,14 @@ with ``ds.tokenized(model.tokenize)``; scale images the way the backbone was tra
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -142,6 +143,20 @@ def compute_features(model: nn.Module, ds: Dataset, *, batch_size: int = 64, cac
     return out, False
 
 
+@contextlib.contextmanager
+def deterministic(seed: int) -> Iterator[None]:
+    """Seed torch and ask for deterministic kernels while fitting, then restore the caller's setting
+    (the data order comes from ``np.random.default_rng(seed)`` in the loops themselves)."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous, warn_only=warn_only)
+
+
 def _accuracy(head: nn.Linear, feats: np.ndarray, labels: np.ndarray) -> float:
     if len(labels) == 0:
         return math.nan
@@ -233,9 +248,10 @@ def finetune_head(backbone_model: nn.Module, dataset: Dataset, *, val: Dataset |
         train, val = split_off(dataset, settings.val_fraction, seed=settings.seed)
     num_classes = dataset.num_classes
     model = backbone_model
-    if model.head.out_features != num_classes:
-        torch.manual_seed(settings.seed)
-        model.replace_head(num_classes)
+    # Always a new head drawn from the seed: a head the builder made with the process's global RNG
+    # would make two fits of the same teacher differ (one teacher per build, identical across processes).
+    torch.manual_seed(settings.seed)
+    model.replace_head(num_classes)
     metrics: dict[str, Any] = {"num_classes": num_classes, "train_rows": len(train), "val_rows": len(val)}
     t0 = time.perf_counter()
     hits = []
@@ -249,14 +265,17 @@ def finetune_head(backbone_model: nn.Module, dataset: Dataset, *, val: Dataset |
     metrics["feature_seconds"] = round(time.perf_counter() - t0, 2)
     metrics["feature_cache_hits"] = sum(hits)
     t0 = time.perf_counter()
-    metrics.update(train_linear_head(model.head, feats["train"], train.labels, feats["val"], val.labels, settings))
+    with deterministic(settings.seed):
+        metrics.update(train_linear_head(model.head, feats["train"], train.labels, feats["val"], val.labels,
+                                         settings))
     metrics["head_seconds"] = round(time.perf_counter() - t0, 2)
     if test is not None:
         metrics["test_accuracy"] = _accuracy(model.head, feats["test"], test.labels)
         metrics["test_rows"] = len(test)
     if settings.unfreeze_last:
         t0 = time.perf_counter()
-        _unfreeze_and_train(model, train, settings)
+        with deterministic(settings.seed + 1):
+            _unfreeze_and_train(model, train, settings)
         metrics["unfreeze_seconds"] = round(time.perf_counter() - t0, 2)
         for name, ds in (("val", val), ("test", test)):
             if ds is not None:

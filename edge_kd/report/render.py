@@ -276,6 +276,11 @@ def render_html(entries: Sequence[ReportEntry], title: str, generated: str) -> s
         parts += ["<h2>Shipped artifact</h2>", '<p class="meta">Every artifact the quantize stage built, measured '
                   "side by side in the target runtime; the fastest one within every budget ships (profile "
                   "key quantization.ship).</p>", *choice]
+    sizing = _sizing_html(entries)
+    if sizing:
+        parts += ["<h2>Student size search</h2>", '<p class="meta">Every student size the distill stage tried: '
+                  "exported for real (bytes) and trained (validation metric); recipe key [student] objective.</p>",
+                  *sizing]
     parts.append("<h2>Where the bytes go</h2>")
     for i, e in enumerate(entries):
         parts.append(f'<div class="card figure" id="layers-{i}">{layer_chart(e)}</div>')
@@ -333,6 +338,87 @@ def _choice_html(entries: Sequence[ReportEntry]) -> list[str]:
     return parts
 
 
+def _sizing_of(entry: ReportEntry) -> dict[str, Any] | None:
+    """The distill stage's size search of one build, when it tried candidates (objective
+    ``smallest-within-drop``): each with its bytes and validation metric."""
+    for record in entry.manifest.get("stages") or []:
+        if record.get("name") == "distill":
+            sizing = (record.get("details") or {}).get("sizing") or {}
+            if sizing.get("candidates"):
+                return sizing
+    return None
+
+
+_SIZING_HEADERS = ["knob value", "params", "bundle", "bundle gzip", "val metric", "within drop"]
+
+
+def _sizing_rows(sizing: dict[str, Any]) -> list[list[str]]:
+    """Candidates by size, the chosen one marked."""
+    rows = []
+    for c in sorted(sizing["candidates"], key=lambda c: c.get("bundle_bytes") or 0):
+        chosen = c.get("value") == sizing.get("value")
+        metric = c.get("val_metric")
+        rows.append([("▶ " if chosen else "") + f"{sizing.get('knob')}={c.get('value')}",
+                     f"{c['params']:,}" if isinstance(c.get("params"), int) else "n/a",
+                     format_bytes(c["bundle_bytes"]) if isinstance(c.get("bundle_bytes"), int) else "n/a",
+                     format_bytes(c["bundle_gzip_bytes"]) if isinstance(c.get("bundle_gzip_bytes"), int) else "n/a",
+                     f"{metric:.4f}" if isinstance(metric, (int, float)) else "n/a",
+                     "yes" if c.get("within_drop") else "no"])
+    return rows
+
+
+def _sizing_note(sizing: dict[str, Any]) -> str:
+    teacher, floor = sizing.get("teacher_val_metric"), sizing.get("min_allowed_val_metric")
+    text = f"objective {sizing.get('objective')}: the smallest student whose validation metric is within " \
+           f"{sizing.get('accuracy_drop')} of the teacher's"
+    if isinstance(teacher, (int, float)) and isinstance(floor, (int, float)):
+        text += f" ({teacher:.4f}, so >= {floor:.4f})"
+    if sizing.get("within_drop") is False:
+        text += "; no size under the budget reaches it, the largest one is kept"
+    return text
+
+
+def sizing_chart(entry: ReportEntry, sizing: dict[str, Any]) -> str:
+    """Candidates of the size search: bundle bytes vs validation metric, with the allowed floor."""
+    cands = [c for c in sizing["candidates"] if isinstance(c.get("bundle_bytes"), int)
+             and isinstance(c.get("val_metric"), (int, float))]
+    scale, unit = _bytes_axis(max(c["bundle_bytes"] for c in cands))
+    groups = {True: "within the drop", False: "outside the drop"}
+    points = [svg.Point(x=c["bundle_bytes"] / scale, y=c["val_metric"],
+                        label=("▶ " if c.get("value") == sizing.get("value") else "") + str(c.get("value")),
+                        group=groups[bool(c.get("within_drop"))], failed=not c.get("within_drop"),
+                        tooltip=f"{sizing.get('knob')}={c.get('value')}: {format_bytes(c['bundle_bytes'])}, "
+                                f"val {c['val_metric']:.4f}")
+              for c in cands]
+    hlines = [(v, f"{name} {v:.4f}") for v, name in ((sizing.get("teacher_val_metric"), "teacher (val)"),
+                                                    (sizing.get("min_allowed_val_metric"), "allowed floor"))
+              if isinstance(v, (int, float))]
+    budget = sizing.get("budget_bytes")
+    vlines = [(budget / scale, f"size budget {format_bytes(budget)}")] if isinstance(budget, int) else []
+    return svg.scatter_chart(points, title=f"{entry.label}: student size search",
+                             subtitle=_sizing_note(sizing), x_label=f"bundle size ({unit})",
+                             y_label="validation metric", x_fmt=lambda v: f"{v:g}", y_fmt=lambda v: f"{v:.3f}",
+                             hlines=hlines, vlines=vlines,
+                             colours={groups[True]: svg.PALETTE[0], groups[False]: svg.PALETTE[1]})
+
+
+def _sizing_html(entries: Sequence[ReportEntry]) -> list[str]:
+    e_ = escape
+    parts = []
+    for i, e in enumerate(entries):
+        sizing = _sizing_of(e)
+        if sizing is None:
+            continue
+        head = "".join(f"<th>{h}</th>" for h in _SIZING_HEADERS)
+        body = "".join("<tr>" + "".join(f'<td class="num">{e_(c)}</td>' if 0 < j < 5 else f"<td>{e_(c)}</td>"
+                                        for j, c in enumerate(r)) + "</tr>" for r in _sizing_rows(sizing))
+        parts.append(f"<h3>{e_(e.label)}: {e_(str(sizing.get('knob')))}={e_(str(sizing.get('value')))}</h3>"
+                     f'<div class="meta">{e_(_sizing_note(sizing))}</div>'
+                     f'<div class="card figure" id="sizing-{i}">{sizing_chart(e, sizing)}</div>'
+                     f'<div class="card"><table class="sizing"><tr>{head}</tr>{body}</table></div>')
+    return parts
+
+
 # ---- Markdown -------------------------------------------------------------------------------------
 def _md(text: str) -> str:
     return text.replace("|", "\\|")
@@ -382,6 +468,18 @@ def render_markdown(entries: Sequence[ReportEntry], title: str, generated: str) 
                       f"policy `{sel.get('policy')}`: {_md(str(sel.get('reason')))}", "",
                       "| " + " | ".join(_CHOICE_HEADERS) + " |", "|---|---:|---:|---:|---|---|"]
             lines += ["| " + " | ".join(_md(c) for c in r) + " |" for r in rows]
+    searches = [(e, _sizing_of(e)) for e in entries]
+    if any(sz is not None for _, sz in searches):
+        lines += ["", "## Student size search", "",
+                  "Every student size the distill stage tried: exported for real (bytes) and trained (validation "
+                  "metric); recipe key `[student] objective`."]
+        for e, sz in searches:
+            if sz is None:
+                continue
+            lines += ["", f"### {_md(e.label)}: {_md(str(sz.get('knob')))}={_md(str(sz.get('value')))}", "",
+                      _md(_sizing_note(sz)), "", "| " + " | ".join(_SIZING_HEADERS) + " |",
+                      "|---|---:|---:|---:|---:|---|"]
+            lines += ["| " + " | ".join(_md(c) for c in r) + " |" for r in _sizing_rows(sz)]
     lines += ["", "## Where the bytes go", ""]
     for e in entries:
         bd = e.gate.breakdown

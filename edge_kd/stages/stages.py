@@ -28,6 +28,8 @@ from edge_kd.pipeline.manifest import MODEL_ROLES, read_manifest
 STUDENT_SPEC = Path("student") / "student.json"
 ARTIFACT_DIR = "artifact"
 PRUNED_DIR = "pruned"
+#: The build's one teacher, recorded once (in the shared folder of the build).
+TEACHER_RECORD = "teacher.json"
 
 
 def _recipe_part(recipe: Any, *sections: str) -> dict[str, Any]:
@@ -54,6 +56,8 @@ class BuildContext:
     measure: Callable | None = None
     _splits: Any = None
     _teacher: Any = None
+    _teacher_fp: str = ""
+    _teacher_state: Any = None
     _family: Any = None
 
     @property
@@ -75,12 +79,44 @@ class BuildContext:
         return "binary" if self.load_data().train.task == "binary" else "classification"
 
     def teacher(self) -> Any:
+        """The build's one teacher: fitted once and shared by every target. Its weights are fingerprinted
+        and kept right after the fit; a later call that finds them changed (a stage must never train or
+        trace the shared model in place) puts the fitted weights back and says so, so every target
+        distils from, and compares with, the same teacher."""
+        from edge_kd.distill.cache import weights_fingerprint
+
         if self._teacher is None:
             from edge_kd.recipe import teacher_from_recipe
 
             self._teacher = teacher_from_recipe(self.recipe.teacher, self.load_data(), cache_dir=str(self.cache_root),
                                                 seed=self.recipe.seed)
+            self._teacher_fp = weights_fingerprint(self._teacher.model)
+            self._teacher_state = {k: v.detach().clone() for k, v in self._teacher.model.state_dict().items()}
+        elif weights_fingerprint(self._teacher.model) != self._teacher_fp:
+            self.log("teacher: its weights changed after the fit; restoring the fitted weights")
+            self._teacher.model.load_state_dict(self._teacher_state)
         return self._teacher
+
+    def record_teacher(self, figures: dict[str, Any]) -> None:
+        """Write the build's teacher (name, weights hash, PyTorch test metric) once, to
+        ``<build>/_shared/teacher.json``; the per-target build.json files record the teacher measured
+        through each runtime, whose numerics may differ in the last digits."""
+        from edge_kd.pipeline import atomic_write_json
+
+        path = self.shared_dir / TEACHER_RECORD
+        if path.is_file():
+            try:
+                if json.loads(path.read_text()) == figures:
+                    return
+            except ValueError:
+                pass
+        atomic_write_json(path, figures)
+
+    @property
+    def teacher_fingerprint(self) -> str:
+        """sha256 of the fitted teacher's weights (``edge_kd.distill.cache.weights_fingerprint``)."""
+        self.teacher()
+        return self._teacher_fp
 
     def student_data(self) -> tuple[Any, Any]:
         """(student family, StudentData) of the recipe, completed from the training data."""
@@ -521,12 +557,11 @@ class BenchStage(BuildStage):
 
     def _teacher_artifact(self, target: Any) -> Path:
         """The fp32 teacher exported for this runtime, built once per teacher and runtime."""
-        from edge_kd.distill.cache import weights_fingerprint
         from edge_kd.export import export_model
         from edge_kd.pipeline import atomic_write_json
 
         teacher = self.shared.teacher()
-        fp = weights_fingerprint(teacher.model)[:16]
+        fp = self.shared.teacher_fingerprint[:16]
         folder = self.shared.shared_dir / f"teacher-{target.runtime.name}-{fp}"
         stamp = folder / "export.json"
         if stamp.is_file():
@@ -536,7 +571,10 @@ class BenchStage(BuildStage):
             if primary.is_file():
                 return primary
         self.shared.log(f"bench: exporting the fp32 teacher to {target.runtime.name} (once per runtime)")
-        result = export_model(teacher.model, teacher.example_inputs(), target, folder, name="teacher")
+        # A copy: exporters trace (and some rewrite) the module they get; the build's teacher stays as fitted.
+        import copy
+
+        result = export_model(copy.deepcopy(teacher.model), teacher.example_inputs(), target, folder, name="teacher")
         atomic_write_json(stamp, {"primary": result.primary.name, "teacher": teacher.name, "weights": fp})
         return result.primary
 

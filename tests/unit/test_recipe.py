@@ -145,3 +145,24 @@ def test_teacher_from_recipe_trains_tabular_teacher():
     assert teacher.name == "tabular-mlp" and teacher.metrics["epochs"] <= 2
     assert teacher.spec.kwargs["hidden"] == [8]
     assert teacher.predict(s.test).shape == (len(s.test), 2)
+
+
+def test_student_objective_default_and_unknown_value(tmp_path, capsys):
+    base = {"name": "x", "teacher": {"name": "tabular-mlp"},
+            "data": {"train": f"tabular:{FIX}/shoppers_small.csv?label=Revenue&categorical=Month"}}
+    assert recipe_from_dict({**base, "student": {"family": "tabular_mlp"}}).student.objective == "best-under-budget"
+    r = recipe_from_dict({**base, "student": {"family": "tabular_mlp", "objective": "smallest-within-drop"}})
+    assert r.student.objective == "smallest-within-drop"
+    with pytest.raises(ConfigError, match=r"objective = 'tiniest' is unknown; known: best-under-budget, "
+                                          r"smallest-within-drop"):
+        recipe_from_dict({**base, "student": {"family": "tabular_mlp", "objective": "tiniest"}})
+    # through the CLI: one line, exit 2, naming the key
+    from edge_kd.cli import main
+
+    path = tmp_path / "r.toml"
+    path.write_text(f'name = "x"\n[teacher]\nname = "tabular-mlp"\n[data]\n'
+                    f'train = "tabular:{FIX}/shoppers_small.csv?label=Revenue&categorical=Month"\n'
+                    f'[student]\nfamily = "tabular_mlp"\nobjective = "tiniest"\n')
+    assert main(["build", str(path), "--target", "ort-mobile", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "objective = 'tiniest'" in err and "Traceback" not in err

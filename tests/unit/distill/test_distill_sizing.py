@@ -76,3 +76,56 @@ def test_budget_margin_validation():
         SizeBudget(1000, margin=0.7)
     with pytest.raises(InputError, match="needs a size budget"):
         SizeBudget(None, None)
+
+
+# ---- objectives ----------------------------------------------------------------------------------
+from edge_kd.distill.sizing import smallest_within_drop  # noqa: E402
+
+
+def _metric_by_params(family, knee_params: int, good: float = 0.95, bad: float = 0.80, calls=None):
+    """A validation metric that saturates once the student has ``knee_params`` parameters (a small
+    student is already good enough), standing in for one training per candidate."""
+    def evaluate(value):
+        if calls is not None:
+            calls.append(value)
+        return good if family.num_params(value) >= knee_params else bad
+    return evaluate
+
+
+def test_smallest_within_drop_picks_a_smaller_student_than_best_under_budget():
+    family, target = _family(), _target("64KiB")
+    measure_calls = []
+    measure = _measurer(1.0, calls=measure_calls)
+    upper = choose_student(family, target, measure=measure, extra_bytes=300)
+    knee = family.num_params(family.values[10])
+    evaluated = []
+    decision, tried = smallest_within_drop(family, target, upper, evaluate=_metric_by_params(family, knee, calls=evaluated),
+                                           min_allowed=0.94, measure=measure, extra_bytes=300, max_trainings=20)
+    # the smallest value that reaches the metric, found by bisection with one training per candidate
+    assert decision.value == family.values[10]
+    assert decision.bundle_bytes < upper.bundle_bytes / 2
+    assert tried[0]["value"] == upper.value and len(tried) == len(evaluated) <= 9
+    for c in tried:  # every candidate has real (measured) bytes and its validation metric
+        assert c["bytes"] == 2000 + c["params"] and c["bundle_bytes"] == c["bytes"] + 300
+        assert c["within_drop"] == (c["val_metric"] >= 0.94) and c["gzip_bytes"] > 0
+    assert sum(1 for c in tried if c["within_drop"]) >= 1 and any(not c["within_drop"] for c in tried)
+    # the upper bound's bytes came from the size search: not exported twice
+    assert measure_calls.count(upper.params) == 1
+    assert decision.to_dict()["bundle_bytes"] == decision.real_bytes + 300
+
+
+def test_smallest_within_drop_keeps_the_largest_when_no_size_is_good_enough():
+    family, target = _family(), _target("32KiB")
+    upper = choose_student(family, target, measure=_measurer(1.0))
+    decision, tried = smallest_within_drop(family, target, upper, evaluate=lambda v: 0.5, min_allowed=0.9,
+                                           measure=_measurer(1.0))
+    assert decision.value == upper.value and len(tried) == 1 and tried[0]["within_drop"] is False
+
+
+def test_smallest_within_drop_bounds_the_trainings():
+    family, target = _family(), _target("64KiB")
+    upper = choose_student(family, target, measure=_measurer(1.0))
+    evaluated = []
+    decision, tried = smallest_within_drop(family, target, upper, evaluate=_metric_by_params(family, 0, calls=evaluated),
+                                           min_allowed=0.9, measure=_measurer(1.0), max_trainings=3)
+    assert len(evaluated) == 3 and decision.value == tried[-1]["value"] and decision.value < upper.value

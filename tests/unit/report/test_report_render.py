@@ -191,3 +191,30 @@ def test_report_shows_the_shipped_artifact_decision(builds, tmp_path, fx):
     assert "<h2>Shipped artifact</h2>" in html and 'class="choice"' in html
     # builds without a recorded choice have no section at all
     assert "Shipped artifact" not in write_report(builds[1:], tmp_path / "r2")["markdown"].read_text()
+
+
+def test_report_shows_the_student_size_search(builds, tmp_path, fx):
+    def mutate(m):
+        stage = next(s for s in m["stages"] if s["name"] == "distill")
+        stage.setdefault("details", {})["sizing"] = {
+            "objective": "smallest-within-drop", "knob": "buckets", "value": 2048, "budget_bytes": 4 * 1024 ** 2,
+            "teacher_val_metric": 0.95, "min_allowed_val_metric": 0.94, "accuracy_drop": "1pt", "within_drop": True,
+            "candidates": [
+                {"value": 65536, "params": 1_700_000, "bytes": 1_800_000, "gzip_bytes": 1_500_000,
+                 "bundle_bytes": 1_801_000, "bundle_gzip_bytes": 1_501_000, "val_metric": 0.96, "within_drop": True},
+                {"value": 1024, "params": 30_000, "bytes": 40_000, "gzip_bytes": 30_000, "bundle_bytes": 41_000,
+                 "bundle_gzip_bytes": 31_000, "val_metric": 0.91, "within_drop": False},
+                {"value": 2048, "params": 60_000, "bytes": 70_000, "gzip_bytes": 50_000, "bundle_bytes": 71_000,
+                 "bundle_gzip_bytes": 51_000, "val_metric": 0.945, "within_drop": True}]}
+    fx.edit_manifest(builds[0], mutate)
+    paths = write_report(builds, tmp_path / "r")
+    md, html = paths["markdown"].read_text(), paths["html"].read_text()
+    assert "## Student size search" in md and "### xnn-s: buckets=2048" in md
+    rows = [line for line in md.splitlines() if line.startswith("| ") and "buckets=" in line]
+    assert rows == ["| buckets=1024 | 30,000 | 40.04 KiB | 30.27 KiB | 0.9100 | no |",
+                    "| ▶ buckets=2048 | 60,000 | 69.34 KiB | 49.80 KiB | 0.9450 | yes |",
+                    "| buckets=65536 | 1,700,000 | 1.72 MiB | 1.43 MiB | 0.9600 | yes |"]
+    assert "within 1pt of the teacher's (0.9500, so >= 0.9400)" in md
+    assert "<h2>Student size search</h2>" in html and 'id="sizing-0"' in html and "allowed floor 0.9400" in html
+    # a build that filled the budget (no candidates recorded) has no section
+    assert "Student size search" not in write_report(builds[1:], tmp_path / "r2")["markdown"].read_text()

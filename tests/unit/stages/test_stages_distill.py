@@ -1,0 +1,83 @@
+"""The distill stage in a build: both sizing objectives end to end on a tiny tabular task (real
+training, injected size measurement), and one teacher per build shared by every target."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import edge_kd.recipe as recipe_mod
+from edge_kd.distill.sizing import Measurement
+from edge_kd.pipeline import Build, run_pipeline
+from edge_kd.recipe import recipe_from_dict
+from edge_kd.stages.stages import TEACHER_RECORD, BuildContext, DistillStage
+from edge_kd.targets import TargetProfile, load_target
+
+FIX = Path(__file__).resolve().parents[2] / "fixtures"
+torch.set_num_threads(1)
+
+
+def _recipe(objective: str):
+    return recipe_from_dict({
+        "name": "tiny", "seed": 0,
+        "teacher": {"name": "tabular-mlp", "options": {"hidden": [8]}, "finetune": {"epochs": 3, "batch_size": 8}},
+        "data": {"train": f"tabular:{FIX}/shoppers_small.csv?label=Revenue&categorical=Month"},
+        "student": {"family": "tabular_mlp", "objective": objective, "options": {"low": 8, "high": 64, "step": 8},
+                    "max_params": 100_000},
+        "distill": {"epochs": 2, "batch_size": 8},
+    })
+
+
+def _target(drop: str = "100pt", size: str = "4MiB") -> TargetProfile:
+    d = load_target("ort-mobile").to_dict()
+    d["budgets"].update(artifact_size=size, download_size=size, accuracy_drop=drop)
+    return TargetProfile.from_dict(d, source="<test>")
+
+
+def _measure(model, example_inputs, target):
+    raw = 1000 + 4 * sum(p.numel() for p in model.parameters())
+    return Measurement(raw, raw // 2, "fake")
+
+
+def _distill(shared: BuildContext, target: TargetProfile, root: Path) -> dict:
+    build = Build.create(root, target=target.to_dict(), recipe=shared.recipe.to_dict())
+    run_pipeline([DistillStage(shared)], build, {"recipe": shared.recipe, "target": target}, log=lambda m: None)
+    return json.loads((root / "build.json").read_text())["stages"][0]["details"]
+
+
+def test_smallest_within_drop_picks_a_smaller_student_than_best_under_budget(tmp_path):
+    target = _target("100pt")  # every size is within the drop: the smallest one must win
+    best = _distill(BuildContext(_recipe("best-under-budget"), tmp_path / "_s1", measure=_measure, log=lambda m: None),
+                    target, tmp_path / "best")
+    small = _distill(BuildContext(_recipe("smallest-within-drop"), tmp_path / "_s2", measure=_measure,
+                                  log=lambda m: None), target, tmp_path / "small")
+    assert best["sizing"]["objective"] == "best-under-budget" and "candidates" not in best["sizing"]
+    assert best["student"]["value"] == 64
+    s = small["sizing"]
+    assert s["objective"] == "smallest-within-drop" and small["student"]["value"] == 8
+    assert s["bundle_bytes"] < best["sizing"]["bundle_bytes"] and s["within_drop"] is True
+    assert [c["value"] for c in s["candidates"]][0] == 64 and s["candidates"][-1]["value"] == 8
+    for c in s["candidates"]:  # every candidate tried: real bytes (here injected) and its validation metric
+        assert c["bytes"] > 0 and c["gzip_bytes"] > 0 and 0.0 <= c["val_metric"] <= 1.0 and c["within_drop"]
+    assert s["min_allowed_val_metric"] == pytest.approx(s["teacher_val_metric"] - 1.0)
+    # the chosen candidate's training is the stage's student (not retrained): same validation metric
+    assert small["best_val_metric"] == s["candidates"][-1]["val_metric"]
+
+
+def test_one_teacher_per_build_fitted_once_and_restored_if_changed(tmp_path, monkeypatch):
+    fits = []
+    real = recipe_mod.teacher_from_recipe
+    monkeypatch.setattr(recipe_mod, "teacher_from_recipe", lambda *a, **k: fits.append(1) or real(*a, **k))
+    logs = []
+    shared = BuildContext(_recipe("best-under-budget"), tmp_path / "_shared", measure=_measure, log=logs.append)
+    first = _distill(shared, _target(size="4MiB"), tmp_path / "a")
+    with torch.no_grad():  # a stage that changed the shared teacher in place (e.g. traced and rewrote it)
+        next(shared.teacher().model.parameters()).add_(1.0)
+    second = _distill(shared, _target(size="2MiB"), tmp_path / "b")
+    assert len(fits) == 1
+    assert first["teacher"]["weights_sha256"] == second["teacher"]["weights_sha256"] == shared.teacher_fingerprint
+    assert first["teacher"]["test_metric"] == second["teacher"]["test_metric"]
+    assert any("restoring the fitted weights" in m for m in logs)
+    record = json.loads((tmp_path / "_shared" / TEACHER_RECORD).read_text())
+    assert record["weights_sha256"] == shared.teacher_fingerprint
+    assert record["test_metric_pytorch"] == first["teacher"]["test_metric"]
