@@ -26,7 +26,8 @@ def test_a_reused_pid_of_another_program_does_not_hold_the_lock(tmp_path):
         assert other.stdout.readline().strip() == "ready"
         import time
 
-        while b"sleep" not in open(f"/proc/{other.pid}/cmdline", "rb").read():  # exec done
+        # exec done: the shell's own command line also contains "sleep", so match the program name
+        while not open(f"/proc/{other.pid}/cmdline", "rb").read().startswith(b"sleep\0"):
             time.sleep(0.01)
         _write_lock(tmp_path / "out", other.pid)
         with BuildLock(tmp_path / "out") as lock:
