@@ -72,7 +72,8 @@ def _shipped(m: dict) -> dict | None:
     by_name = {c["name"]: c for c in selection["candidates"]}
     return {"policy": selection["policy"], "shipped": selection["shipped"], "reason": selection["reason"],
             "p50_ms": {n: c.get("p50_ms") for n, c in by_name.items()},
-            "within_budget": {n: c.get("within_budget") for n, c in by_name.items()}}
+            "within_budget": {n: c.get("within_budget") for n, c in by_name.items()},
+            "failed_budgets": {n: c.get("failed_budgets") or [] for n, c in by_name.items()}}
 
 
 def _shipped_table(rows: list[dict]) -> list[str]:
@@ -84,7 +85,10 @@ def _shipped_table(rows: list[dict]) -> list[str]:
              "The quantize stage times the student's fp32 artifact, its static int8 artifact and the runtime's "
              "other int8 scheme side by side (interleaved rounds, one core) and ships the fastest that meets "
              "every budget (`[quantization] ship`).", "",
-             "| example | target | fp32 p50 ms | int8 p50 ms | other scheme p50 ms | shipped | shipped / fp32 | why |",
+             "A shipped artifact slower than fp32 is one the budgets forced: the faster candidates are named "
+             "with the budget they break.", "",
+             "| example | target | fp32 p50 ms | int8 p50 ms | other scheme p50 ms | shipped | shipped p50 / fp32 p50 "
+             "| why |",
              "|---|---|---:|---:|---:|---|---:|---|"]
     for r in rows:
         sh = r["shipped"]
@@ -93,8 +97,16 @@ def _shipped_table(rows: list[dict]) -> list[str]:
         fp32, shipped = p50.get("fp32"), p50.get(sh["shipped"])
         ratio = f"{shipped / fp32:.2f}x" if fp32 and shipped else "-"
         fmt = (lambda v: "-" if v is None else f"{v:.4g}")
+        why = sh["reason"]
+        # Faster candidates that did not ship broke a budget: say which, so a slower shipped row explains itself.
+        faster = [n for n, v in p50.items() if v is not None and shipped and v < shipped
+                  and sh["within_budget"].get(n) is False]
+        if faster:
+            failed = sh.get("failed_budgets", {})
+            why += "; faster but out of budget: " + ", ".join(
+                f"{n} ({', '.join(failed.get(n) or ['a budget'])})" for n in faster)
         lines.append(f"| {r['example']} | {r['target']} | {fmt(fp32)} | {fmt(p50.get('int8'))} | {other} "
-                     f"| {sh['shipped']} | {ratio} | {sh['reason'].replace('|', '/')} |")
+                     f"| {sh['shipped']} | {ratio} | {why.replace('|', '/')} |")
     return lines
 
 
