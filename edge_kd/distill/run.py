@@ -273,7 +273,7 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
     """The distill stage's work: size a student to ``target``'s budget and train it against the teacher's
     cached outputs, saving it into ``build`` (an ``edge_kd.pipeline.Build``) and filling ``record``.
 
-    ``shared`` (``edge_kd.stages.stages.BuildContext``) holds what the targets of a build share: the data,
+    ``shared`` (``edge_kd.stages.context.BuildContext``) holds what the targets of a build share: the data,
     the teacher and the cache folder, each loaded once. Under torchrun every rank trains; only the
     main rank writes files. Returns the stage details.
     """

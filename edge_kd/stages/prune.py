@@ -1,0 +1,88 @@
+"""The prune stage and its entry function ``prune_entry``, shared with ``edge-kd prune``: structured
+pruning in steps, each recovered by the distillation trainer, with the latency measured in the runtime.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from edge_kd.pipeline import Artifact, content_hash
+from edge_kd.stages.context import PRUNED_DIR, BuildStage, _recipe_part, _student_identity, _target_part
+
+
+class PruneStage(BuildStage):
+    name = "prune"
+    requires = ("student_spec", "student_value", "target")
+    provides = ("student_spec",)
+
+    def cache_key(self, ctx):
+        # The runtime matters only to a latency goal: targets sharing round_to share the pruned model.
+        prune = ctx["recipe"].prune
+        return content_hash("build-prune-v2", *_student_identity(ctx["student_spec"].path),
+                            _recipe_part(ctx["recipe"], "prune"), prune.round_to or ctx["target"].pruning.round_to,
+                            _target_part(ctx["target"], "runtime") if prune.goal == "latency" else None)
+
+    def load_cached(self, ctx, build, record):
+        spec = build.root / PRUNED_DIR / "student.json"
+        return {"student_spec": Artifact(spec, "json", "student-spec")} if spec.is_file() else None
+
+    def run(self, ctx, build, record):
+        from edge_kd.models.spec import ModelSpec
+        from edge_kd.prune.pruner import PruneConfig
+        from edge_kd.prune.schedule import RecoveryConfig, RecoveryData
+        from edge_kd.prune.serialize import save_pruned
+
+        if self.shared.adopt(self.name, record["cache_key"], build, record, Path(PRUNED_DIR)):
+            return {"student_spec": Artifact(build.root / PRUNED_DIR / "student.json", "json", "student-spec")}
+        cfg, target, value = ctx["recipe"].prune, ctx["target"], ctx["student_value"]
+        spec = ModelSpec.load(ctx["student_spec"].path)
+        model = spec.build()
+        example = spec.example_inputs()
+        splits = self.shared.load_data()
+        metric = "roc_auc" if self.shared.task == "binary" else "accuracy"
+        data = RecoveryData(self.shared.student_arrays("train", value), splits.train.labels,
+                            self.shared.student_arrays("val", value), splits.val.labels, metric)
+        distill_cfg = ctx["recipe"].distill
+        recovery = RecoveryConfig(epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, batch_size=int(distill_cfg.batch_size),
+                                  temperature=distill_cfg.temperature, alpha=distill_cfg.alpha,
+                                  device=self.shared.device)
+        config = PruneConfig(goal=cfg.goal, amount=cfg.amount, criterion=cfg.criterion,
+                             round_to=cfg.round_to or target.pruning.round_to, protect=tuple(cfg.protect),
+                             steps=cfg.steps)
+        result = prune_entry(model, example, config, target, recovery=recovery, recovery_data=data,
+                             measure_latency=cfg.goal == "latency",
+                             on_step=lambda r, _m: self.shared.log(
+                                 f"prune step {r.step}: MACs x{1 / r.macs_ratio:.2f}, {metric} "
+                                 f"{r.accuracy_before_recovery if r.accuracy_before_recovery is not None else r.accuracy}"
+                                 f" -> {r.accuracy} ({r.seconds:.0f} s)"))
+        path = save_pruned(result.model, spec, build.root / PRUNED_DIR, name="student")
+        record["details"] = result.to_dict()
+        if not result.goal_met:
+            self.shared.log(f"prune: goal not met (missed by {result.missed_by}); continuing with the best model")
+        return {"student_spec": Artifact(path, "json", "student-spec")}
+
+
+def latency_probe(example: tuple, target: Any) -> Callable[[Any], float]:
+    """``fn(model) -> p50 ms``: the model exported for ``target`` and benchmarked in its runtime."""
+    def latency(model: Any) -> float:
+        from edge_kd.prune.schedule import runtime_latency
+
+        return float(runtime_latency(model, example, target)["latency_ms"]["p50"])
+
+    return latency
+
+
+def prune_entry(model: Any, example: tuple, config: Any, target: Any, *, recovery: Any, recovery_data: Any,
+                measure_latency: bool = True, on_step: Callable | None = None) -> Any:
+    """The prune step, shared by ``edge-kd prune`` and the build's prune stage: ``run_schedule`` toward
+    ``config``'s goal, each step recovered by the distillation trainer from the unpruned model on
+    ``recovery_data`` (None: no recovery) and judged on its validation rows; with ``measure_latency``
+    every step is exported and benchmarked in ``target``'s runtime. Returns the ``ScheduleResult``."""
+    from edge_kd.prune.schedule import run_schedule
+
+    return run_schedule(model, example, config, teacher=model, recovery=recovery, recovery_data=recovery_data,
+                        evaluate=recovery_data.evaluate if recovery_data is not None else None,
+                        latency=latency_probe(example, target) if measure_latency else None, on_step=on_step)
+
+
+# ---- quantize + export ----------------------------------------------------------------------------
