@@ -13,7 +13,8 @@ from edge_kd.bundle import (ASSET_FILE, BUNDLE_DIR, IMAGE_VECTOR_COUNT, MANIFEST
                             VECTOR_COUNT, VECTORS_DIR, VECTORS_FILE, VECTORS_ROLE)
 from edge_kd.bundle.assets import (ARRAYS_FORMAT, arrays_asset, image_asset, raw_to_inputs, tabular_asset,
                                    text_asset, to_contract)
-from edge_kd.bundle.vectors import VECTORS_FORMAT, VECTORS_VERSION, file_sha256, make_vectors
+from edge_kd.bundle.vectors import VECTORS_FORMAT, VECTORS_VERSION, make_vectors
+from edge_kd.pipeline.files import sha256_file
 
 AssetMaker = Callable[[Mapping[str, Any]], dict[str, Any]]
 
@@ -47,7 +48,7 @@ def raw_samples(ds: Any, indices: Sequence[int]) -> list[dict[str, Any]]:
         elif hasattr(ds, "pixels") and hasattr(ds, "paths"):
             source = Path(ds.paths[i])
             raw = {"pixels": ds.pixels([i])[0], "source": source.name if not source.is_absolute() else str(source),
-                   "source_sha256": file_sha256(source) if source.is_file() else None}
+                   "source_sha256": sha256_file(source) if source.is_file() else None}
             # load_image_list names its data set "ROOT:split": give the file relative to that root.
             root = Path(str(getattr(ds, "source", "") or "").rpartition(":")[0] or ".")
             if root.is_dir() and source.resolve().is_relative_to(root.resolve()):
@@ -126,7 +127,7 @@ def write_bundle(build: Any, artifact: str | os.PathLike[str], make_asset: Asset
             images.mkdir(parents=True, exist_ok=True)
             png = images / f"{i:03d}.png"
             Image.fromarray(np.asarray(pixels, dtype=np.uint8), "RGB").save(png, optimize=True)
-            s["raw"] = {"pixels": _rel(png, root), "pixels_sha256": file_sha256(png), **s["raw"]}
+            s["raw"] = {"pixels": _rel(png, root), "pixels_sha256": sha256_file(png), **s["raw"]}
     image = any("pixels" in s["raw"] for s in samples)
     inputs = []
     for s, data in zip(samples, data_inputs):
@@ -142,7 +143,7 @@ def write_bundle(build: Any, artifact: str | os.PathLike[str], make_asset: Asset
                                    f"{k} of test row {s['row']} (the asset and the data pipeline disagree)")
         inputs.append(derived)
     body = make_vectors(runner, contract, samples, inputs, image_inputs=image)
-    artifact_sha = file_sha256(artifact)
+    artifact_sha = sha256_file(artifact)
     doc = {"format": VECTORS_FORMAT, "version": VECTORS_VERSION,
            "artifact": {"path": _rel(artifact, root), "sha256": artifact_sha, "runtime": runner.runtime,
                         "runtime_version": runner.runtime_version},
@@ -156,7 +157,7 @@ def write_bundle(build: Any, artifact: str | os.PathLike[str], make_asset: Asset
     record = {"version": 1, "artifact": {"path": _rel(artifact, root), "sha256": artifact_sha},
               "contract": contract, "preprocessing": {"path": _rel(asset_path, root), "format": asset["format"]},
               "vectors": {"path": _rel(vectors_path, root), "count": len(doc["vectors"]),
-                          "sha256": file_sha256(vectors_path)},
+                          "sha256": sha256_file(vectors_path)},
               "tolerance": body["tolerance"]}
     build.manifest[MANIFEST_KEY] = record
     build.save()

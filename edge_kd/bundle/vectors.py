@@ -33,6 +33,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edge_kd.errors import InputError
+from edge_kd.pipeline.files import sha256_file
 
 VECTORS_FORMAT = "edge_kd.vectors"
 VECTORS_VERSION = 1
@@ -43,14 +44,6 @@ RTOL = 1e-3
 
 def tensor_sha256(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _flat(array: np.ndarray) -> list[Any]:
@@ -136,7 +129,7 @@ def replay(root: str | os.PathLike[str], vectors_doc: Mapping[str, Any], asset: 
            artifact: Path, *, limit_problems: int = 20) -> Replay:
     """Replay vectors through ``artifact`` in its runtime: raw input -> inputs through the shipped
     ``asset`` (must equal the recorded inputs), inputs -> outputs (within tolerance, same top-1)."""
-    from edge_kd.bundle.assets import IMAGE_FORMAT, raw_to_inputs, read_png
+    from edge_kd.bundle.assets import IMAGE_FORMAT, raw_to_inputs
     from edge_kd.runtimes import open_runner
 
     root = Path(root)
@@ -163,7 +156,7 @@ def replay(root: str | os.PathLike[str], vectors_doc: Mapping[str, Any], asset: 
             if not pixels.is_file():
                 problems.append(f"{vid}: raw.pixels: {vec['raw']['pixels']} is missing")
                 continue
-            if vec["raw"].get("pixels_sha256") and file_sha256(pixels) != vec["raw"]["pixels_sha256"]:
+            if vec["raw"].get("pixels_sha256") and sha256_file(pixels) != vec["raw"]["pixels_sha256"]:
                 problems.append(f"{vid}: raw.pixels: {vec['raw']['pixels']} changed after the build (sha256)")
         try:
             derived = raw_to_inputs(asset, vec["raw"], root) if "raw" in vec else None

@@ -15,8 +15,9 @@ from typing import Any
 
 from edge_kd.bundle import MANIFEST_KEY
 from edge_kd.bundle.contract import contract_differences
-from edge_kd.bundle.vectors import Replay, file_sha256, load_json, replay
+from edge_kd.bundle.vectors import Replay, load_json, replay
 from edge_kd.errors import InputError
+from edge_kd.pipeline.files import sha256_file
 
 
 @dataclass
@@ -85,7 +86,7 @@ def verify_bundle(path: str | os.PathLike[str]) -> VerifyResult:
         if not (root / rel).is_file():
             raise _not_a_bundle(Path(path), f"{rel} is missing")
     problems: list[str] = []
-    if file_sha256(artifact) != record["artifact"].get("sha256"):
+    if sha256_file(artifact) != record["artifact"].get("sha256"):
         problems.append(f"artifact.sha256: {record['artifact']['path']} is not the file the build recorded "
                         "(changed after the build)")
     try:
@@ -103,7 +104,7 @@ def verify_bundle(path: str | os.PathLike[str]) -> VerifyResult:
                 problems.append(f"{asset_rel} input.{key}: declared {declared_input.get(key)!r}, the artifact has "
                                 f"{actual['inputs'][0].get(key)!r}")
     doc = load_json(root / vectors_rel, "vectors file")
-    if file_sha256(root / vectors_rel) != record["vectors"].get("sha256"):
+    if sha256_file(root / vectors_rel) != record["vectors"].get("sha256"):
         problems.append(f"vectors.sha256: {vectors_rel} changed after the build")
     if doc.get("artifact", {}).get("sha256") != record["artifact"].get("sha256"):
         problems.append(f"{vectors_rel} artifact.sha256: the vectors were computed for another artifact")

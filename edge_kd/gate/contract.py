@@ -9,7 +9,6 @@ a build whose bundle stage ran but whose record is gone fails.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,17 +16,10 @@ from typing import Any, Mapping
 from edge_kd.bundle import MANIFEST_KEY
 from edge_kd.bundle.contract import contract_differences
 from edge_kd.gate.result import Check
+from edge_kd.pipeline.files import sha256_file
 
 NAME = "bundle.contract"
 TITLE = "I/O contract matches the artifact"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _fail(problems: list[str]) -> Check:
@@ -76,7 +68,7 @@ def check_contract(manifest: Mapping[str, Any], root: Path | None) -> Check | No
     elif entry.get("sha256") != art_sha:
         problems.append(f"bundle.artifact.sha256: {art_rel} was replaced after its contract was recorded")
     path = root / art_rel if isinstance(art_rel, str) else None
-    if path is not None and path.is_file() and _sha256(path) != art_sha:
+    if path is not None and path.is_file() and sha256_file(path) != art_sha:
         problems.append(f"{art_rel}: sha256 differs from the one its contract was recorded for "
                         "(artifact changed after the build; its vectors no longer apply)")
     prep = record.get("preprocessing") if isinstance(record.get("preprocessing"), Mapping) else {}
