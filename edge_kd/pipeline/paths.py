@@ -63,6 +63,18 @@ def _dangling(path: Path) -> bool:
     return path.is_symlink() and not path.exists()
 
 
+def _checked_name(path: str | os.PathLike[str], option: str, kind: str, hint: str) -> Path:
+    """What every output path must be before anything else: not empty, names the file system takes,
+    not a symlink to nothing."""
+    p = Path(path)
+    if not str(path).strip():
+        raise InputError(f"{option}: empty {kind} name")
+    _check_components(p, option)
+    if _dangling(p):
+        raise InputError(f"{option} {p}: is a symlink to a missing {kind}; {hint}")
+    return p
+
+
 def build_root_of(path: Path) -> Path | None:
     """The closest folder at or above ``path``'s folder that holds a build manifest, if any."""
     from edge_kd.pipeline.manifest import MANIFEST_NAME
@@ -102,12 +114,7 @@ def check_output_file(path: str | os.PathLike[str] | None, *, option: str,
     """
     if path is None or str(path) == "-":
         return None if path is None else Path(path)
-    p = Path(path)
-    if not str(path).strip():
-        raise InputError(f"{option}: empty file name")
-    _check_components(p, option)
-    if _dangling(p):
-        raise InputError(f"{option} {p}: is a symlink to a missing file; give a plain file name")
+    p = _checked_name(path, option, "file", "give a plain file name")
     if p.is_dir():
         raise InputError(f"{option} {p}: is a directory; give a file name")
     resolved = resolve_path(p)
@@ -127,12 +134,7 @@ def check_output_dir(path: str | os.PathLike[str], *, option: str = "--out",
     """Check an output FOLDER before any work: not a file, not a dangling symlink, sane names, and
     not one of the command's input files' folders being replaced (``inputs`` must stay outside
     the files this command writes; see ``check_owned``)."""
-    p = Path(path)
-    if not str(path).strip():
-        raise InputError(f"{option}: empty folder name")
-    _check_components(p, option)
-    if _dangling(p):
-        raise InputError(f"{option} {p}: is a symlink to a missing folder; give a real folder")
+    p = _checked_name(path, option, "folder", "give a real folder")
     if p.exists() and not p.is_dir():
         raise InputError(f"{option} {p}: exists and is not a directory")
     resolved = resolve_path(p)
