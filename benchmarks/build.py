@@ -135,6 +135,18 @@ def _markdown(rows: list[dict], notes: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _kept_results(path: Path, rebuilt: list[str]) -> tuple[list[dict], list[str]]:
+    """Rows and notes of the examples this run does not rebuild, from an earlier results file."""
+    if not path.is_file():
+        return [], []
+    old = json.loads(path.read_text(encoding="utf-8"))
+    rows = [r for r in old.get("rows", []) if r["example"] not in rebuilt]
+    kept = {r["example"] for r in rows}
+    notes = [n if "not rebuilt" in n else f"{n} (earlier run, not rebuilt by this one)"
+             for n in old.get("notes", []) if n.split(":", 1)[0] in kept]
+    return rows, notes
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", default=",".join(EXAMPLES))
@@ -143,16 +155,22 @@ def main() -> int:
     parser.add_argument("--work", default=str(REPO / "builds" / "bench"), help="build output root")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--quick", action="store_true", help="accepted for make bench; builds are the same")
+    parser.add_argument("--keep-others", action="store_true",
+                        help="keep the rows (and notes) of examples this run does not build from the existing "
+                             "results in --out, marked with the run they come from")
     args = parser.parse_args()
 
     from edge_kd.stages import build
     from edge_kd.errors import EdgeKDError
     from edge_kd.pipeline import atomic_write_json, atomic_write_text
+    from edge_kd.pipeline.manifest import read_manifest
     from edge_kd.recipe import default_shared_data
 
     data_root = Path(args.data) if args.data else default_shared_data()
     targets = args.targets.split(",")
     rows, notes = [], []
+    kept_rows, kept_notes = _kept_results(Path(args.out) / "build.json", args.examples.split(",")) \
+        if args.keep_others else ([], [])
     for example in args.examples.split(","):
         needed = DATA_NEEDED.get(example)
         if needed and not (data_root / needed).exists():
@@ -168,12 +186,19 @@ def main() -> int:
             notes.append(f"{example}: failed: {exc}")
             print(f"{example}: {exc}", file=sys.stderr)
             continue
-        notes.append(f"{example}: built for {len(summaries)} targets in {time.perf_counter() - start:.0f} s")
+        seconds = time.perf_counter() - start
+        if all(st.get("status") == "reused" for s in summaries for st in read_manifest(s.build_dir)["stages"]
+               if st.get("name") != "gate"):
+            # Nothing was recomputed: the figures are the earlier run's, recorded in the build folders.
+            notes.append(f"{example}: every stage reused from the completed builds in {out} (figures as "
+                         f"measured when those builds ran)")
+        else:
+            notes.append(f"{example}: built for {len(summaries)} targets in {seconds:.0f} s")
         rows += [_row(example, s.build_dir) for s in summaries]
         # Write after each example so a long run keeps what it measured.
         out_dir = Path(args.out)
-        atomic_write_json(out_dir / "build.json", {"rows": rows, "notes": notes})
-        atomic_write_text(out_dir / "build.md", _markdown(rows, notes))
+        atomic_write_json(out_dir / "build.json", {"rows": rows + kept_rows, "notes": notes + kept_notes})
+        atomic_write_text(out_dir / "build.md", _markdown(rows + kept_rows, notes + kept_notes))
     if not rows:
         print("nothing was built", file=sys.stderr)
         return 2
