@@ -141,7 +141,8 @@ def write_results(report: dict) -> None:
     from edge_kd.pipeline import atomic_write_json, atomic_write_text
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(RESULTS / "distill.json", report)
+    stem = report.get("results_stem", "distill")
+    atomic_write_json(RESULTS / f"{stem}.json", report)
     t = report.get("teacher", {})
     lines = [
         "# Distillation to a size budget: banking77 intents (77 classes)", "",
@@ -176,7 +177,7 @@ def write_results(report: dict) -> None:
         lines.append(f"- {'PASS' if c['passed'] else 'FAIL'}: {c['name']}: {c['detail']}")
     if report.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
-    atomic_write_text(RESULTS / "distill.md", "\n".join(lines) + "\n")
+    atomic_write_text(RESULTS / f"{stem}.md", "\n".join(lines) + "\n")
 
 
 INGREDIENTS = (("kd", "KD only"), ("kd+init", "KD + teacher init"), ("kd+transfer", "KD + transfer set"),
@@ -185,12 +186,18 @@ INGREDIENTS = (("kd", "KD only"), ("kd+init", "KD + teacher init"), ("kd+transfe
 
 def ingredient_table(report: dict) -> list[str]:
     """Runtime accuracy per ingredient, side by side (same student size, same run)."""
-    rows = [r for r in report["rows"] if r.get("mode") and r.get("runtime_accuracy") is not None]
+    rows = [r for r in report["rows"] if r.get("mode") and r.get("pytorch_accuracy") is not None]
+    ablated = {(r["target"], r["budget"]) for r in rows if r["model"].startswith("ablation")}
+    rows = [r for r in rows if (r["target"], r["budget"]) in ablated]
     if not rows:
         return []
     cells = {(r["target"], r["budget"], r["mode"]): r for r in rows}
     t = report.get("transfer", {})
-    lines = ["", "## What each ingredient buys (accuracy through the runtime, % of the teacher in brackets)", "",
+    teacher_acc = report.get("teacher", {}).get("pytorch_test_accuracy") or float("nan")
+    lines = ["", "## What each ingredient buys", "",
+             "Test accuracy in PyTorch of the same-size students trained in this run (% of the teacher's "
+             f"PyTorch accuracy {teacher_acc:.4f} in brackets; the shipped and hard-label students' accuracy "
+             "through the runtime is in the table above).", "",
              f"Teacher init: each hashed bucket's row starts as the mean of the teacher's wordpiece input "
              f"embeddings of the words/n-grams that hash into it, projected by PCA to the student width "
              f"({report.get('teacher_init', {}).get('words', '?'):,} words). Transfer set: "
@@ -206,7 +213,7 @@ def ingredient_table(report: dict) -> list[str]:
         vals = []
         for mode, _ in INGREDIENTS:
             r = cells.get((target, budget, mode))
-            vals.append("-" if r is None else f"{r['runtime_accuracy']:.4f} ({r.get('pct_of_teacher', 0):.1f}%)")
+            vals.append("-" if r is None else f"{r['pytorch_accuracy']:.4f} ({100 * r['pytorch_accuracy'] / teacher_acc:.1f}%)")
         lines.append(f"| {target} | {budget} | {ref['buckets']}x{ref['dim']} | " + " | ".join(vals) + " |")
     return lines
 
@@ -245,6 +252,25 @@ def checks(report: dict) -> list[dict]:
     return out
 
 
+def merge(stems: list[str]) -> int:
+    """One results file from parallel processes of one run (each over its own targets)."""
+    parts = [json.loads((RESULTS / f"{stem}.json").read_text()) for stem in stems]
+    report = dict(parts[0])
+    report["command"] = " & ".join(p["command"] for p in parts) + " (parallel processes, merged)"
+    report["started"] = min(p["started"] for p in parts)
+    report["finished"] = max((p["finished"] or "") for p in parts) if all(p["finished"] for p in parts) else None
+    report["rows"] = [r for p in parts for r in p["rows"]]
+    report["notes"] = list(dict.fromkeys(n for p in parts for n in p["notes"]))
+    report["results_stem"] = "distill"
+    report["checks"] = checks(report)
+    write_results(report)
+    for stem in stems:
+        if stem != "distill":
+            for ext in ("json", "md"):
+                (RESULTS / f"{stem}.{ext}").unlink(missing_ok=True)
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data", help="folder holding banking77/")
@@ -267,6 +293,10 @@ def main() -> int:
     p.add_argument("--ablations", default="kd,kd+init,kd+transfer",
                    help="ingredient ablations measured beside the full student (kd = no teacher init, no "
                         "transfer set); empty for none")
+    p.add_argument("--ablation-targets", default="ort-mobile",
+                   help="targets whose student sizes get the ingredient ablations")
+    p.add_argument("--ablations-runtime", action="store_true",
+                   help="also export the ablation students and judge them through the runtime (default: PyTorch)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--calib-samples", type=int, default=256)
     p.add_argument("--reuse-teacher-rows", action="store_true",
@@ -276,7 +306,13 @@ def main() -> int:
                    help="take the fp32 teacher's accuracy through the runtime from an earlier run of the same "
                         "exported file (sha256-matched; the answer is deterministic); its p50 is still measured")
     p.add_argument("--eval-rows", type=int, default=0, help="test rows judged through the runtime (0 = all)")
+    p.add_argument("--results-stem", default="distill",
+                   help="write results/<stem>.json/.md (parallel processes over disjoint --targets, then --merge)")
+    p.add_argument("--merge", default="",
+                   help="comma-separated result stems of parallel processes started together: one distill.json/.md")
     args = p.parse_args()
+    if args.merge:
+        return merge(args.merge.split(","))
     try:
         return run(args)
     except InputError as exc:
@@ -303,7 +339,7 @@ def run(args) -> int:
     report = {"command": "python " + " ".join(sys.argv), "machine": f"{platform.machine()} {platform.system()}, "
               f"torch threads {args.threads}, shared CPU", "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "finished": None, "config": vars(args) | {"data": str(args.data), "cache": str(args.cache)},
-              "rows": [], "notes": []}
+              "rows": [], "notes": [], "results_stem": args.results_stem}
     t = teacher_logits(args.data, args.cache, aug_copies=0, threads=args.threads, log=log)
     train, val, test = t["train"], t["val"], t["test"]
     labels = tuple(train.label_names)
@@ -465,8 +501,18 @@ def run(args) -> int:
                 f"{decision['predicted_bytes']:,} real {decision['real_bytes']:,} ({time.time() - t1:.0f}s)")
             spec = TextPreprocessSpec(buckets=buckets, max_ids=args.max_ids, labels=labels)
             ablations = [a.strip() for a in args.ablations.split(",") if a.strip()]
+            if target_name not in [s.strip() for s in args.ablation_targets.split(",")]:
+                ablations = []
             for mode in ("hard-label", "distilled", *ablations):
                 model, pt_acc, res, ids_te, trained_as = student_for(buckets, dim, mode)
+                if mode not in ("hard-label", "distilled") and not args.ablations_runtime:
+                    # Ingredient ablations: the same student sizes, judged in PyTorch (see --ablations-runtime).
+                    report["rows"].append({"target": target_name, "model": f"ablation {mode}", "mode": mode,
+                                           "budget": budget_text, "buckets": buckets, "dim": dim,
+                                           "params": decision["params"], "pytorch_accuracy": pt_acc,
+                                           "best_val": res.best_metric, "epochs": res.epochs_run, "how": "PyTorch only"})
+                    write_results(report)
+                    continue
                 calib = [(ids_from_hashes([hashes["train"][i]], buckets, args.max_ids),) for i in calib_idx]
                 example = (torch.from_numpy(ids_te[:1]),)
                 # The artifact's name carries every training setting (the checkpoint folder's name).
