@@ -10,8 +10,10 @@ preprocessing spec), with its decision and metrics recorded in the build manifes
 Recipe fields used: ``[teacher]`` / ``[data]`` (through ``edge_kd.recipe``), ``[student]``
 ``family`` + ``options`` (the family's knob and fixed sizes, see ``edge_kd.models.students``; or
 ``"teacher"``: start from the teacher's own architecture and weights, see ``TEACHER_FAMILY``) +
-``max_params``; ``[distill]`` ``losses``, ``temperature``, ``alpha``, ``epochs``, ``lr``,
-``weight_decay``, ``batch_size``, ``seed`` and ``options`` (strict keys, see :class:`DistillOptions`).
+``max_params`` + ``init`` (teacher-initialized rows, ``edge_kd.distill.teacher_init``); ``[distill]``
+``losses``, ``temperature``, ``alpha``, ``epochs``, ``lr``, ``weight_decay``, ``batch_size``, ``seed``,
+``transfer`` (the transfer set the teacher labels, with ``[data] unlabeled``; ``edge_kd.distill.transfer``)
+and ``options`` (strict keys, see :class:`DistillOptions`).
 """
 from __future__ import annotations
 

@@ -166,3 +166,32 @@ def test_student_objective_default_and_unknown_value(tmp_path, capsys):
     assert main(["build", str(path), "--target", "ort-mobile", "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
     assert "objective = 'tiniest'" in err and "Traceback" not in err
+
+
+def test_student_init_transfer_and_unlabeled_keys(tmp_path, capsys):
+    base = {"name": "x", "teacher": {"name": "minilm-l6"}, "student": {"family": "text_hashed"},
+            "data": {"train": f"csv:{FIX}/intents_small.csv?text=instruction&label=intent"}}
+    r = recipe_from_dict(base)
+    assert r.student.init == "auto" and r.data.unlabeled is None
+    assert r.distill.transfer.enabled and r.distill.transfer.augment_copies == 2
+    r = recipe_from_dict({**base, "data": {**base["data"], "unlabeled": "csv:queries.csv?text=q"},
+                          "distill": {"transfer": {"augment_copies": 0, "max_rows": 10}}}, source=tmp_path / "r.toml")
+    assert r.data.unlabeled == f"csv:{tmp_path / 'queries.csv'}?text=q"  # relative to the recipe
+    assert (r.distill.transfer.augment_copies, r.distill.transfer.max_rows) == (0, 10)
+    with pytest.raises(ConfigError, match="init = 'pretrained' is unknown; known: auto, teacher, random"):
+        recipe_from_dict({**base, "student": {"family": "text_hashed", "init": "pretrained"}})
+    for bad in ("csv:q.csv", "tabular:q.csv?label=y", "csv:q.csv?text=q&label=y"):
+        with pytest.raises(ConfigError, match="unlabeled text is csv:PATH\\?text=COLUMN"):
+            recipe_from_dict({**base, "data": {**base["data"], "unlabeled": bad}})
+    with pytest.raises(ConfigError, match="transfer"):
+        recipe_from_dict({**base, "distill": {"transfer": {"copies": 2}}})
+    # through the CLI: one line, exit 2
+    from edge_kd.cli import main
+
+    path = tmp_path / "bad.toml"
+    path.write_text(f'name = "x"\n[teacher]\nname = "minilm-l6"\n[data]\n'
+                    f'train = "csv:{FIX}/intents_small.csv?text=instruction&label=intent"\nunlabeled = "csv:q.csv"\n'
+                    f'[student]\nfamily = "text_hashed"\n')
+    assert main(["build", str(path), "--target", "ort-mobile", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "unlabeled" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
