@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-EXAMPLES = ["intent_bitext", "purchase_online_shoppers", "product_image_grocery"]
+EXAMPLES = ["intent_bitext", "purchase_online_shoppers", "product_image_grocery", "demand_online_retail"]
 TARGETS = ["android-arm64-xnnpack", "ort-mobile", "tflite-int8"]
 DATA_NEEDED = {
     "intent_bitext": None,  # bundled in examples/data
@@ -30,6 +30,7 @@ DATA_NEEDED = {
     "purchase_online_shoppers": "online-shoppers/online_shoppers_intention.csv",
     "product_image_grocery": "grocery-store/train.txt",
     "ctr_criteo": "ctr-samples/criteo_sample.txt",
+    "demand_online_retail": "online-retail/online_retail.csv.gz",
 }
 
 
@@ -58,8 +59,64 @@ def _row(example: str, build_dir: Path) -> dict:
         row["size_ratio"] = row["teacher_bytes"] / row["student_bundle_bytes"]
     if row["teacher_p50_ms"] and row["student_p50_ms"]:
         row["speedup_p50"] = row["teacher_p50_ms"] / row["student_p50_ms"]
-    row["metric_kept"] = row["student_metric"] / row["teacher_metric"] if row["teacher_metric"] else None
+    from edge_kd.metrics import higher_is_better
+
+    higher = higher_is_better(row["metric"])
+    row["higher_is_better"] = higher
+    # Kept: the share of the teacher's quality the student keeps (below 100% = worse), in either direction.
+    if higher:
+        row["metric_kept"] = row["student_metric"] / row["teacher_metric"] if row["teacher_metric"] else None
+    else:
+        row["metric_kept"] = row["teacher_metric"] / row["student_metric"] if row["student_metric"] else None
+    if m["teacher"].get("no_runtime_artifact"):
+        row["teacher_measured_in"] = m["teacher"].get("measured_in")
+    if m["metrics"].get("baselines"):
+        row["baselines"] = m["metrics"]["baselines"]
+        row["student_mae"], row["teacher_mae"] = m["metrics"].get("mae"), m["teacher"].get("mae")
+    raw = _raw_targets(m)
+    if raw is not None:
+        row["raw_targets"] = raw
     return row
+
+
+def _raw_targets(m: dict) -> dict | None:
+    """The distill stage's measured comparison: the same student trained on the raw targets."""
+    for st in m.get("stages", []):
+        if st.get("name") == "distill" and (st.get("details") or {}).get("raw_targets"):
+            d = st["details"]
+            return {"distilled_test_pytorch": d.get("test_metric_pytorch"),
+                    "raw_test_pytorch": d["raw_targets"].get("test_metric_pytorch"), "loss": d["raw_targets"].get("loss")}
+    return None
+
+
+def _forecast_table(rows: list[dict]) -> list[str]:
+    """Forecasting rows: errors (lower is better) against the teacher and the seasonal-naive baseline."""
+    rows = [r for r in rows if r.get("baselines")]
+    if not rows:
+        return []
+    lines = ["", "## Demand forecasting (WAPE and MAE: lower is better)", "",
+             "Student figures are measured through the target runtime; the LightGBM teacher has no runtime artifact, "
+             "so its figures are measured in Python on the same test rows and its latency is n/a. Seasonal naive = "
+             "the same product's quantity one week earlier. 'vs naive' = how much lower the student's WAPE is. "
+             "'raw targets' = the same student architecture trained on the labels only (PyTorch test WAPE, beside "
+             "the distilled student's PyTorch test WAPE).", "",
+             "| example | target | teacher WAPE | student WAPE | student / teacher | naive WAPE | student vs naive "
+             "| MAE teacher / student / naive | distilled vs raw targets (PyTorch) | bundle KiB | shipped | gate |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        naive = r["baselines"].get("seasonal_naive", {})
+        nw = naive.get("wape")
+        vs_naive = f"{100 * (1 - r['student_metric'] / nw):.1f}% lower" if nw else "-"
+        raw = r.get("raw_targets") or {}
+        rt = (f"{raw['distilled_test_pytorch']:.4f} vs {raw['raw_test_pytorch']:.4f}"
+              if raw.get("raw_test_pytorch") is not None else "-")
+        mae = (f"{r.get('teacher_mae', 0):.2f} / {r.get('student_mae', 0):.2f} / {naive.get('mae', 0):.2f}")
+        gate = "pass" if r["gate_passed"] else "FAIL: " + ", ".join(r["failed_checks"])
+        lines.append(f"| {r['example']} | {r['target']} | {r['teacher_metric']:.4f} | {r['student_metric']:.4f} "
+                     f"| {r['student_metric'] / r['teacher_metric']:.3f}x | {nw:.4f} | {vs_naive} | {mae} | {rt} "
+                     f"| {r['student_bundle_bytes'] / 1024:,.1f} | {(r.get('shipped') or {}).get('shipped', '-')} "
+                     f"| {gate} |")
+    return lines
 
 
 def _shipped(m: dict) -> dict | None:
@@ -114,10 +171,17 @@ def _markdown(rows: list[dict], notes: list[str]) -> str:
     def kib(v):
         return "-" if v is None else f"{v / 1024:,.1f}"
 
+    def ms(a, b):
+        return "n/a (no runtime artifact)" if a is None or b is None else f"{a:.3f} / {b:.3f}"
+
+    def x(v):
+        return "n/a" if not v else f"{v:.1f}x"
+
     lines = ["# `edge-kd build` on real e-commerce data: fp32 teacher vs int8 student, per target", "",
              "Produced by `benchmarks/build.py`; every figure is measured through the target runtime in the same run "
              "(one thread, pinned core). Sizes in KiB; the student's size is its whole bundle (model + preprocessing "
-             "assets); the teacher's is its fp32 artifact.", "",
+             "assets); the teacher's is its fp32 artifact. 'kept' = the share of the teacher's metric the student keeps "
+             "(student/teacher, or teacher/student for an error such as WAPE where lower is better).", "",
              "| example | target | metric | teacher | student | kept | teacher KiB (gz) | student KiB (gz) | size ratio "
              "| teacher p50/p90 ms | student p50/p90 ms | speed-up p50 | gate |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
@@ -126,11 +190,12 @@ def _markdown(rows: list[dict], notes: list[str]) -> str:
         lines.append(
             f"| {r['example']} | {r['target']} | {r['metric']} | {r['teacher_metric']:.4f} | {r['student_metric']:.4f} "
             f"| {100 * (r['metric_kept'] or 0):.1f}% | {kib(r['teacher_bytes'])} ({kib(r['teacher_gzip_bytes'])}) "
-            f"| {kib(r['student_bundle_bytes'])} ({kib(r['student_bundle_gzip_bytes'])}) | {r.get('size_ratio', 0):.1f}x "
-            f"| {r['teacher_p50_ms']:.3f} / {r['teacher_p90_ms']:.3f} | {r['student_p50_ms']:.3f} / {r['student_p90_ms']:.3f} "
-            f"| {r.get('speedup_p50', 0):.1f}x | {gate} |")
+            f"| {kib(r['student_bundle_bytes'])} ({kib(r['student_bundle_gzip_bytes'])}) | {x(r.get('size_ratio'))} "
+            f"| {ms(r['teacher_p50_ms'], r['teacher_p90_ms'])} | {ms(r['student_p50_ms'], r['student_p90_ms'])} "
+            f"| {x(r.get('speedup_p50'))} | {gate} |")
     if notes:
         lines += ["", *[f"- {n}" for n in notes]]
+    lines += _forecast_table(rows)
     lines += _shipped_table(rows)
     return "\n".join(lines) + "\n"
 

@@ -43,7 +43,8 @@ TEXT_FORMAT = "edge_kd.text.hashed_ngrams"
 TABULAR_FORMAT = "edge_kd.tabular"
 IMAGE_FORMAT = "edge_kd.image"
 ARRAYS_FORMAT = "edge_kd.arrays"
-FORMATS = (TEXT_FORMAT, TABULAR_FORMAT, IMAGE_FORMAT, ARRAYS_FORMAT)
+FORECAST_FORMAT = "edge_kd.forecast"
+FORMATS = (TEXT_FORMAT, TABULAR_FORMAT, IMAGE_FORMAT, ARRAYS_FORMAT, FORECAST_FORMAT)
 
 
 # ---- writing the asset ---------------------------------------------------------------------------
@@ -77,6 +78,24 @@ def image_asset(size: int, preprocessing: str, labels: Sequence[str], contract: 
     return {"format": IMAGE_FORMAT, "version": ASSET_VERSION, "labels": list(labels), "color": "RGB",
             "resize": {"width": int(size), "height": int(size), "filter": "bilinear", "antialias": True, "crop": None},
             "normalize": normalize, "layout": "NCHW", "contract": dict(contract)}
+
+
+def forecast_asset(preprocessor: Any, labels: Sequence[str], contract: Mapping[str, Any]) -> dict[str, Any]:
+    """Demand forecasting: the features the app computes from a product's weekly sales (names in
+    order, how ``level`` is defined), their standardisation, and that the output is units."""
+    return {"format": FORECAST_FORMAT, "version": ASSET_VERSION, "labels": list(labels), **preprocessor.to_dict(),
+            "contract": dict(contract)}
+
+
+def forecast_inputs(asset: Mapping[str, Any], raw: Mapping[str, Any]) -> list[np.ndarray]:
+    """(standardised features [1, F] float32, level [1, 1] float32) from a vector's raw feature values."""
+    names = list(asset["features"])
+    missing = [n for n in names if n not in raw["features"]]
+    if missing:
+        raise InputError(f"forecast vector: raw features {missing[:3]} are missing")
+    x = np.asarray([[float(raw["features"][n]) for n in names]], dtype=np.float64)
+    scaled = ((x - np.asarray(asset["means"], dtype=np.float64)) / np.asarray(asset["stds"], dtype=np.float64))
+    return [scaled.astype(np.float32), np.asarray([[float(raw["level"])]], dtype=np.float32)]
 
 
 def arrays_asset(labels: Sequence[str], contract: Mapping[str, Any]) -> dict[str, Any]:
@@ -166,6 +185,8 @@ def raw_to_inputs(asset: Mapping[str, Any], raw: Mapping[str, Any], root: Path) 
         arrays = tabular_inputs(asset, raw["row"])
     elif fmt == IMAGE_FORMAT:
         arrays = image_inputs(asset, read_png(root / raw["pixels"]))
+    elif fmt == FORECAST_FORMAT:
+        arrays = forecast_inputs(asset, raw)
     else:
         raise InputError(f"asset format {fmt!r} has no raw-input reference (known: {', '.join(FORMATS[:3])})")
     entries = asset["contract"]["inputs"]

@@ -123,6 +123,38 @@ class SoftBCELoss(nn.Module):
         return F.binary_cross_entropy_with_logits(s / self.temperature, target)
 
 
+# ---- demand forecasting: regression KD ----------------------------------------------------------
+@LOSSES.register("regression_kd")
+class RegressionKDLoss(nn.Module):
+    """Regression distillation: Huber (smooth L1) distance of the student's forecast to
+    ``alpha * teacher + (1 - alpha) * label``, in the label's unit. A small ``delta`` (default 1 unit)
+    makes it absolute error for all but tiny misses, which is what WAPE scores; ``alpha=0`` trains on
+    the raw targets (the baseline a distilled student is compared with)."""
+
+    def __init__(self, alpha: float = 0.5, delta: float = 1.0):
+        super().__init__()
+        if delta <= 0:
+            raise InputError(f"regression_kd loss: delta must be > 0, got {delta}")
+        self.alpha, self.delta = _check_alpha(alpha), float(delta)
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor | None, labels: torch.Tensor | None = None) -> torch.Tensor:
+        s = student.reshape(student.shape[0], -1)[:, 0]
+        if self.alpha > 0 and teacher is None:
+            raise InputError("regression_kd with alpha > 0 needs the teacher's forecasts")
+        if self.alpha < 1.0 and labels is None:
+            raise InputError("regression_kd with alpha < 1 needs the labels")
+        target = 0.0
+        if self.alpha > 0:
+            t = teacher.reshape(teacher.shape[0], -1)[:, 0]
+            if t.shape != s.shape:
+                raise InputError(f"regression_kd: teacher outputs {tuple(teacher.shape)} do not match the "
+                                 f"student's {tuple(student.shape)}")
+            target = self.alpha * t.to(s.dtype)
+        if self.alpha < 1.0:
+            target = target + (1.0 - self.alpha) * labels.to(s.dtype).reshape(s.shape)
+        return F.smooth_l1_loss(s, target, beta=self.delta)
+
+
 @LOSSES.register("ce")
 class HardLabelLoss(nn.Module):
     """Training on labels only (the baseline every distilled student is compared with)."""

@@ -219,6 +219,15 @@ def _tabular(train: Dataset, *, hidden: Sequence[int] = (256, 128), dropout: flo
                    list(train.label_names), train.task)
 
 
+# ---- demand forecasting: gradient-boosted trees (edge_kd.models.gbm; lightgbm imported when fitted) ----
+@TEACHERS.register("lightgbm")
+def _lightgbm(train: Dataset, **options: Any) -> Any:
+    from edge_kd.models.gbm import build_tree_teacher
+
+    return build_tree_teacher(train, **options)
+# ---- end demand forecasting
+
+
 def build_teacher(name: str, train: Dataset, **options: Any) -> Teacher:
     """Build a registered teacher for the task of ``train`` (untrained head / MLP).
 
@@ -240,6 +249,10 @@ def train_teacher(teacher: Teacher, train: Dataset, val: Dataset | None = None, 
     >>> teacher = train_teacher(build_teacher("minilm-l6", s.train), s.train, s.val, s.test)
     >>> teacher.metrics["test_accuracy"]
     """
+    if teacher.name == "lightgbm":
+        if val is None:
+            raise InputError("the lightgbm teacher needs a validation split (early stopping)")
+        return teacher.fit(train, val, test)
     if teacher.name == "tabular-mlp":
         from edge_kd.models.tabular import evaluate, train_tabular_mlp
 

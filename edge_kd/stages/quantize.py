@@ -64,6 +64,7 @@ class QuantizeStage(BuildStage):
             result = quantize_entry(model, example, target, calibration, out, build, record,
                                     method=recipe.quantize.method,
                                     eval_samples=_rows(eval_x, splits.val.labels[eval_idx]), seed=recipe.seed,
+                                    task="regression" if self.shared.task == "regression" else "classification",
                                     bundle_extra_bytes=_bundle_extras(build))
             selection = result.report["selection"]
             self.shared.log(f"quantize: ships {selection['shipped']} ({Path(result.primary).name}): "
