@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-EXAMPLES = ["intent_bitext", "purchase_online_shoppers", "product_image_grocery"]
+EXAMPLES = ["intent_bitext", "purchase_online_shoppers", "product_image_grocery", "next_purchase_online_retail"]
 TARGETS = ["android-arm64-xnnpack", "ort-mobile", "tflite-int8"]
 DATA_NEEDED = {
     "intent_bitext": None,  # bundled in examples/data
@@ -30,6 +30,7 @@ DATA_NEEDED = {
     "purchase_online_shoppers": "online-shoppers/online_shoppers_intention.csv",
     "product_image_grocery": "grocery-store/train.txt",
     "ctr_criteo": "ctr-samples/criteo_sample.txt",
+    "next_purchase_online_retail": "online-retail/online_retail.csv.gz",
 }
 
 

@@ -19,7 +19,8 @@ import numpy as np
 
 from edge_kd.errors import InputError
 
-Task = Literal["classification", "binary"]
+#: "ranking": labels are target sets ``int64 [N, K]`` (-1 padded) over ``label_names`` (next-purchase).
+Task = Literal["classification", "binary", "ranking"]
 
 
 def as_indices(indices: Sequence[int] | np.ndarray | slice | None, n: int) -> np.ndarray:

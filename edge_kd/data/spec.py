@@ -5,6 +5,8 @@
     tabular:PATH?label=Revenue&categorical=Month,VisitorType&positive=TRUE&drop=id
     ctr:PATH?label=label&buckets=10000
     npz:PATH
+    transactions:PATH?task=next-purchase&history=50&split=test   retail transactions -> next-purchase ranking
+                                                                (edge_kd.data.transactions; .csv or .csv.gz)
 
 A relative PATH is taken relative to ``base_dir`` (a recipe's folder) or the working directory.
 """
@@ -18,7 +20,7 @@ from urllib.parse import parse_qsl
 from edge_kd.data.base import Dataset
 from edge_kd.errors import InputError
 
-KINDS = ("csv", "images", "tabular", "ctr", "npz")
+KINDS = ("csv", "images", "tabular", "ctr", "npz", "transactions")
 
 
 def split_spec(spec: str) -> tuple[str, str, dict[str, str]]:
@@ -55,6 +57,9 @@ _ALLOWED: dict[str, tuple[str, ...]] = {
     "tabular": ("label", "numeric", "categorical", "positive", "drop", "buckets", "delimiter"),
     "ctr": ("label", "buckets", "numeric", "categorical", "drop"),
     "npz": (),
+    # ---- next-purchase recommendation (edge_kd.data.transactions) ----
+    "transactions": ("task", "split", "history", "test_days", "val_days", "non_products", "invoice", "item",
+                     "quantity", "date", "customer"),
 }
 
 
@@ -121,6 +126,11 @@ def parse_data_spec(spec: str, *, base_dir: str | os.PathLike[str] | None = None
         if "drop" in opts:
             kwargs["drop"] = _list(opts["drop"])
         return load_ctr_csv(path, **kwargs)
+    if kind == "transactions":
+        from edge_kd.data.transactions import load_next_purchase, parse_options
+
+        split, options = parse_options(spec, opts)
+        return load_next_purchase(path, split, options)
     from edge_kd.data.arrays import load_npz
 
     return load_npz(path)

@@ -111,6 +111,15 @@ def _top1(outputs: list[np.ndarray]) -> np.ndarray:
     return np.array([int(np.argmax(o.reshape(-1))) for o in outputs])
 
 
+def _judge(outputs: list[np.ndarray], reference: np.ndarray, task: str) -> float:
+    """The accuracy-check metric: top-1 accuracy (or agreement), or recall@10 of next-purchase target sets."""
+    if task == "ranking":
+        from edge_kd.metrics import recall_at_k
+
+        return recall_at_k(reference, np.stack([o.reshape(-1) for o in outputs]), 10)
+    return float((_top1(outputs) == reference).mean())
+
+
 def _p50_ms(runner: Any, sample: tuple[np.ndarray, ...], runs: int = 30, warmup: int = 3) -> float:
     """A quick median: enough to price a fallback; edge_kd.bench measures release numbers."""
     for _ in range(warmup):
@@ -202,8 +211,9 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
     settings = target.quantization
     if settings.mode != "int8":
         raise InputError(f"target {target.name!r} has quantization.mode = {settings.mode!r}; nothing to quantize")
-    if task != "classification":
-        raise InputError(f"task {task!r}: the int8 accuracy check supports 'classification' (top-1)")
+    if task not in ("classification", "ranking"):
+        raise InputError(f"task {task!r}: the int8 accuracy check supports 'classification' (top-1) and 'ranking' "
+                         "(recall@10)")
     method = method or settings.calibration_method
     from edge_kd.quantize.selection import SHIP_POLICIES
 
@@ -249,8 +259,10 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
         fp32_out = _outputs(fp32_runner, eval_inputs)
         fp32_pred = _top1(fp32_out)
         reference_labels = eval_labels if eval_labels is not None else fp32_pred
-        metric_name = "top1" if eval_labels is not None else "top1_agreement_with_fp32"
-        fp32_metric = float((fp32_pred == reference_labels).mean())
+        judged = task if eval_labels is not None else "classification"
+        metric_name = ("recall@10" if judged == "ranking" else "top1") if eval_labels is not None \
+            else "top1_agreement_with_fp32"
+        fp32_metric = _judge(fp32_out, reference_labels, judged)
         min_allowed, allowed_text = _allowed_metric(target, fp32_metric, max_accuracy_drop)
         fp32_p50 = _p50_ms(fp32_runner, eval_inputs[0])
         del fp32_runner
@@ -268,8 +280,7 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
             runner = open_artifact(primary, backend.runtime)
             n = len(eval_inputs) if subset is None else min(subset, len(eval_inputs))
             out = _outputs(runner, eval_inputs[:n])
-            pred = _top1(out)
-            return {"metric": float((pred == reference_labels[:n]).mean()),
+            return {"metric": _judge(out, reference_labels[:n], judged),
                     "output_sqnr_db": _rounded(_sqnr_db(fp32_out[:n], out)),
                     "bytes": primary.stat().st_size, "_runner": runner}
 

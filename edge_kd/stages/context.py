@@ -67,7 +67,8 @@ class BuildContext:
 
     @property
     def task(self) -> str:
-        return "binary" if self.load_data().train.task == "binary" else "classification"
+        task = self.load_data().train.task
+        return task if task in ("binary", "ranking") else "classification"
 
     def teacher(self) -> Any:
         """The build's one teacher: fitted once and shared by every target. Its weights are fingerprinted
