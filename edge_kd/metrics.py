@@ -14,8 +14,10 @@ from edge_kd.errors import InputError
 if TYPE_CHECKING:  # numpy is imported by the functions that compute: the gate asks only for directions
     import numpy as np
 
+#: Ranking metrics (task "ranking": labels are target sets ``[N, K]``, -1 padded).
+RANKING_METRICS = ("recall@10", "ndcg@10")
 #: Metrics a trainer or a schedule can select on.
-METRICS = ("accuracy", "roc_auc", "wape", "mae")
+METRICS = ("accuracy", "roc_auc", "wape", "mae", *RANKING_METRICS)
 
 #: Metrics where a smaller value is better (errors). Every other metric is higher-is-better. The gate,
 #: the report, the trainer and the int8 selection ask ``higher_is_better`` instead of assuming it.
@@ -79,6 +81,62 @@ def regression_metrics(outputs: np.ndarray, labels: np.ndarray) -> dict[str, flo
     return {"wape": wape(labels, pred), "mae": mae(labels, pred)}
 
 
+# ---- ranking (next-purchase recommendation): higher is better ----------------------------------
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` highest scores per row, best first (ties: the lower index first)."""
+    import numpy as np
+
+    scores = np.asarray(scores, dtype=np.float64)
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    rows = np.arange(scores.shape[0])[:, None]
+    order = np.lexsort((part, -scores[rows, part]), axis=1)
+    return part[rows, order]
+
+
+def _hits(targets: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
+    targets = np.asarray(targets).reshape(len(scores), -1)
+    top = _top_k(scores, k)
+    hit = (top[:, :, None] == targets[:, None, :]).any(-1) & (top >= 0)   # [N, k]
+    n_rel = (targets >= 0).sum(1)
+    if (n_rel == 0).any():
+        raise InputError("a ranking example has an empty target set")
+    return hit, n_rel
+
+
+def recall_at_k(targets: np.ndarray, scores: np.ndarray, k: int = 10) -> float:
+    """Mean over rows of ``|top-k ∩ targets| / min(k, |targets|)`` (1.0 when the top-k is as full of
+    targets as it can be: a basket of 30 products cannot all fit in a top 10).
+
+    >>> recall_at_k(np.array([[2, -1], [0, 1]]), np.array([[0.1, 0.2, 0.9], [0.5, 0.1, 0.9]]), k=2)
+    0.75
+    """
+    import numpy as np
+
+    hit, n_rel = _hits(targets, scores, k)
+    return float(np.mean(hit.sum(1) / np.minimum(n_rel, k)))
+
+
+def ndcg_at_k(targets: np.ndarray, scores: np.ndarray, k: int = 10) -> float:
+    """Mean NDCG@k with binary relevance: ``sum(hit_i / log2(i + 2)) / sum_{i < min(k, |targets|)} 1 / log2(i + 2)``."""
+    import numpy as np
+
+    hit, n_rel = _hits(targets, scores, k)
+    discount = 1.0 / np.log2(np.arange(2, hit.shape[1] + 2))
+    ideal = np.cumsum(discount)[np.minimum(n_rel, hit.shape[1]) - 1]
+    return float(np.mean((hit * discount).sum(1) / ideal))
+
+
+def ranking_metric(outputs: np.ndarray, targets: np.ndarray, metric: str) -> float:
+    name, _, k = metric.partition("@")
+    fn = {"recall": recall_at_k, "ndcg": ndcg_at_k}.get(name)
+    if fn is None or not k.isdigit():
+        raise InputError(f"unknown ranking metric {metric!r}; known: {', '.join(RANKING_METRICS)}")
+    return fn(targets, outputs, int(k))
+
+
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     """Area under the ROC curve by the rank-sum (Mann-Whitney U) statistic, ties given average ranks.
 
@@ -123,6 +181,8 @@ def metric_value(outputs: np.ndarray, labels: np.ndarray, metric: str) -> float:
     outputs = np.asarray(outputs)
     if metric in ("wape", "mae"):
         return regression_metrics(outputs, labels)[metric]
+    if metric in RANKING_METRICS:
+        return ranking_metric(outputs, labels, metric)
     binary_single = outputs.ndim == 1 or outputs.shape[1] == 1
     if metric == "roc_auc":
         if binary_single:

@@ -262,7 +262,7 @@ class BenchConfig:
     accuracy)."""
 
     eval_samples: int | None = None
-    metric: Literal["auto", "accuracy", "roc_auc", "wape", "mae"] = "auto"
+    metric: Literal["auto", "accuracy", "roc_auc", "wape", "mae", "recall@10", "ndcg@10"] = "auto"
 
     def __post_init__(self) -> None:
         if self.eval_samples is not None and self.eval_samples < 1:
@@ -409,6 +409,10 @@ def load_splits(cfg: DataConfig) -> "Any":
             raise
 
     full = parse(cfg.train)
+    if full.task == "ranking" and (cfg.val is None or cfg.test is None):
+        # A random split of invoices would put a customer's later baskets in training: split by date.
+        raise InputError(f"{cfg.train}: next-purchase data is split by invoice date; give [data] val and test as "
+                         "the same transactions spec with split=val and split=test")
 
     def load_other(spec: str, what: str):
         ds = parse(spec, label_names=full.label_names)
@@ -456,7 +460,7 @@ def teacher_from_recipe(cfg: TeacherConfig, splits: Any, *, cache_dir: str | Non
             settings: Any
             if teacher.name == "lightgbm":
                 settings = None  # the trees' options are [teacher].options; early stopping on the val split
-            elif teacher.name == "tabular-mlp":
+            elif teacher.name in ("tabular-mlp", "sasrec"):
                 settings = {"epochs": f.epochs, "lr": f.lr, "batch_size": f.batch_size,
                             "weight_decay": f.weight_decay, "seed": seed}
             else:

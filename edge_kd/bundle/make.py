@@ -11,7 +11,7 @@ import numpy as np
 
 from edge_kd.bundle import (ASSET_FILE, BUNDLE_DIR, IMAGE_VECTOR_COUNT, MANIFEST_KEY, STUDENT_PREPROCESSING_ROLE,
                             VECTOR_COUNT, VECTORS_DIR, VECTORS_FILE, VECTORS_ROLE)
-from edge_kd.bundle.assets import (ARRAYS_FORMAT, arrays_asset, forecast_asset, image_asset, raw_to_inputs,
+from edge_kd.bundle.assets import (ARRAYS_FORMAT, arrays_asset, forecast_asset, image_asset, items_asset, raw_to_inputs,
                                    tabular_asset, text_asset, to_contract)
 from edge_kd.bundle.vectors import VECTORS_FORMAT, VECTORS_VERSION, make_vectors
 from edge_kd.pipeline.files import sha256_file
@@ -33,6 +33,10 @@ def raw_samples(ds: Any, indices: Sequence[int]) -> list[dict[str, Any]]:
 
     out = []
     for i in (int(i) for i in indices):
+        if getattr(ds, "task", None) == "ranking":  # next-purchase: the next basket's product codes
+            out.append({"row": i, "label": [ds.label_names[int(k)] for k in ds.labels[i] if k >= 0],
+                        "raw": {"history": ds.raw_history(i)}})
+            continue
         if getattr(ds, "task", None) == "regression":
             label: Any = float(ds.labels[i])  # the true quantity
         else:
@@ -72,6 +76,8 @@ def asset_maker(ds: Any, *, text_spec: Any = None, preprocessing: str | None = N
     labels = list(ds.label_names)
     if text_spec is not None:
         return lambda contract: text_asset(text_spec, contract)
+    if getattr(ds, "task", None) == "ranking" and hasattr(ds, "untrained"):
+        return lambda contract: items_asset(labels, ds.untrained, ds.history_length, contract)
     if isinstance(ds, TabularDataset):
         prep = ds.preprocessor
         return lambda contract: tabular_asset(prep, ds.input_names, labels, contract)

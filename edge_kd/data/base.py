@@ -24,6 +24,9 @@ Task = Literal[
     # ---- demand forecasting (edge_kd.data.forecast): one float label per row, lower-is-better metrics
     "regression",
     # ---- end demand forecasting
+    # ---- next-purchase (edge_kd.data.transactions): labels are target sets ``int64 [N, K]`` (-1 padded)
+    # over ``label_names``
+    "ranking",
 ]
 
 

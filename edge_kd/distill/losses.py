@@ -168,6 +168,55 @@ class HardLabelLoss(nn.Module):
         return F.cross_entropy(student, labels)
 
 
+# ---- next-purchase ranking (task "ranking": labels are target sets [N, K], -1 padded) ---------------
+def next_items_loss(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Multi-target softmax cross-entropy: ``-mean_{i in targets} log softmax(scores)_i`` per row, batch
+    mean (the softmax over every item, with the next basket's items as a uniform target distribution)."""
+    if targets.dim() != 2:
+        raise InputError(f"next-purchase targets must be [N, K] item sets, got shape {tuple(targets.shape)}")
+    valid = targets >= 0
+    logp = F.log_softmax(scores.float(), dim=-1).gather(1, targets.clamp(min=0).long())
+    per_row = -(logp * valid).sum(1) / valid.sum(1).clamp(min=1)
+    return per_row.mean()
+
+
+@LOSSES.register("listwise")
+class ListwiseKDLoss(nn.Module):
+    """Listwise distillation over the whole catalog: ``alpha * T^2 * KL(softmax(t/T) || softmax(s/T))``
+    (the teacher's score distribution over every item) ``+ (1 - alpha) *`` :func:`next_items_loss` on
+    the true next items."""
+
+    def __init__(self, temperature: float = 1.0, alpha: float = 0.5):
+        super().__init__()
+        if temperature <= 0:
+            raise InputError(f"listwise loss: temperature must be > 0, got {temperature}")
+        self.temperature, self.alpha = float(temperature), _check_alpha(alpha)
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        t = self.temperature
+        if self.alpha > 0.0:
+            _check(student, teacher)
+            soft = F.kl_div(F.log_softmax(student / t, dim=-1), F.log_softmax(teacher.float() / t, dim=-1),
+                            reduction="batchmean", log_target=True) * (t * t)
+        else:
+            soft = student.new_zeros(())
+        if self.alpha >= 1.0 or labels is None:
+            return soft
+        return self.alpha * soft + (1.0 - self.alpha) * next_items_loss(student, labels)
+
+
+@LOSSES.register("next_items")
+class NextItemsLoss(HardLabelLoss):
+    """Training on the true next items only (:func:`next_items_loss`): the baseline a distilled
+    next-purchase student is compared with."""
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None) -> torch.Tensor:
+        if labels is None:
+            raise InputError("next_items training needs the next items")
+        return next_items_loss(student, labels)
+
+
 def build_loss(name: str, **options: Any) -> nn.Module:
     """A registered loss by name with its options; bad options are an InputError naming the loss."""
     cls = LOSSES.get(name)

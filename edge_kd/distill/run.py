@@ -116,7 +116,7 @@ class StudentData:
 
     family: Any
     label_names: list[str]
-    kind: str  # text | arrays | forecast
+    kind: str  # text | arrays | forecast | items (next-purchase: the item map ships as the preprocessing asset)
     #: the teacher's data preparation (image scaling), for a student that is the teacher itself
     prepare: Callable[[Any], Any] | None = None
     #: id(data set) -> (the data set, its feature hashes). The data set is kept so that its id cannot be
@@ -124,6 +124,14 @@ class StudentData:
     _hashes: dict[int, tuple[Any, list[list[int]]]] = field(default_factory=dict)
     #: forecast: the feature definitions and scaling the app applies (``ForecastPreprocessor.to_dict``)
     asset: dict[str, Any] | None = None
+    #: next-purchase data: the history length and the catalog items never bought in training
+    items: dict[str, Any] | None = None
+
+    def items_asset(self, contract: dict[str, Any]) -> dict[str, Any]:
+        from edge_kd.bundle.assets import items_asset
+
+        assert self.items is not None
+        return items_asset(self.label_names, self.items["untrained"], self.items["history"], contract)
 
     def text_spec(self, value: Any):
         from edge_kd.preprocess.text import TextPreprocessSpec
@@ -151,6 +159,8 @@ class StudentData:
             return self.text_spec(value).spec_bytes()
         if self.kind == "forecast":
             return len(json.dumps(self.asset, separators=(",", ":")).encode())
+        if self.kind == "items":
+            return len(json.dumps(self.items_asset({}), separators=(",", ":")).encode())
         return len(json.dumps(self.label_names, separators=(",", ":")).encode())
 
     def write_assets(self, out: Path, value: Any) -> list[tuple[Path, str]]:
@@ -164,6 +174,9 @@ class StudentData:
             path = atomic_write_text(out / PREPROCESS_FILE, json.dumps(self.asset, separators=(",", ":")))
             return [(path, "preprocessing")]
 
+        if self.kind == "items":
+            path = atomic_write_text(out / PREPROCESS_FILE, json.dumps(self.items_asset({}), separators=(",", ":")))
+            return [(path, "preprocessing")]
         path = atomic_write_text(out / LABELS_FILE, json.dumps(self.label_names, separators=(",", ":")))
         return [(path, "preprocessing")]  # the app maps output indices to label names
 
@@ -215,6 +228,12 @@ def make_student_family(recipe: Any, train: Any) -> tuple[Any, StudentData]:
             family = _capped(family, recipe.student.max_params)
         return family, StudentData(family, list(train.label_names), "forecast", asset=asset)
         # ---- end demand forecasting
+    elif name == "item_bag":
+        if getattr(train, "task", None) != "ranking":
+            raise InputError(f"student family 'item_bag' reads next-purchase histories, but the training data is "
+                             f"{type(train).__name__}")
+        family = make_family(name, num_items=n, history=train.history_length, **opts)
+        kind = "items"
     elif name == "custom":
         for key in ("factory", "knob", "low", "high", "inputs"):
             if key not in opts:
@@ -229,7 +248,8 @@ def make_student_family(recipe: Any, train: Any) -> tuple[Any, StudentData]:
         raise InputError(f"student family {name!r} needs data-specific setup this stage does not have")
     if recipe.student.max_params:
         family = _capped(family, recipe.student.max_params)
-    return family, StudentData(family, list(train.label_names), kind)
+    items = {"history": train.history_length, "untrained": list(train.untrained)} if kind == "items" else None
+    return family, StudentData(family, list(train.label_names), kind, items=items)
 
 
 def _capped(family: Any, max_params: int) -> Any:
@@ -322,6 +342,10 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
     metric = {"binary": "roc_auc", "regression": "wape"}.get(task, "accuracy")
     if task == "regression" and recipe.bench.metric in ("wape", "mae"):
         metric = recipe.bench.metric
+    task = "binary" if train_ds.task == "binary" else "classification"
+    metric = "roc_auc" if task == "binary" else "accuracy"
+    if train_ds.task == "ranking":  # next-purchase: labels are target sets, judged by recall@10
+        task, metric = "ranking", "recall@10"
     log = shared.log
 
     t0 = time.perf_counter()
@@ -444,10 +468,11 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
     details = {
         "sizing": {**decision.to_dict(), **objective_details}, "sizing_seconds": round(sizing_seconds, 2),
         "teacher": {"name": teacher.name, "weights_sha256": teacher_fp, **teacher_figures,
-                    "seconds": round(teacher_seconds, 2)},
+                    "seconds": round(teacher_seconds, 2), **_fit_record(teacher)},
         "student": {"family": family.name, "knob": family.knob, "value": value, "params": decision.params,
                     "spec": family.spec(value, STUDENT_WEIGHTS).to_dict()},
         "loss": {"losses": list(d.losses), "temperature": d.temperature, "alpha": d.alpha},
+        **({"data": splits.describe()} if task == "ranking" else {}),
         **figures, "epochs": result.epochs_run, "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early, "resumed_from_epoch": result.resumed_from_epoch,
         "history": result.history, "device": result.device, "world_size": result.world_size,
@@ -460,6 +485,14 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
     barrier(env)  # every rank returns the student's files, so the main rank must have written them
     record["details"] = details
     return details
+
+
+def _fit_record(teacher: Any) -> dict[str, Any]:
+    """A teacher trained here (next-purchase): its fit figures (training CPU time, validation metrics) and
+    the data rules' counts (rows excluded, cold start), for the report."""
+    if getattr(teacher, "task", None) != "ranking":
+        return {}
+    return {"fit": {k: v for k, v in teacher.metrics.items() if k != "history"}}
 
 
 def _save_student(build: Any, student_dir: Path, student: Any, spec: Any, sdata: StudentData,

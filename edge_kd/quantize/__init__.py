@@ -111,6 +111,15 @@ def _top1(outputs: list[np.ndarray]) -> np.ndarray:
     return np.array([int(np.argmax(o.reshape(-1))) for o in outputs])
 
 
+def _judge(outputs: list[np.ndarray], reference: np.ndarray, task: str) -> float:
+    """The accuracy-check metric: top-1 accuracy (or agreement), or recall@10 of next-purchase target sets."""
+    if task == "ranking":
+        from edge_kd.metrics import recall_at_k
+
+        return recall_at_k(reference, np.stack([o.reshape(-1) for o in outputs]), 10)
+    return float((_top1(outputs) == reference).mean())
+
+
 def _p50_ms(runner: Any, sample: tuple[np.ndarray, ...], runs: int = 30, warmup: int = 3) -> float:
     """A quick median: enough to price a fallback; edge_kd.bench measures release numbers."""
     for _ in range(warmup):
@@ -204,9 +213,9 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
     settings = target.quantization
     if settings.mode != "int8":
         raise InputError(f"target {target.name!r} has quantization.mode = {settings.mode!r}; nothing to quantize")
-    if task not in ("classification", "regression"):
-        raise InputError(f"task {task!r}: the int8 accuracy check supports 'classification' (top-1) and "
-                         "'regression' (WAPE of the one output)")
+    if task not in ("classification", "regression", "ranking"):
+        raise InputError(f"task {task!r}: the int8 accuracy check supports 'classification' (top-1), "
+                         "'regression' (WAPE of the one output) and 'ranking' (recall@10)")
     regression = task == "regression"
     method = method or settings.calibration_method
     from edge_kd.quantize.selection import SHIP_POLICIES
@@ -261,6 +270,13 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
 
             def score(out: list[np.ndarray], n: int) -> float:
                 return wape(reference_labels[:n], np.array([float(o.reshape(-1)[0]) for o in out]))
+        elif task == "ranking" and eval_labels is not None:
+            # Next-purchase: int8 is judged by recall@10 of the true next items, like the student.
+            reference_labels = eval_labels
+            metric_name = "recall@10"
+
+            def score(out: list[np.ndarray], n: int) -> float:
+                return _judge(out, reference_labels[:n], "ranking")
         else:
             fp32_pred = _top1(fp32_out)
             reference_labels = eval_labels if eval_labels is not None else fp32_pred

@@ -60,6 +60,10 @@ class BenchStage(BuildStage):
                                "artifact": teacher_bench.get("artifact"), "name": teacher.name}
         if hasattr(splits.test, "baselines"):
             metrics["baselines"] = _baselines(splits.test, idx, labels)
+        if task == "ranking":
+            metrics["baseline"] = _popularity_baseline(splits, labels)
+            log(f"bench: recall@10 student {metrics['task_metric']['value']:.4f}, teacher "
+                f"{teacher_metrics['task_metric']['value']:.4f}, popularity {metrics['baseline']['recall@10']:.4f}")
         build.manifest["metrics"] = metrics
         build.manifest["teacher"] = teacher_metrics
         build.save()
@@ -118,11 +122,21 @@ def _baselines(test: Any, idx: Any, labels: Any) -> dict[str, Any]:
         out[name] = {**regression_metrics(pred[idx], labels),
                      "definition": test.weekly_facts.get(name, name) if hasattr(test, "weekly_facts") else name}
     return out
+def _popularity_baseline(splits: Any, labels: Any) -> dict[str, Any]:
+    """Recall@10 / NDCG@10 of the most-bought training products, on the rows the models were judged on."""
+    import numpy as np
+
+    from edge_kd.data.transactions import popularity_scores
+    from edge_kd.metrics import ndcg_at_k, recall_at_k
+
+    scores = np.broadcast_to(popularity_scores(splits.train), (len(labels), splits.train.num_classes))
+    return {"name": "popularity", "recall@10": recall_at_k(labels, scores, 10),
+            "ndcg@10": ndcg_at_k(labels, scores, 10)}
 
 
 def _eval_fields(ev: dict[str, Any]) -> dict[str, Any]:
     out = {"task_metric": ev["task_metric"], "eval_rows": ev.get("n")}
-    for k in ("accuracy", "roc_auc", "wape", "mae"):
+    for k in ("accuracy", "roc_auc", "wape", "mae", "recall@10", "ndcg@10"):
         if ev.get(k) is not None:
             out[k] = ev[k]
     return out

@@ -68,7 +68,7 @@ class BuildContext:
     @property
     def task(self) -> str:
         task = self.load_data().train.task
-        return task if task in ("binary", "regression") else "classification"
+        return task if task in ("binary", "regression", "ranking") else "classification"
 
     def teacher(self) -> Any:
         """The build's one teacher: fitted once and shared by every target. Its weights are fingerprinted
