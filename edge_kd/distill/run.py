@@ -325,6 +325,8 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
     log = shared.log
 
     t0 = time.perf_counter()
+    from edge_kd.stages.context import is_torch_teacher
+
     teacher = shared.teacher()
     teacher_fp = shared.teacher_fingerprint
     cache = TeacherCache(shared.cache_root / "teacher-outputs")
@@ -343,7 +345,8 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
     check_teacher_labels(teacher, train_ds, logits["train"])
     teacher_seconds = time.perf_counter() - t0
     teacher_test = metric_value(np.asarray(logits["test"]), test_ds.labels, metric)
-    log(f"teacher {teacher.name}: test {metric} {teacher_test:.4f} (PyTorch; outputs cached in {cache.root})")
+    where = "PyTorch" if is_torch_teacher(teacher) else f"{teacher.name} in Python"
+    log(f"teacher {teacher.name}: test {metric} {teacher_test:.4f} ({where}; outputs cached in {cache.root})")
     if env.is_main:
         shared.record_teacher({"name": teacher.name, "weights_sha256": teacher_fp, "metric": metric,
                                "test_metric_pytorch": teacher_test, "test_rows": len(test_ds)})
@@ -357,8 +360,6 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
         barrier(env)
         record["details"] = details
         return details
-    from edge_kd.stages.context import is_torch_teacher
-
     if not recipe.student.max_params and is_torch_teacher(teacher):
         # A student larger than its teacher defeats the purpose even when the budget would allow it.
         teacher_params = sum(p.numel() for p in teacher.model.parameters())
