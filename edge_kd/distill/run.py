@@ -91,7 +91,10 @@ def build_recipe_loss(names: tuple[str, ...], temperature: float, alpha: float, 
         cls = LOSSES.get(name)
         params = inspect.signature(cls.__init__).parameters
         kw = {k: v for k, v in (("temperature", temperature), ("alpha", alpha)) if k in params}
-        if name == "hinton" and task in ("binary_single", "regression"):
+        if task == "regression" and name != "regression_kd":
+            raise InputError(f"KD loss {name!r} is for classes; a forecasting (regression) student distils with "
+                             "'regression_kd'")
+        if name == "hinton" and task == "binary_single":
             raise InputError("hinton needs class logits; for one-logit binary/CTR students use 'bce_soft'")
         modules.append(cls(**kw))
     if len(modules) == 1:
