@@ -91,7 +91,10 @@ def build_recipe_loss(names: tuple[str, ...], temperature: float, alpha: float, 
         cls = LOSSES.get(name)
         params = inspect.signature(cls.__init__).parameters
         kw = {k: v for k, v in (("temperature", temperature), ("alpha", alpha)) if k in params}
-        if name == "hinton" and task in ("binary_single", "regression"):
+        if task == "regression" and name != "regression_kd":
+            raise InputError(f"KD loss {name!r} is for classes; a forecasting (regression) student distils with "
+                             "'regression_kd'")
+        if name == "hinton" and task == "binary_single":
             raise InputError("hinton needs class logits; for one-logit binary/CTR students use 'bce_soft'")
         modules.append(cls(**kw))
     if len(modules) == 1:
@@ -349,6 +352,8 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
     log = shared.log
 
     t0 = time.perf_counter()
+    from edge_kd.stages.context import is_torch_teacher
+
     teacher = shared.teacher()
     teacher_fp = shared.teacher_fingerprint
     cache = TeacherCache(shared.cache_root / "teacher-outputs")
@@ -367,7 +372,8 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
     check_teacher_labels(teacher, train_ds, logits["train"])
     teacher_seconds = time.perf_counter() - t0
     teacher_test = metric_value(np.asarray(logits["test"]), test_ds.labels, metric)
-    log(f"teacher {teacher.name}: test {metric} {teacher_test:.4f} (PyTorch; outputs cached in {cache.root})")
+    where = "PyTorch" if is_torch_teacher(teacher) else f"{teacher.name} in Python"
+    log(f"teacher {teacher.name}: test {metric} {teacher_test:.4f} ({where}; outputs cached in {cache.root})")
     if env.is_main:
         shared.record_teacher({"name": teacher.name, "weights_sha256": teacher_fp, "metric": metric,
                                "test_metric_pytorch": teacher_test, "test_rows": len(test_ds)})
@@ -381,8 +387,6 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
         barrier(env)
         record["details"] = details
         return details
-    from edge_kd.stages.context import is_torch_teacher
-
     if not recipe.student.max_params and is_torch_teacher(teacher):
         # A student larger than its teacher defeats the purpose even when the budget would allow it.
         teacher_params = sum(p.numel() for p in teacher.model.parameters())

@@ -62,3 +62,22 @@ def test_ranking_metric_refuses_an_empty_target_set():
 
     with pytest.raises(InputError, match="empty target set"):
         recall_at_k(np.array([[-1, -1]]), np.array([[0.1, 0.2]]), 1)
+# ---- regression (demand forecasting): lower is better ------------------------------------------
+def test_wape_and_mae_golden():
+    from edge_kd.metrics import mae, metric_value, regression_metrics, wape
+
+    y, p = np.array([10.0, 0.0, 30.0]), np.array([12.0, 1.0, 27.0])
+    assert wape(y, p) == pytest.approx(6 / 40)
+    assert mae(y, p) == pytest.approx(2.0)
+    assert regression_metrics(p.reshape(-1, 1), y) == pytest.approx({"wape": 0.15, "mae": 2.0})
+    assert metric_value(p.reshape(-1, 1), y, "wape") == pytest.approx(0.15)
+    with pytest.raises(InputError, match="every label is 0"):
+        wape(np.zeros(3), p)
+
+
+def test_metric_direction():
+    from edge_kd.metrics import better, higher_is_better
+
+    assert not higher_is_better("wape") and not higher_is_better("mae") and higher_is_better("roc_auc")
+    assert better(0.4, 0.5, "wape") and not better(0.4, 0.5, "accuracy")
+    assert not better(0.49, 0.5, "wape", margin=0.02)

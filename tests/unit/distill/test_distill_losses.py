@@ -112,3 +112,18 @@ def test_listwise_kd_loss_mixes_teacher_kl_and_next_items():
     from edge_kd.distill.trainer import _is_hard_label
 
     assert _is_hard_label(LOSSES.get("next_items")()) and not _is_hard_label(loss)
+def test_regression_kd_golden():
+    """Huber (beta = delta) toward alpha * teacher + (1 - alpha) * label, in the label's unit."""
+    loss = build_loss("regression_kd", alpha=0.5, delta=1.0)
+    s = torch.tensor([[10.0], [4.0]])
+    t = torch.tensor([[12.0], [4.2]])
+    y = torch.tensor([6.0, 4.0])
+    # targets 9.0 and 4.1: |1.0| -> 0.5 * 1^2 = 0.5 (at the kink), |0.1| -> 0.5 * 0.01 = 0.005; mean 0.2525
+    assert loss(s, t, y).item() == pytest.approx(0.2525)
+    # alpha 0 = raw targets only (no teacher needed); alpha 1 = the teacher only (no labels needed)
+    assert build_loss("regression_kd", alpha=0.0)(s, None, y).item() == pytest.approx((3.5 + 0.0) / 2)
+    assert build_loss("regression_kd", alpha=1.0)(s, t, None).item() == pytest.approx((1.5 + 0.02) / 2)
+    with pytest.raises(InputError, match="needs the teacher"):
+        loss(s, None, y)
+    with pytest.raises(InputError, match="delta must be > 0"):
+        build_loss("regression_kd", delta=0)
