@@ -357,7 +357,8 @@ def opts_key_of(options: NextPurchaseOptions) -> str:
 
 
 def popularity_scores(train: NextPurchaseDataset) -> np.ndarray:
-    """The popularity baseline: one score per product, the number of training invoices that bought it."""
+    """The popularity baseline: one score per product, the number of training examples' next invoices (those
+    of customers with a history) that hold it."""
     return train.class_counts().astype(np.float32)
 
 
