@@ -235,7 +235,15 @@ def _build(parsed: _Parsed, opts: NextPurchaseOptions, split: str) -> tuple[_Exa
     for cust in sorted(parsed.invoices):
         last_seen: dict[int, int] = {}  # product -> order of its latest purchase
         order = 0
+        pending: list[list[int]] = []    # invoices at the current timestamp: not history for each other
+        pending_date = None
         for date, _, items in parsed.invoices[cust]:
+            if date != pending_date:
+                for its in pending:
+                    for k in its:
+                        last_seen[k] = order
+                        order += 1
+                pending, pending_date = [], date
             if lo <= date < hi:
                 facts["invoices"] += 1
                 usable = sorted((k for k in last_seen if trained[k]), key=last_seen.__getitem__)
@@ -253,9 +261,7 @@ def _build(parsed: _Parsed, opts: NextPurchaseOptions, split: str) -> tuple[_Exa
                     facts["cold_targets"] += int((~trained[items]).sum())
             if date >= hi:
                 break
-            for k in items:
-                last_seen[k] = order
-                order += 1
+            pending.append(items)
     facts["examples"] = len(histories)
     k = max((len(t) for t in targets), default=1)
     tgt = np.full((len(targets), k), -1, dtype=np.int64)
@@ -351,7 +357,8 @@ def opts_key_of(options: NextPurchaseOptions) -> str:
 
 
 def popularity_scores(train: NextPurchaseDataset) -> np.ndarray:
-    """The popularity baseline: one score per product, the number of training invoices that bought it."""
+    """The popularity baseline: one score per product, the number of training examples' next invoices (those
+    of customers with a history) that hold it."""
     return train.class_counts().astype(np.float32)
 
 

@@ -262,6 +262,30 @@ def _teacher_measured_in(manifest: Mapping[str, Any]) -> str:
     return f", measured in {where}" if isinstance(where, str) and where else ""
 
 
+def _check_reference_baseline(manifest: Mapping[str, Any]) -> Check | None:
+    """Next-purchase builds record a popularity baseline measured on the same test rows
+    (``metrics.baseline``): a recommender that does not beat "the most-bought products for everyone"
+    must not ship. None when the build records no baseline (other tasks)."""
+    baseline = (manifest.get("metrics") or {}).get("baseline")
+    if not isinstance(baseline, Mapping):
+        return None
+    title = f"Task metric vs the {baseline.get('name', 'reference')} baseline"
+    try:
+        name, value = rec.task_metric(manifest, "metrics")
+    except MissingFigure as exc:
+        return Check("metric.baseline", title, False, None, None, str(exc), "", comparator=">")
+    ref = baseline.get(name)
+    if not isinstance(ref, (int, float)):
+        return Check("metric.baseline", title, False, value, None, f"the baseline records no {name!r}", name,
+                     comparator=">")
+    if value > ref + _EPS:
+        return Check("metric.baseline", title, True, value, ref,
+                     f"{value / ref:.2f}x the {baseline.get('name')} baseline's {ref:.4f}" if ref > 0 else
+                     f"above the {baseline.get('name')} baseline's {ref:.4f}", name, comparator=">")
+    return Check("metric.baseline", title, False, value, ref,
+                 f"not above the {baseline.get('name')} baseline ({ref:.4f})", name, comparator=">")
+
+
 def _violation_text(v: Any) -> str:
     if isinstance(v, Mapping):
         op = v.get("op") or v.get("name") or v.get("operator") or "?"
@@ -517,6 +541,9 @@ def evaluate(manifest_or_path: ManifestLike, *, target: str | os.PathLike[str] |
     contract = check_contract(manifest, build_root)
     if contract is not None:
         checks.insert(2, contract)
+    reference = _check_reference_baseline(manifest)
+    if reference is not None:
+        checks.insert(checks.index(next(c for c in checks if c.name == "accuracy.drop")) + 1, reference)
     if base_manifest is not None:
         checks += _baseline_checks(manifest, base_manifest, tol)
 

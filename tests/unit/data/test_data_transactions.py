@@ -150,3 +150,11 @@ def test_recipe_without_val_and_test_splits_is_refused(tmp_path):
 
     with pytest.raises(InputError, match="split by invoice date"):
         load_splits(DataConfig(train=f"transactions:{SLICE}?split=train"))
+
+
+def test_invoices_at_the_same_time_are_not_each_others_history(tmp_path):
+    rows = [_row("1", "AA", 1, "2011-01-05 10:00:00", "1.0"),
+            _row("2", "BB", 1, "2011-02-05 10:00:00", "1.0"), _row("3", "CC", 1, "2011-02-05 10:00:00", "1.0")]
+    train = load_next_purchase(_write(tmp_path / "t.csv", rows + ROWS[5:8]), "train", OPTS)
+    ids = {c: i + 1 for i, c in enumerate(train.label_names)}
+    assert train.history.tolist() == [[0, 0, 0, ids["AA"]], [0, 0, 0, ids["AA"]]]
