@@ -22,7 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-EXAMPLES = ["intent_bitext", "purchase_online_shoppers", "product_image_grocery"]
+EXAMPLES = ["intent_bitext", "purchase_online_shoppers", "product_image_grocery", "demand_online_retail",
+            "next_purchase_online_retail"]
 TARGETS = ["android-arm64-xnnpack", "ort-mobile", "tflite-int8"]
 DATA_NEEDED = {
     "intent_bitext": None,  # bundled in examples/data
@@ -30,6 +31,8 @@ DATA_NEEDED = {
     "purchase_online_shoppers": "online-shoppers/online_shoppers_intention.csv",
     "product_image_grocery": "grocery-store/train.txt",
     "ctr_criteo": "ctr-samples/criteo_sample.txt",
+    "demand_online_retail": "online-retail/online_retail.csv.gz",
+    "next_purchase_online_retail": "online-retail/online_retail.csv.gz",
 }
 
 
@@ -58,8 +61,146 @@ def _row(example: str, build_dir: Path) -> dict:
         row["size_ratio"] = row["teacher_bytes"] / row["student_bundle_bytes"]
     if row["teacher_p50_ms"] and row["student_p50_ms"]:
         row["speedup_p50"] = row["teacher_p50_ms"] / row["student_p50_ms"]
-    row["metric_kept"] = row["student_metric"] / row["teacher_metric"] if row["teacher_metric"] else None
+    from edge_kd.metrics import higher_is_better
+
+    higher = higher_is_better(row["metric"])
+    row["higher_is_better"] = higher
+    # Kept: the share of the teacher's quality the student keeps (below 100% = worse), in either direction.
+    if higher:
+        row["metric_kept"] = row["student_metric"] / row["teacher_metric"] if row["teacher_metric"] else None
+    else:
+        row["metric_kept"] = row["teacher_metric"] / row["student_metric"] if row["student_metric"] else None
+    if m["teacher"].get("no_runtime_artifact"):
+        row["teacher_measured_in"] = m["teacher"].get("measured_in")
+    if m["metrics"].get("baselines"):
+        row["baselines"] = m["metrics"]["baselines"]
+        row["student_mae"], row["teacher_mae"] = m["metrics"].get("mae"), m["teacher"].get("mae")
+    raw = _raw_targets(m)
+    if raw is not None:
+        row["raw_targets"] = raw
+    baseline = m["metrics"].get("baseline")
+    if baseline:  # next-purchase ranking: NDCG@10 and the popularity baseline on the same rows
+        row["ranking"] = {"teacher_ndcg@10": m["teacher"].get("ndcg@10"), "student_ndcg@10": m["metrics"].get("ndcg@10"),
+                          "popularity_recall@10": baseline["recall@10"], "popularity_ndcg@10": baseline["ndcg@10"]}
+        distill = next((st.get("details") or {} for st in m["stages"] if st.get("name") == "distill"), {})
+        row["ranking"].update(student_value=(distill.get("student") or {}).get("value"),
+                              student_recall_pytorch=distill.get("test_metric_pytorch"),
+                              teacher_fit=(distill.get("teacher") or {}).get("fit"),
+                              data=distill.get("data"))
     return row
+
+
+def _raw_targets(m: dict) -> dict | None:
+    """The distill stage's measured comparison: the same student trained on the raw targets."""
+    for st in m.get("stages", []):
+        if st.get("name") == "distill" and (st.get("details") or {}).get("raw_targets"):
+            d = st["details"]
+            return {"distilled_test_pytorch": d.get("test_metric_pytorch"),
+                    "raw_test_pytorch": d["raw_targets"].get("test_metric_pytorch"), "loss": d["raw_targets"].get("loss")}
+    return None
+
+
+def _forecast_table(rows: list[dict]) -> list[str]:
+    """Forecasting rows: errors (lower is better) against the teacher and the seasonal-naive baseline."""
+    rows = [r for r in rows if r.get("baselines")]
+    if not rows:
+        return []
+    lines = ["", "## Demand forecasting (WAPE and MAE: lower is better)", "",
+             "Student figures are measured through the target runtime; the LightGBM teacher has no runtime artifact, "
+             "so its figures are measured in Python on the same test rows and its latency is n/a. Seasonal naive = "
+             "the same product's quantity one week earlier. 'vs naive' = how much lower the student's WAPE is. "
+             "'raw targets' = the same student architecture trained on the labels only (PyTorch test WAPE, beside "
+             "the distilled student's PyTorch test WAPE).", "",
+             "| example | target | teacher WAPE | student WAPE | student / teacher | naive WAPE | student vs naive "
+             "| MAE teacher / student / naive | distilled vs raw targets (PyTorch) | bundle KiB | shipped | gate |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        naive = r["baselines"].get("seasonal_naive", {})
+        nw = naive.get("wape")
+        vs_naive = f"{100 * (1 - r['student_metric'] / nw):.1f}% lower" if nw else "-"
+        raw = r.get("raw_targets") or {}
+        rt = (f"{raw['distilled_test_pytorch']:.4f} vs {raw['raw_test_pytorch']:.4f}"
+              if raw.get("raw_test_pytorch") is not None else "-")
+        mae = (f"{r.get('teacher_mae', 0):.2f} / {r.get('student_mae', 0):.2f} / {naive.get('mae', 0):.2f}")
+        gate = "pass" if r["gate_passed"] else "FAIL: " + ", ".join(r["failed_checks"])
+        lines.append(f"| {r['example']} | {r['target']} | {r['teacher_metric']:.4f} | {r['student_metric']:.4f} "
+                     f"| {r['student_metric'] / r['teacher_metric']:.3f}x | {nw:.4f} | {vs_naive} | {mae} | {rt} "
+                     f"| {r['student_bundle_bytes'] / 1024:,.1f} | {(r.get('shipped') or {}).get('shipped', '-')} "
+                     f"| {gate} |")
+
+
+def _ranking_raw_targets(recipe_path: Path, data_root: Path, value: int) -> dict:
+    """The same student (family and size) trained on the true next items only, no teacher: its PyTorch test
+    recall@10 beside the distilled student's (the distill stage's PyTorch figure on the same test rows)."""
+    from edge_kd.distill.run import _options, build_recipe_loss, make_student_family
+    from edge_kd.distill.trainer import DistillData, EvalData, TrainConfig, predict, train_student
+    from edge_kd.metrics import metric_value
+    from edge_kd.recipe import load_recipe, load_splits
+
+    recipe = load_recipe(recipe_path, shared_data=data_root)
+    splits = load_splits(recipe.data)
+    family, sdata = make_student_family(recipe, splits.train)
+    d, opts = recipe.distill, _options(recipe)
+    config = TrainConfig(epochs=d.epochs, batch_size=d.batch_size, lr=d.lr, weight_decay=d.weight_decay,
+                         warmup_fraction=opts.warmup_fraction, patience=opts.patience, metric="recall@10", seed=d.seed,
+                         device="cpu", progress=False)
+    student = family.build(value)
+    start = time.perf_counter()
+    result = train_student(student, build_recipe_loss(("next_items",), d.temperature, 0.0, "ranking"),
+                           DistillData(sdata.inputs(splits.train, value), splits.train.labels, None),
+                           EvalData(sdata.inputs(splits.val, value), splits.val.labels), config)
+    out = predict(student, sdata.inputs(splits.test, value))
+    return {"value": value, "test_recall@10_pytorch": metric_value(out, splits.test.labels, "recall@10"),
+            "test_ndcg@10_pytorch": metric_value(out, splits.test.labels, "ndcg@10"),
+            "best_epoch": result.best_epoch, "seconds": round(time.perf_counter() - start, 1)}
+
+
+def _ranking_table(rows: list[dict]) -> list[str]:
+    """Next-purchase rows: recall@10 and NDCG@10 of teacher, student and the popularity baseline, and the
+    distilled student against the same student trained on the raw next items."""
+    rows = [r for r in rows if r.get("ranking")]
+    if not rows:
+        return []
+    lines = ["", "## Next-purchase recommendation: ranking metrics through the runtime", "",
+             "Recall@10 = |top-10 ∩ next invoice| / min(10, |next invoice|), NDCG@10 with binary relevance, on the "
+             "test period's invoices (edge_kd/data/transactions.py). Popularity = the most-bought training products "
+             "for everyone. *Raw next items*: the same student (same size) trained on the true next items only, no "
+             "teacher, in PyTorch, against the distilled student in PyTorch on the same test rows.", "",
+             "| example | target | recall@10 teacher / student / popularity | NDCG@10 teacher / student / popularity "
+             "| teacher / popularity | student / popularity | student / teacher | distilled vs raw next items "
+             "(PyTorch recall@10) |",
+             "|---|---|---|---|---:|---:|---:|---|"]
+    for r in rows:
+        rk = r["ranking"]
+        pop, pop_n = rk["popularity_recall@10"], rk["popularity_ndcg@10"]
+        raw = rk.get("raw_targets") or {}
+        if raw and rk.get("student_recall_pytorch") is not None:
+            d, h = rk["student_recall_pytorch"], raw["test_recall@10_pytorch"]
+            vs = f"{d:.4f} vs {h:.4f} ({100 * (d / h - 1):+.1f}%)"
+        else:
+            vs = "-"
+        lines.append(f"| {r['example']} | {r['target']} | {r['teacher_metric']:.4f} / {r['student_metric']:.4f} / "
+                     f"{pop:.4f} | {rk['teacher_ndcg@10']:.4f} / {rk['student_ndcg@10']:.4f} / {pop_n:.4f} "
+                     f"| {r['teacher_metric'] / pop:.2f}x | {r['student_metric'] / pop:.2f}x "
+                     f"| {100 * r['metric_kept']:.1f}% | {vs} |")
+    first = rows[0]["ranking"]
+    fit, data = first.get("teacher_fit") or {}, first.get("data") or {}
+    if fit:
+        lines += ["", f"Teacher (sasrec) trained here: {fit.get('epochs')} epochs, "
+                      f"{fit.get('train_cpu_seconds')} s of CPU time ({fit.get('train_wall_seconds')} s wall, "
+                      f"shared machine), validation recall@10 {fit.get('val_recall@10', 0):.4f}."]
+    test = data.get("test") or {}
+    if test:
+        lines += ["", f"Data ({test.get('source', '').rsplit(':', 1)[0].rsplit('/', 1)[-1]}): {test.get('rows_without_customer'):,} "
+                      f"product lines without a CustomerID excluded, {test.get('cancellation_rows'):,} cancellation "
+                      f"lines and {test.get('non_product_rows'):,} non-product lines (postage, fees, vouchers) not "
+                      f"purchases; catalog {test.get('catalog_products'):,} products ({test.get('trained_products'):,} "
+                      f"bought in training). Test period {test.get('period', {}).get('from')} to the end: "
+                      f"{test.get('invoices'):,} invoices, {test.get('examples'):,} ranked, "
+                      f"{test.get('cold_customers'):,} cold-start (no earlier purchase: popularity list, not ranked); "
+                      f"{test.get('cold_targets'):,} of {test.get('target_items'):,} target products never bought in "
+                      f"training (kept as targets: they count as misses)."]
+    return lines
 
 
 def _shipped(m: dict) -> dict | None:
@@ -114,10 +255,17 @@ def _markdown(rows: list[dict], notes: list[str]) -> str:
     def kib(v):
         return "-" if v is None else f"{v / 1024:,.1f}"
 
+    def ms(a, b):
+        return "n/a (no runtime artifact)" if a is None or b is None else f"{a:.3f} / {b:.3f}"
+
+    def x(v):
+        return "n/a" if not v else f"{v:.1f}x"
+
     lines = ["# `edge-kd build` on real e-commerce data: fp32 teacher vs int8 student, per target", "",
              "Produced by `benchmarks/build.py`; every figure is measured through the target runtime in the same run "
              "(one thread, pinned core). Sizes in KiB; the student's size is its whole bundle (model + preprocessing "
-             "assets); the teacher's is its fp32 artifact.", "",
+             "assets); the teacher's is its fp32 artifact. 'kept' = the share of the teacher's metric the student keeps "
+             "(student/teacher, or teacher/student for an error such as WAPE where lower is better).", "",
              "| example | target | metric | teacher | student | kept | teacher KiB (gz) | student KiB (gz) | size ratio "
              "| teacher p50/p90 ms | student p50/p90 ms | speed-up p50 | gate |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
@@ -126,12 +274,14 @@ def _markdown(rows: list[dict], notes: list[str]) -> str:
         lines.append(
             f"| {r['example']} | {r['target']} | {r['metric']} | {r['teacher_metric']:.4f} | {r['student_metric']:.4f} "
             f"| {100 * (r['metric_kept'] or 0):.1f}% | {kib(r['teacher_bytes'])} ({kib(r['teacher_gzip_bytes'])}) "
-            f"| {kib(r['student_bundle_bytes'])} ({kib(r['student_bundle_gzip_bytes'])}) | {r.get('size_ratio', 0):.1f}x "
-            f"| {r['teacher_p50_ms']:.3f} / {r['teacher_p90_ms']:.3f} | {r['student_p50_ms']:.3f} / {r['student_p90_ms']:.3f} "
-            f"| {r.get('speedup_p50', 0):.1f}x | {gate} |")
+            f"| {kib(r['student_bundle_bytes'])} ({kib(r['student_bundle_gzip_bytes'])}) | {x(r.get('size_ratio'))} "
+            f"| {ms(r['teacher_p50_ms'], r['teacher_p90_ms'])} | {ms(r['student_p50_ms'], r['student_p90_ms'])} "
+            f"| {x(r.get('speedup_p50'))} | {gate} |")
     if notes:
         lines += ["", *[f"- {n}" for n in notes]]
+    lines += _forecast_table(rows)
     lines += _shipped_table(rows)
+    lines += _ranking_table(rows)
     return "\n".join(lines) + "\n"
 
 
@@ -194,7 +344,16 @@ def main() -> int:
                          f"measured when those builds ran)")
         else:
             notes.append(f"{example}: built for {len(summaries)} targets in {seconds:.0f} s")
-        rows += [_row(example, s.build_dir) for s in summaries]
+        new_rows = [_row(example, s.build_dir) for s in summaries]
+        raw_cache: dict = {}
+        for r in new_rows:  # next-purchase: the same student trained on the raw next items, once per size
+            rk = r.get("ranking")
+            if rk and rk.get("student_value") is not None:
+                v = rk["student_value"]
+                if v not in raw_cache:
+                    raw_cache[v] = _ranking_raw_targets(REPO / "examples" / f"{example}.toml", data_root, v)
+                rk["raw_targets"] = raw_cache[v]
+        rows += new_rows
         # Write after each example so a long run keeps what it measured.
         out_dir = Path(args.out)
         atomic_write_json(out_dir / "build.json", {"rows": rows + kept_rows, "notes": notes + kept_notes})

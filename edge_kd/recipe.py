@@ -307,10 +307,11 @@ class QuantizeConfig:
 @dataclass(frozen=True)
 class BenchConfig:
     """Accuracy through the runtime: ``eval_samples`` test rows (stratified; None = all) and the
-    ``metric`` gated against the teacher (auto = ROC-AUC for binary tasks, else accuracy)."""
+    ``metric`` gated against the teacher (auto = ROC-AUC for binary tasks, WAPE for forecasting, else
+    accuracy)."""
 
     eval_samples: int | None = None
-    metric: Literal["auto", "accuracy", "roc_auc"] = "auto"
+    metric: Literal["auto", "accuracy", "roc_auc", "wape", "mae", "recall@10", "ndcg@10"] = "auto"
 
     def __post_init__(self) -> None:
         if self.eval_samples is not None and self.eval_samples < 1:
@@ -457,6 +458,10 @@ def load_splits(cfg: DataConfig) -> "Any":
             raise
 
     full = parse(cfg.train)
+    if full.task == "ranking" and (cfg.val is None or cfg.test is None):
+        # A random split of invoices would put a customer's later baskets in training: split by date.
+        raise InputError(f"{cfg.train}: next-purchase data is split by invoice date; give [data] val and test as "
+                         "the same transactions spec with split=val and split=test")
 
     def load_other(spec: str, what: str):
         ds = parse(spec, label_names=full.label_names)
@@ -467,7 +472,11 @@ def load_splits(cfg: DataConfig) -> "Any":
             raise InputError(f"{what} data {spec!r} is empty")
         return ds
 
-    if cfg.test is None and cfg.val is None:
+    if cfg.test is None and cfg.val is None and hasattr(full, "split_indices"):
+        # Time-ordered data (forecasting): the data set splits itself by date, never at random.
+        tr, va, te = full.split_indices()
+        train, val, test = full.subset(tr), full.subset(va), full.subset(te)
+    elif cfg.test is None and cfg.val is None:
         tr, va, te = stratified_split_indices(full.labels, [1 - cfg.val_fraction - cfg.test_fraction,
                                                             cfg.val_fraction, cfg.test_fraction], cfg.seed)
         train, val, test = full.subset(tr), full.subset(va), full.subset(te)
@@ -491,12 +500,18 @@ def teacher_from_recipe(cfg: TeacherConfig, splits: Any, *, cache_dir: str | Non
     from edge_kd.models.teachers import load_teacher, train_teacher
 
     if cfg.name:
-        teacher = load_teacher(cfg.name, train=splits.train, options=cfg.options)
+        options = dict(cfg.options)
+        if cfg.name == "lightgbm":
+            options.setdefault("seed", seed)
+        teacher = load_teacher(cfg.name, train=splits.train, options=options)
         if cfg.train:
             f = cfg.finetune
-            if teacher.name == "tabular-mlp":
-                settings: Any = {"epochs": f.epochs, "lr": f.lr, "batch_size": f.batch_size,
-                                 "weight_decay": f.weight_decay, "seed": seed}
+            settings: Any
+            if teacher.name == "lightgbm":
+                settings = None  # the trees' options are [teacher].options; early stopping on the val split
+            elif teacher.name in ("tabular-mlp", "sasrec"):
+                settings = {"epochs": f.epochs, "lr": f.lr, "batch_size": f.batch_size,
+                            "weight_decay": f.weight_decay, "seed": seed}
             else:
                 from edge_kd.models.finetune import FinetuneSettings
 

@@ -68,6 +68,17 @@ class AccuracyDrop:
             return teacher_metric - self.value
         return teacher_metric * (1.0 - self.value)
 
+    def max_allowed(self, teacher_metric: float) -> float:
+        """The highest student error that still passes, for a lower-is-better metric (WAPE, MAE):
+        the allowed degradation points the other way."""
+        if self.kind == "absolute":
+            return teacher_metric + self.value
+        return teacher_metric * (1.0 + self.value)
+
+    def limit(self, teacher_metric: float, higher_is_better: bool = True) -> float:
+        """``min_allowed`` for accuracy-like metrics, ``max_allowed`` for errors."""
+        return self.min_allowed(teacher_metric) if higher_is_better else self.max_allowed(teacher_metric)
+
     def __str__(self) -> str:
         if self.kind == "absolute":
             return f"{self.value * 100:g}pt"

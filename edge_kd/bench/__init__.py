@@ -169,8 +169,9 @@ def emulated_metrics(path: Path, core: str, *, threads: int,
 
 def evaluate_artifact(path: str | os.PathLike[str], samples: Iterable[tuple[tuple["np.ndarray", ...], Any]], *,
                       task: str = "classification", reference: Callable[..., Any] | str | os.PathLike[str] | None = None,
-                      threads: int = 1, runtime: str | None = None) -> dict[str, Any]:
-    """Accuracy (classification) or ROC AUC + accuracy (binary) of an artifact run in its runtime
+                      threads: int = 1, runtime: str | None = None, metric: str | None = None) -> dict[str, Any]:
+    """Accuracy (classification), ROC AUC + accuracy (binary) or WAPE + MAE (regression: one output,
+    the forecast; ``metric`` picks which one is the task metric, default WAPE) of an artifact run in its runtime
     (``runtime``: a registered runtime that loads its format; default: the one its extension names).
 
     ``samples`` yields ``(inputs, label)`` with inputs in the model's order (batch 1 is typical; a
@@ -182,11 +183,11 @@ def evaluate_artifact(path: str | os.PathLike[str], samples: Iterable[tuple[tupl
     """
     import numpy as np
 
-    from edge_kd.metrics import binary_scores, roc_auc
+    from edge_kd.metrics import binary_scores, regression_metrics, roc_auc
     from edge_kd.runtimes import open_runner
 
-    if task not in ("classification", "binary"):
-        raise InputError(f"unknown task {task!r}; known: classification, binary")
+    if task not in ("classification", "binary", "regression", "ranking"):
+        raise InputError(f"unknown task {task!r}; known: classification, binary, regression, ranking")
     start = time.perf_counter()
     runner = open_runner(path, threads=threads, runtime=runtime)
     ref_runner = ref_fn = None
@@ -205,7 +206,10 @@ def evaluate_artifact(path: str | os.PathLike[str], samples: Iterable[tuple[tupl
         first = np.asarray(outputs[0])
         first = first.reshape(first.shape[0] if first.ndim else 1, -1)
         firsts.append(first)
-        labels.extend(np.atleast_1d(np.asarray(label)).reshape(-1).tolist())
+        if task == "ranking":  # a target set per output row ([K] or [N, K], -1 padded)
+            labels.extend(np.asarray(label).reshape(first.shape[0], -1))
+        else:
+            labels.extend(np.atleast_1d(np.asarray(label)).reshape(-1).tolist())
         if ref_runner is not None or ref_fn is not None:
             if ref_runner is not None:
                 ref_out = ref_runner.run(list(inputs))
@@ -219,11 +223,30 @@ def evaluate_artifact(path: str | os.PathLike[str], samples: Iterable[tuple[tupl
     if not firsts:
         raise InputError(f"{path}: no samples to evaluate")
     logits = np.concatenate(firsts, axis=0)
-    y = np.asarray(labels)
+    if task == "ranking":
+        width = max(len(t) for t in labels)
+        y = np.full((len(labels), width), -1, dtype=np.int64)
+        for i, t in enumerate(labels):
+            y[i, :len(t)] = t
+    else:
+        y = np.asarray(labels)
     if len(y) != logits.shape[0]:
         raise InputError(f"{path}: {len(y)} labels for {logits.shape[0]} model outputs")
     result: dict[str, Any] = {"n": int(len(y)), "runtime": runner.runtime, "runtime_version": runner.runtime_version}
-    if task == "classification":
+    if task == "regression":
+        if logits.shape[-1] != 1:
+            raise InputError(f"{path}: a regression model has one output per row, this one has {logits.shape[-1]}")
+        figures = regression_metrics(logits, y)
+        name = metric or "wape"
+        if name not in figures:
+            raise InputError(f"unknown regression metric {name!r}; known: {', '.join(figures)}")
+        result.update(task_metric={"name": name, "value": figures[name]}, **figures)
+    elif task == "ranking":
+        from edge_kd.metrics import ndcg_at_k, recall_at_k
+
+        recall, ndcg = recall_at_k(y, logits, 10), ndcg_at_k(y, logits, 10)
+        result.update({"task_metric": {"name": "recall@10", "value": recall}, "recall@10": recall, "ndcg@10": ndcg})
+    elif task == "classification":
         accuracy = float(np.mean(logits.argmax(-1) == y.astype(np.int64)))
         result.update(task_metric={"name": "accuracy", "value": accuracy}, accuracy=accuracy)
     else:
@@ -235,7 +258,9 @@ def evaluate_artifact(path: str | os.PathLike[str], samples: Iterable[tuple[tupl
         result.update(task_metric={"name": "roc_auc", "value": auc}, roc_auc=auc, accuracy=accuracy)
     if ref_firsts:
         ref = np.concatenate(ref_firsts, axis=0)
-        if task == "binary" and logits.shape[-1] <= 2:
+        if task == "regression":
+            agree = None
+        elif task == "binary" and logits.shape[-1] <= 2:
             agree = float(np.mean((binary_scores(ref) > 0) == (binary_scores(logits) > 0)))
         else:
             agree = float(np.mean(ref.argmax(-1) == logits.argmax(-1)))

@@ -21,6 +21,11 @@ bundle says int32 ids where a .pte bundle says int64) and the ``labels`` in outp
 ``edge_kd.image``
     decode to RGB, resize to ``resize.width`` x ``resize.height`` (PIL bilinear with antialiasing,
     no crop), then per channel c ``x = (p / divide - mean[c]) / std[c]`` in float32, layout NCHW.
+``edge_kd.items`` (next-purchase)
+    ``labels`` are the catalog's product codes in output order; the input ``history`` ``[1, history]``
+    is made from the customer's earlier products (codes, each once at its latest purchase, oldest
+    first): drop codes not in ``labels`` or in ``untrained`` (never bought in training), keep the last
+    ``history``, map a code to 1 + its index in ``labels``, left-pad with 0 (newest product last).
 ``edge_kd.arrays``
     the model's inputs are the app's own arrays (a custom student): only labels and the contract.
 
@@ -43,7 +48,9 @@ TEXT_FORMAT = "edge_kd.text.hashed_ngrams"
 TABULAR_FORMAT = "edge_kd.tabular"
 IMAGE_FORMAT = "edge_kd.image"
 ARRAYS_FORMAT = "edge_kd.arrays"
-FORMATS = (TEXT_FORMAT, TABULAR_FORMAT, IMAGE_FORMAT, ARRAYS_FORMAT)
+FORECAST_FORMAT = "edge_kd.forecast"
+ITEMS_FORMAT = "edge_kd.items"
+FORMATS = (TEXT_FORMAT, TABULAR_FORMAT, IMAGE_FORMAT, ARRAYS_FORMAT, FORECAST_FORMAT, ITEMS_FORMAT)
 
 
 # ---- writing the asset ---------------------------------------------------------------------------
@@ -77,6 +84,42 @@ def image_asset(size: int, preprocessing: str, labels: Sequence[str], contract: 
     return {"format": IMAGE_FORMAT, "version": ASSET_VERSION, "labels": list(labels), "color": "RGB",
             "resize": {"width": int(size), "height": int(size), "filter": "bilinear", "antialias": True, "crop": None},
             "normalize": normalize, "layout": "NCHW", "contract": dict(contract)}
+
+
+def forecast_asset(preprocessor: Any, labels: Sequence[str], contract: Mapping[str, Any]) -> dict[str, Any]:
+    """Demand forecasting: the features the app computes from a product's weekly sales (names in
+    order, how ``level`` is defined), their standardisation, and that the output is units."""
+    return {"format": FORECAST_FORMAT, "version": ASSET_VERSION, "labels": list(labels), **preprocessor.to_dict(),
+            "contract": dict(contract)}
+
+
+def forecast_inputs(asset: Mapping[str, Any], raw: Mapping[str, Any]) -> list[np.ndarray]:
+    """(standardised features [1, F] float32, level [1, 1] float32) from a vector's raw feature values."""
+    names = list(asset["features"])
+    missing = [n for n in names if n not in raw["features"]]
+    if missing:
+        raise InputError(f"forecast vector: raw features {missing[:3]} are missing")
+    x = np.asarray([[float(raw["features"][n]) for n in names]], dtype=np.float64)
+    scaled = ((x - np.asarray(asset["means"], dtype=np.float64)) / np.asarray(asset["stds"], dtype=np.float64))
+    return [scaled.astype(np.float32), np.asarray([[float(raw["level"])]], dtype=np.float32)]
+
+
+def items_asset(labels: Sequence[str], untrained: Sequence[str], history: int,
+                contract: Mapping[str, Any]) -> dict[str, Any]:
+    """The item-id map of a next-purchase model (see the module doc for the rule)."""
+    return {"format": ITEMS_FORMAT, "version": ASSET_VERSION, "labels": list(labels), "untrained": list(untrained),
+            "history": int(history), "padding_id": 0, "padding": "left", "contract": dict(contract)}
+
+
+def items_inputs(asset: Mapping[str, Any], codes: Sequence[str]) -> list[np.ndarray]:
+    """A customer's earlier product codes (oldest first) -> ``[int64 [1, history]]`` (the module doc's rule)."""
+    index = {c: i for i, c in enumerate(asset["labels"])}
+    skip = set(asset["untrained"])
+    ids = [index[c] + 1 for c in codes if c in index and c not in skip][-int(asset["history"]):]
+    out = np.zeros((1, int(asset["history"])), dtype=np.int64)
+    if ids:
+        out[0, -len(ids):] = ids
+    return [out]
 
 
 def arrays_asset(labels: Sequence[str], contract: Mapping[str, Any]) -> dict[str, Any]:
@@ -166,8 +209,12 @@ def raw_to_inputs(asset: Mapping[str, Any], raw: Mapping[str, Any], root: Path) 
         arrays = tabular_inputs(asset, raw["row"])
     elif fmt == IMAGE_FORMAT:
         arrays = image_inputs(asset, read_png(root / raw["pixels"]))
+    elif fmt == FORECAST_FORMAT:
+        arrays = forecast_inputs(asset, raw)
+    elif fmt == ITEMS_FORMAT:
+        arrays = items_inputs(asset, raw["history"])
     else:
-        raise InputError(f"asset format {fmt!r} has no raw-input reference (known: {', '.join(FORMATS[:3])})")
+        raise InputError(f"asset format {fmt!r} has no raw-input reference (known: {', '.join(f for f in FORMATS if f != ARRAYS_FORMAT)})")
     entries = asset["contract"]["inputs"]
     if len(arrays) != len(entries):
         raise InputError(f"the {fmt} preprocessing makes {len(arrays)} tensor(s), the contract declares {len(entries)}")

@@ -11,8 +11,8 @@ import numpy as np
 
 from edge_kd.bundle import (ASSET_FILE, BUNDLE_DIR, IMAGE_VECTOR_COUNT, MANIFEST_KEY, STUDENT_PREPROCESSING_ROLE,
                             VECTOR_COUNT, VECTORS_DIR, VECTORS_FILE, VECTORS_ROLE)
-from edge_kd.bundle.assets import (ARRAYS_FORMAT, arrays_asset, image_asset, raw_to_inputs, tabular_asset,
-                                   text_asset, to_contract)
+from edge_kd.bundle.assets import (ARRAYS_FORMAT, arrays_asset, forecast_asset, image_asset, items_asset, raw_to_inputs,
+                                   tabular_asset, text_asset, to_contract)
 from edge_kd.bundle.vectors import VECTORS_FORMAT, VECTORS_VERSION, make_vectors
 from edge_kd.pipeline.files import sha256_file
 
@@ -33,7 +33,14 @@ def raw_samples(ds: Any, indices: Sequence[int]) -> list[dict[str, Any]]:
 
     out = []
     for i in (int(i) for i in indices):
-        label = ds.label_names[int(ds.labels[i])] if len(ds.label_names) > int(ds.labels[i]) else int(ds.labels[i])
+        if getattr(ds, "task", None) == "ranking":  # next-purchase: the next basket's product codes
+            out.append({"row": i, "label": [ds.label_names[int(k)] for k in ds.labels[i] if k >= 0],
+                        "raw": {"history": ds.raw_history(i)}})
+            continue
+        if getattr(ds, "task", None) == "regression":
+            label: Any = float(ds.labels[i])  # the true quantity
+        else:
+            label = ds.label_names[int(ds.labels[i])] if len(ds.label_names) > int(ds.labels[i]) else int(ds.labels[i])
         if hasattr(ds, "texts"):
             raw: dict[str, Any] = {"text": ds.texts[i]}
         elif isinstance(ds, TabularDataset):
@@ -45,6 +52,9 @@ def raw_samples(ds: Any, indices: Sequence[int]) -> list[dict[str, Any]]:
                 v = ds.raw_categorical[i, j]
                 row[name] = None if v == MISSING_CATEGORY else str(v)
             raw = {"row": row}
+        elif hasattr(ds, "raw_x") and getattr(ds, "preprocessor", None) is not None:  # demand forecasting
+            raw = {"features": {n: float(v) for n, v in zip(ds.preprocessor.features, ds.raw_x[i])},
+                   "level": float(ds.level[i])}
         elif hasattr(ds, "pixels") and hasattr(ds, "paths"):
             source = Path(ds.paths[i])
             raw = {"pixels": ds.pixels([i])[0], "source": source.name if not source.is_absolute() else str(source),
@@ -66,9 +76,13 @@ def asset_maker(ds: Any, *, text_spec: Any = None, preprocessing: str | None = N
     labels = list(ds.label_names)
     if text_spec is not None:
         return lambda contract: text_asset(text_spec, contract)
+    if getattr(ds, "task", None) == "ranking" and hasattr(ds, "untrained"):
+        return lambda contract: items_asset(labels, ds.untrained, ds.history_length, contract)
     if isinstance(ds, TabularDataset):
         prep = ds.preprocessor
         return lambda contract: tabular_asset(prep, ds.input_names, labels, contract)
+    if hasattr(ds, "raw_x") and getattr(ds, "preprocessor", None) is not None:
+        return lambda contract: forecast_asset(ds.preprocessor, labels, contract)
     if hasattr(ds, "pixels") and hasattr(ds, "size"):
         scaling = preprocessing or ds.preprocessing
         return lambda contract: image_asset(ds.size, scaling, labels, contract)

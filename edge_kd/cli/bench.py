@@ -22,8 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", metavar="SPEC", help="labelled data for accuracy: npz:PATH with arrays x0[, x1...] "
                                                        "(first axis = samples) and y, or a data spec (csv:..., "
                                                        "images:...) as in quantize --calib/--eval")
-    parser.add_argument("--task", choices=("classification", "binary"), default="classification",
-                        help="metric for --data: accuracy (classification) or ROC AUC (binary)")
+    parser.add_argument("--task", choices=("classification", "binary", "regression"), default="classification",
+                        help="metric for --data: accuracy (classification), ROC AUC (binary) or WAPE and MAE "
+                             "(regression: a one-output forecast, lower is better)")
     parser.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate at most N samples of --data")
     parser.add_argument("--any-runtime", action="store_true",
                         help="allow artifacts of other runtimes than the target's (same bench settings)")

@@ -19,7 +19,15 @@ import numpy as np
 
 from edge_kd.errors import InputError
 
-Task = Literal["classification", "binary"]
+Task = Literal[
+    "classification", "binary",
+    # ---- demand forecasting (edge_kd.data.forecast): one float label per row, lower-is-better metrics
+    "regression",
+    # ---- end demand forecasting
+    # ---- next-purchase (edge_kd.data.transactions): labels are target sets ``int64 [N, K]`` (-1 padded)
+    # over ``label_names``
+    "ranking",
+]
 
 
 def as_indices(indices: Sequence[int] | np.ndarray | slice | None, n: int) -> np.ndarray:
@@ -77,6 +85,12 @@ class Dataset:
 
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=self.num_classes)
+
+    @property
+    def strata(self) -> np.ndarray:
+        """Integer groups that calibration samples are stratified by: the labels, or (regression)
+        bins of the label."""
+        return self.labels
 
     def fingerprint(self) -> str:
         """A content hash of rows, labels and preprocessing (cache key for features)."""

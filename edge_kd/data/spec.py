@@ -5,6 +5,9 @@
     tabular:PATH?label=Revenue&categorical=Month,VisitorType&positive=TRUE&drop=id
     ctr:PATH?label=label&buckets=10000
     npz:PATH
+    transactions:PATH?task=forecast&horizon=1&val_weeks=4&test_weeks=4   (plain or .gz CSV; edge_kd.data.forecast)
+    transactions:PATH?task=next-purchase&history=50&split=test   retail transactions -> next-purchase ranking
+                                                                (edge_kd.data.transactions; .csv or .csv.gz)
 
 A relative PATH is taken relative to ``base_dir`` (a recipe's folder) or the working directory.
 """
@@ -18,7 +21,7 @@ from urllib.parse import parse_qsl
 from edge_kd.data.base import Dataset
 from edge_kd.errors import InputError
 
-KINDS = ("csv", "images", "tabular", "ctr", "npz")
+KINDS = ("csv", "images", "tabular", "ctr", "npz", "transactions")
 
 
 def split_spec(spec: str) -> tuple[str, str, dict[str, str]]:
@@ -55,7 +58,13 @@ _ALLOWED: dict[str, tuple[str, ...]] = {
     "tabular": ("label", "numeric", "categorical", "positive", "drop", "buckets", "delimiter"),
     "ctr": ("label", "buckets", "numeric", "categorical", "drop"),
     "npz": (),
+    # transactions: each task checks its own options (one loader per task below)
+    "transactions": ("task",),
 }
+
+#: Options of ``transactions:...?task=next-purchase`` (edge_kd.data.transactions.parse_options reads them).
+_NEXT_PURCHASE_OPTIONS = ("task", "split", "history", "test_days", "val_days", "non_products", "invoice", "item",
+                          "quantity", "date", "customer")
 
 
 def parse_data_spec(spec: str, *, base_dir: str | os.PathLike[str] | None = None,
@@ -71,7 +80,7 @@ def parse_data_spec(spec: str, *, base_dir: str | os.PathLike[str] | None = None
     27
     """
     kind, raw_path, opts = split_spec(spec)
-    unknown = [k for k in opts if k not in _ALLOWED[kind]]
+    unknown = [k for k in opts if k not in _ALLOWED[kind]] if kind != "transactions" else []
     if unknown:
         allowed = ", ".join(_ALLOWED[kind]) or "none"
         raise InputError(f"data spec {spec!r}: unknown option {unknown[0]!r} for {kind}; options: {allowed}")
@@ -121,6 +130,27 @@ def parse_data_spec(spec: str, *, base_dir: str | os.PathLike[str] | None = None
         if "drop" in opts:
             kwargs["drop"] = _list(opts["drop"])
         return load_ctr_csv(path, **kwargs)
+    if kind == "transactions":
+        task = opts.get("task")
+        # ---- task=forecast: weekly demand per product (edge_kd.data.forecast) ----
+        if task == "forecast":
+            from edge_kd.data.forecast import load_forecast
+
+            return load_forecast(path, spec, opts)
+        # ---- end task=forecast ----
+        # ---- task=next-purchase (the default): next-purchase ranking (edge_kd.data.transactions) ----
+        if task in (None, "next-purchase"):
+            unknown = [k for k in opts if k not in _NEXT_PURCHASE_OPTIONS]
+            if unknown:
+                raise InputError(f"data spec {spec!r}: unknown option {unknown[0]!r} for transactions with "
+                                 f"task=next-purchase; options: {', '.join(_NEXT_PURCHASE_OPTIONS)}")
+            from edge_kd.data.transactions import load_next_purchase, parse_options
+
+            split, options = parse_options(spec, opts)
+            return load_next_purchase(path, split, options)
+        # ---- end task=next-purchase ----
+        raise InputError(f"data spec {spec!r}: task={task!r} is unknown; transactions need task=forecast or "
+                         "task=next-purchase")
     from edge_kd.data.arrays import load_npz
 
     return load_npz(path)

@@ -109,7 +109,9 @@ def calibration_sample(dataset: Dataset, n: int, seed: int = 0) -> np.ndarray:
         raise InputError(f"{dataset.source}: cannot draw a calibration sample from an empty data set")
     if n >= total:
         return np.arange(total, dtype=np.int64)
-    labels = np.asarray(dataset.labels)
+    labels = np.asarray(dataset.strata)
+    if labels.ndim > 1:  # target sets (next-purchase ranking): no single label to stratify by
+        return np.sort(np.random.default_rng(seed).choice(total, n, replace=False)).astype(np.int64)
     classes, sizes = np.unique(labels, return_counts=True)
     counts = _allocate(n, sizes.astype(np.float64))
     if n >= len(classes):

@@ -123,6 +123,38 @@ class SoftBCELoss(nn.Module):
         return F.binary_cross_entropy_with_logits(s / self.temperature, target)
 
 
+# ---- demand forecasting: regression KD ----------------------------------------------------------
+@LOSSES.register("regression_kd")
+class RegressionKDLoss(nn.Module):
+    """Regression distillation: Huber (smooth L1) distance of the student's forecast to
+    ``alpha * teacher + (1 - alpha) * label``, in the label's unit. A small ``delta`` (default 1 unit)
+    makes it absolute error for all but tiny misses, which is what WAPE scores; ``alpha=0`` trains on
+    the raw targets (the baseline a distilled student is compared with)."""
+
+    def __init__(self, alpha: float = 0.5, delta: float = 1.0):
+        super().__init__()
+        if delta <= 0:
+            raise InputError(f"regression_kd loss: delta must be > 0, got {delta}")
+        self.alpha, self.delta = _check_alpha(alpha), float(delta)
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor | None, labels: torch.Tensor | None = None) -> torch.Tensor:
+        s = student.reshape(student.shape[0], -1)[:, 0]
+        if self.alpha > 0 and teacher is None:
+            raise InputError("regression_kd with alpha > 0 needs the teacher's forecasts")
+        if self.alpha < 1.0 and labels is None:
+            raise InputError("regression_kd with alpha < 1 needs the labels")
+        target = 0.0
+        if self.alpha > 0:
+            t = teacher.reshape(teacher.shape[0], -1)[:, 0]
+            if t.shape != s.shape:
+                raise InputError(f"regression_kd: teacher outputs {tuple(teacher.shape)} do not match the "
+                                 f"student's {tuple(student.shape)}")
+            target = self.alpha * t.to(s.dtype)
+        if self.alpha < 1.0:
+            target = target + (1.0 - self.alpha) * labels.to(s.dtype).reshape(s.shape)
+        return F.smooth_l1_loss(s, target, beta=self.delta)
+
+
 @LOSSES.register("ce")
 class HardLabelLoss(nn.Module):
     """Training on labels only (the baseline every distilled student is compared with)."""
@@ -134,6 +166,55 @@ class HardLabelLoss(nn.Module):
         if student.dim() == 2 and student.shape[1] == 1 or student.dim() == 1:
             return F.binary_cross_entropy_with_logits(student.reshape(-1), labels.to(student.dtype).reshape(-1))
         return F.cross_entropy(student, labels)
+
+
+# ---- next-purchase ranking (task "ranking": labels are target sets [N, K], -1 padded) ---------------
+def next_items_loss(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Multi-target softmax cross-entropy: ``-mean_{i in targets} log softmax(scores)_i`` per row, batch
+    mean (the softmax over every item, with the next basket's items as a uniform target distribution)."""
+    if targets.dim() != 2:
+        raise InputError(f"next-purchase targets must be [N, K] item sets, got shape {tuple(targets.shape)}")
+    valid = targets >= 0
+    logp = F.log_softmax(scores.float(), dim=-1).gather(1, targets.clamp(min=0).long())
+    per_row = -(logp * valid).sum(1) / valid.sum(1).clamp(min=1)
+    return per_row.mean()
+
+
+@LOSSES.register("listwise")
+class ListwiseKDLoss(nn.Module):
+    """Listwise distillation over the whole catalog: ``alpha * T^2 * KL(softmax(t/T) || softmax(s/T))``
+    (the teacher's score distribution over every item) ``+ (1 - alpha) *`` :func:`next_items_loss` on
+    the true next items."""
+
+    def __init__(self, temperature: float = 1.0, alpha: float = 0.5):
+        super().__init__()
+        if temperature <= 0:
+            raise InputError(f"listwise loss: temperature must be > 0, got {temperature}")
+        self.temperature, self.alpha = float(temperature), _check_alpha(alpha)
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        t = self.temperature
+        if self.alpha > 0.0:
+            _check(student, teacher)
+            soft = F.kl_div(F.log_softmax(student / t, dim=-1), F.log_softmax(teacher.float() / t, dim=-1),
+                            reduction="batchmean", log_target=True) * (t * t)
+        else:
+            soft = student.new_zeros(())
+        if self.alpha >= 1.0 or labels is None:
+            return soft
+        return self.alpha * soft + (1.0 - self.alpha) * next_items_loss(student, labels)
+
+
+@LOSSES.register("next_items")
+class NextItemsLoss(HardLabelLoss):
+    """Training on the true next items only (:func:`next_items_loss`): the baseline a distilled
+    next-purchase student is compared with."""
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None) -> torch.Tensor:
+        if labels is None:
+            raise InputError("next_items training needs the next items")
+        return next_items_loss(student, labels)
 
 
 def build_loss(name: str, **options: Any) -> nn.Module:

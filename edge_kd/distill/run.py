@@ -60,6 +60,9 @@ class DistillOptions:
     teacher_batch_size: int = 64
     cache_dir: str | None = None
     hints: tuple[HintOption, ...] = ()
+    #: Also train the same student on the raw targets (labels only) and record its test metric beside
+    #: the distilled one's: the measured answer to "does distillation help here?".
+    compare_raw_targets: bool = False
 
     def __post_init__(self) -> None:
         if self.patience < 1:
@@ -90,6 +93,9 @@ def build_recipe_loss(names: tuple[str, ...], temperature: float, alpha: float, 
         cls = LOSSES.get(name)
         params = inspect.signature(cls.__init__).parameters
         kw = {k: v for k, v in (("temperature", temperature), ("alpha", alpha)) if k in params}
+        if task == "regression" and name != "regression_kd":
+            raise InputError(f"KD loss {name!r} is for classes; a forecasting (regression) student distils with "
+                             "'regression_kd'")
         if name == "hinton" and task == "binary_single":
             raise InputError("hinton needs class logits; for one-logit binary/CTR students use 'bce_soft'")
         modules.append(cls(**kw))
@@ -115,12 +121,22 @@ class StudentData:
 
     family: Any
     label_names: list[str]
-    kind: str  # text | arrays
+    kind: str  # text | arrays | forecast | items (next-purchase: the item map ships as the preprocessing asset)
     #: the teacher's data preparation (image scaling), for a student that is the teacher itself
     prepare: Callable[[Any], Any] | None = None
     #: id(data set) -> (the data set, its feature hashes). The data set is kept so that its id cannot be
     #: reused by a later (temporary subset) data set and answered with these hashes.
     _hashes: dict[int, tuple[Any, list[list[int]]]] = field(default_factory=dict)
+    #: forecast: the feature definitions and scaling the app applies (``ForecastPreprocessor.to_dict``)
+    asset: dict[str, Any] | None = None
+    #: next-purchase data: the history length and the catalog items never bought in training
+    items: dict[str, Any] | None = None
+
+    def items_asset(self, contract: dict[str, Any]) -> dict[str, Any]:
+        from edge_kd.bundle.assets import items_asset
+
+        assert self.items is not None
+        return items_asset(self.label_names, self.items["untrained"], self.items["history"], contract)
 
     def text_spec(self, value: Any):
         from edge_kd.preprocess.text import TextPreprocessSpec
@@ -146,6 +162,10 @@ class StudentData:
 
         if self.kind == "text":
             return self.text_spec(value).spec_bytes()
+        if self.kind == "forecast":
+            return len(json.dumps(self.asset, separators=(",", ":")).encode())
+        if self.kind == "items":
+            return len(json.dumps(self.items_asset({}), separators=(",", ":")).encode())
         return len(json.dumps(self.label_names, separators=(",", ":")).encode())
 
     def write_assets(self, out: Path, value: Any) -> list[tuple[Path, str]]:
@@ -155,6 +175,13 @@ class StudentData:
             return [(self.text_spec(value).save(out / PREPROCESS_FILE), "preprocessing")]
         import json
 
+        if self.kind == "forecast":  # the features the app computes from its sales history, and their scaling
+            path = atomic_write_text(out / PREPROCESS_FILE, json.dumps(self.asset, separators=(",", ":")))
+            return [(path, "preprocessing")]
+
+        if self.kind == "items":
+            path = atomic_write_text(out / PREPROCESS_FILE, json.dumps(self.items_asset({}), separators=(",", ":")))
+            return [(path, "preprocessing")]
         path = atomic_write_text(out / LABELS_FILE, json.dumps(self.label_names, separators=(",", ":")))
         return [(path, "preprocessing")]  # the app maps output indices to label names
 
@@ -195,6 +222,23 @@ def make_student_family(recipe: Any, train: Any) -> tuple[Any, StudentData]:
         # Binary tasks keep two logits, like the tabular teacher, so every KD loss applies.
         family = make_family(name, num_dense=train.num_numeric, num_outputs=n,
                              cardinalities=list(train.cardinalities) or None, **opts)
+    elif name == "forecast_mlp":
+        # ---- demand forecasting (edge_kd.data.forecast) ----
+        if getattr(train, "task", None) != "regression" or not hasattr(train, "raw_x"):
+            raise InputError(f"student family 'forecast_mlp' reads forecasting data (transactions:...?task=forecast), "
+                             f"but the training data is {type(train).__name__}")
+        family = make_family(name, num_features=int(train.raw_x.shape[1]), **opts)
+        asset = {**train.preprocessor.to_dict(), "labels": list(train.label_names)}
+        if recipe.student.max_params:
+            family = _capped(family, recipe.student.max_params)
+        return family, StudentData(family, list(train.label_names), "forecast", asset=asset)
+        # ---- end demand forecasting
+    elif name == "item_bag":
+        if getattr(train, "task", None) != "ranking":
+            raise InputError(f"student family 'item_bag' reads next-purchase histories, but the training data is "
+                             f"{type(train).__name__}")
+        family = make_family(name, num_items=n, history=train.history_length, **opts)
+        kind = "items"
     elif name == "custom":
         for key in ("factory", "knob", "low", "high", "inputs"):
             if key not in opts:
@@ -208,13 +252,18 @@ def make_student_family(recipe: Any, train: Any) -> tuple[Any, StudentData]:
         make_family(name)  # raises the registry's "unknown student family ... known: ..." error
         raise InputError(f"student family {name!r} needs data-specific setup this stage does not have")
     if recipe.student.max_params:
-        allowed = tuple(v for v in family.values if family.num_params(v) <= recipe.student.max_params) \
-            if len(family.values) <= 64 else _values_under(family, recipe.student.max_params)
-        if not allowed:
-            raise InputError(f"[student].max_params = {recipe.student.max_params} is below the smallest "
-                             f"{family.name} student ({family.num_params(family.values[0])} parameters)")
-        family = dataclasses.replace(family, values=allowed)
-    return family, StudentData(family, list(train.label_names), kind)
+        family = _capped(family, recipe.student.max_params)
+    items = {"history": train.history_length, "untrained": list(train.untrained)} if kind == "items" else None
+    return family, StudentData(family, list(train.label_names), kind, items=items)
+
+
+def _capped(family: Any, max_params: int) -> Any:
+    allowed = tuple(v for v in family.values if family.num_params(v) <= max_params) \
+        if len(family.values) <= 64 else _values_under(family, max_params)
+    if not allowed:
+        raise InputError(f"[student].max_params = {max_params} is below the smallest "
+                         f"{family.name} student ({family.num_params(family.values[0])} parameters)")
+    return dataclasses.replace(family, values=allowed)
 
 
 def _values_under(family: Any, max_params: int) -> tuple[Any, ...]:
@@ -294,11 +343,19 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
     for name, ds in (("train", train_ds), ("val", val_ds), ("test", test_ds)):
         if len(ds) == 0:
             raise InputError(f"the {name} split is empty")
+    task = train_ds.task if train_ds.task in ("binary", "regression") else "classification"
+    metric = {"binary": "roc_auc", "regression": "wape"}.get(task, "accuracy")
+    if task == "regression" and recipe.bench.metric in ("wape", "mae"):
+        metric = recipe.bench.metric
     task = "binary" if train_ds.task == "binary" else "classification"
     metric = "roc_auc" if task == "binary" else "accuracy"
+    if train_ds.task == "ranking":  # next-purchase: labels are target sets, judged by recall@10
+        task, metric = "ranking", "recall@10"
     log = shared.log
 
     t0 = time.perf_counter()
+    from edge_kd.stages.context import is_torch_teacher
+
     teacher = shared.teacher()
     teacher_fp = shared.teacher_fingerprint
     cache = TeacherCache(shared.cache_root / "teacher-outputs")
@@ -317,7 +374,8 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
     check_teacher_labels(teacher, train_ds, logits["train"])
     teacher_seconds = time.perf_counter() - t0
     teacher_test = metric_value(np.asarray(logits["test"]), test_ds.labels, metric)
-    log(f"teacher {teacher.name}: test {metric} {teacher_test:.4f} (PyTorch; outputs cached in {cache.root})")
+    where = "PyTorch" if is_torch_teacher(teacher) else f"{teacher.name} in Python"
+    log(f"teacher {teacher.name}: test {metric} {teacher_test:.4f} ({where}; outputs cached in {cache.root})")
     if env.is_main:
         shared.record_teacher({"name": teacher.name, "weights_sha256": teacher_fp, "metric": metric,
                                "test_metric_pytorch": teacher_test, "test_rows": len(test_ds)})
@@ -331,7 +389,7 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
         barrier(env)
         record["details"] = details
         return details
-    if not recipe.student.max_params:
+    if not recipe.student.max_params and is_torch_teacher(teacher):
         # A student larger than its teacher defeats the purpose even when the budget would allow it.
         teacher_params = sum(p.numel() for p in teacher.model.parameters())
         allowed = _values_under(family, teacher_params)
@@ -343,7 +401,7 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
                                                                   (train_ds, val_ds, test_ds), logits["train"],
                                                                   cache, options, log)
     init = _student_init(recipe, teacher, family, sdata, fit_ds, log)
-    loss_task = "binary_single" if family.kwargs.get("num_outputs") == 1 else task
+    loss_task = "binary_single" if family.kwargs.get("num_outputs") == 1 and task != "regression" else task
     budget = SizeBudget.from_target(target, options.size_margin)
     student_dir = out / STUDENT_DIR
 
@@ -372,6 +430,11 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
     trained: dict[Any, tuple[Any, Any]] = {}
     if objective == "smallest-within-drop":
         from edge_kd.distill.sizing import smallest_within_drop
+        from edge_kd.metrics import higher_is_better
+
+        if not higher_is_better(metric):
+            raise InputError(f"[student] objective = 'smallest-within-drop' searches on a higher-is-better metric; "
+                             f"{metric} is an error (lower is better): use 'best-under-budget' with max_params")
 
         teacher_val = metric_value(np.asarray(logits["val"]), val_ds.labels, metric)
         min_allowed = target.budgets.accuracy_drop.min_allowed(teacher_val)
@@ -410,18 +473,25 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
         f"test {metric} {test_metric:.4f} (teacher {teacher_test:.4f}, PyTorch)")
     figures, teacher_figures = metric_fields(metric, test_pytorch=test_metric, best_val=result.best_metric,
                                              teacher_test=teacher_test)
+    raw_targets = None
+    if options.compare_raw_targets:
+        raw_targets = _train_on_raw_targets(family, value, sdata, train_ds, val_ds, test_ds, config, out, d, metric,
+                                            shared, env, log, test_metric)
     details = {
         "sizing": {**decision.to_dict(), **objective_details}, "sizing_seconds": round(sizing_seconds, 2),
         "teacher": {"name": teacher.name, "weights_sha256": teacher_fp, **teacher_figures,
-                    "seconds": round(teacher_seconds, 2)},
+                    "seconds": round(teacher_seconds, 2), **_fit_record(teacher)},
         "student": {"family": family.name, "knob": family.knob, "value": value, "params": decision.params,
                     "spec": family.spec(value, STUDENT_WEIGHTS).to_dict()},
         "loss": {"losses": list(d.losses), "temperature": d.temperature, "alpha": d.alpha},
         "transfer": transfer_details, "init": dict(init_details),
+        **({"data": splits.describe()} if task == "ranking" else {}),
         **figures, "epochs": result.epochs_run, "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early, "resumed_from_epoch": result.resumed_from_epoch,
         "history": result.history, "device": result.device, "world_size": result.world_size,
     }
+    if raw_targets is not None:
+        details["raw_targets"] = raw_targets
     if env.is_main:
         record["outputs"] = _save_student(build, student_dir, student, family.spec(value, STUDENT_WEIGHTS),
                                           sdata, value)
@@ -513,6 +583,12 @@ def _student_init(recipe: Any, teacher: Any, family: Any, sdata: StudentData, fi
     log(f"student init: rows from the teacher's wordpiece embeddings ({len(init.words):,} words, "
         f"{len(init.feature_hashes):,} features; {time.perf_counter() - t0:.1f} s)")
     return init
+def _fit_record(teacher: Any) -> dict[str, Any]:
+    """A teacher trained here (next-purchase): its fit figures (training CPU time, validation metrics) and
+    the data rules' counts (rows excluded, cold start), for the report."""
+    if getattr(teacher, "task", None) != "ranking":
+        return {}
+    return {"fit": {k: v for k, v in teacher.metrics.items() if k != "history"}}
 
 
 def _save_student(build: Any, student_dir: Path, student: Any, spec: Any, sdata: StudentData,
@@ -554,3 +630,26 @@ def _teacher_as_student(teacher: Any, teacher_fp: str, teacher_test: float, teac
                     "preprocessing": dict(teacher.preprocessing)},
         **figures, "epochs": 0,
     }
+
+
+def _train_on_raw_targets(family: Any, value: Any, sdata: StudentData, train_ds: Any, val_ds: Any, test_ds: Any,
+                          config: Any, out: Path, d: Any, metric: str, shared: Any, env: Any,
+                          log: Callable[[str], None], distilled_test: float) -> dict[str, Any]:
+    """The same student (architecture, knob, epochs, optimiser, seed) trained on the labels only
+    (the recipe's loss with ``alpha = 0``); returns its figures for the stage details."""
+    from edge_kd.distill.trainer import DistillData, EvalData, predict, train_student
+    from edge_kd.metrics import metric_value
+
+    names = tuple(d.losses)
+    loss = build_recipe_loss(names, d.temperature, 0.0, "regression" if train_ds.task == "regression" else "")
+    student = family.build(value)
+    res = train_student(student, loss, DistillData(sdata.inputs(train_ds, value), train_ds.labels, None),
+                        EvalData(sdata.inputs(val_ds, value), val_ds.labels), config,
+                        checkpoint_dir=out / "checkpoints" / "raw-targets", resume=shared.resume, env=env)
+    test = metric_value(predict(student, sdata.inputs(test_ds, value), batch_size=config.eval_batch_size,
+                                device=res.device), test_ds.labels, metric)
+    log(f"student on raw targets (same architecture, alpha = 0): test {metric} {test:.4f} "
+        f"(distilled {distilled_test:.4f}, PyTorch)")
+    return {"loss": f"{'+'.join(names)} with alpha = 0 (labels only)", "metric": metric,
+            "test_metric_pytorch": test, "best_val_metric": res.best_metric, "best_epoch": res.best_epoch,
+            "epochs": res.epochs_run}

@@ -272,7 +272,9 @@ def train_student(student: nn.Module, loss: nn.Module, train: DistillData, val: 
         model = DistributedDataParallel(objective, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
 
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    state = {"epoch": 0, "best_metric": -math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
+    from edge_kd.metrics import better, higher_is_better
+
+    state = {"epoch": 0, "best_metric": -math.inf if higher_is_better(config.metric) else math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
     best_state: dict[str, torch.Tensor] | None = None
     if resume and ckpt_dir is not None and (ckpt_dir / "last.pt").is_file():
         state = _load_checkpoint(ckpt_dir / "last.pt", objective, optimizer, scheduler, config)
@@ -321,7 +323,7 @@ def train_student(student: nn.Module, loss: nn.Module, train: DistillData, val: 
                 running += value.item() * len(idx)
                 seen += len(idx)
                 if bar is not None:
-                    bar.set_postfix(loss=f"{running / seen:.4f}", best=f"{max(state['best_metric'], 0):.4f}")
+                    bar.set_postfix(loss=f"{running / seen:.4f}", best=f"{state['best_metric']:.4f}")
             if bar is not None:
                 bar.close()
             metric = evaluate(student, val, config.metric, batch_size=config.eval_batch_size, device=device)
@@ -329,7 +331,7 @@ def train_student(student: nn.Module, loss: nn.Module, train: DistillData, val: 
                       "lr": optimizer.param_groups[0]["lr"]}
             state["history"].append(record)
             state["epoch"] = epoch + 1
-            if metric > state["best_metric"] + config.min_delta:
+            if better(metric, state["best_metric"], config.metric, config.min_delta):
                 state.update(best_metric=metric, best_epoch=epoch + 1, bad_epochs=0)
                 best_state = {k: v.detach().cpu().clone() for k, v in student.state_dict().items()}
                 if ckpt_dir is not None and env.is_main:

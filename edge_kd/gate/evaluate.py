@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping, Union
 
 from edge_kd.errors import InputError
+from edge_kd.metrics import higher_is_better
 from edge_kd.gate.bundle import bytes_breakdown, verify_artifact
 from edge_kd.pipeline import records as rec
 from edge_kd.pipeline.records import BUNDLE_ROLES, MissingFigure
@@ -231,6 +232,18 @@ def _check_accuracy(manifest: Mapping[str, Any], profile: TargetProfile) -> Chec
     if name != tname:
         return Check("accuracy.drop", title, False, value, None,
                      f"student measured {name!r} but teacher {tname!r}: not comparable", name, comparator=">=")
+    where = _teacher_measured_in(manifest)
+    if not higher_is_better(name):
+        # An error metric (WAPE, MAE): the allowed degradation is a rise of the error.
+        maximum = drop.max_allowed(teacher)
+        worse = value - teacher
+        if value <= maximum + _EPS:
+            reason = (f"{worse * 100:.2f}pt above teacher {teacher:.4f}{where}; allowed degradation {drop}" if worse > 0
+                      else f"matches or beats the teacher ({teacher:.4f}{where}); allowed degradation {drop}")
+            return Check("accuracy.drop", title, True, value, maximum, reason, name, comparator="<=")
+        return Check("accuracy.drop", title, False, value, maximum,
+                     f"{name} {worse * 100:.2f}pt worse than teacher {teacher:.4f}{where} (lower is better); allowed "
+                     f"degradation {drop}, over by {(value - maximum) * 100:.2f}pt", name, comparator="<=")
     minimum = drop.min_allowed(teacher)
     lost = teacher - value
     if value >= minimum - _EPS:
@@ -240,6 +253,37 @@ def _check_accuracy(manifest: Mapping[str, Any], profile: TargetProfile) -> Chec
     return Check("accuracy.drop", title, False, value, minimum,
                  f"drops {lost * 100:.2f}pt from teacher {teacher:.4f}; allowed drop {drop}, "
                  f"short by {(minimum - value) * 100:.2f}pt", name, comparator=">=")
+
+
+def _teacher_measured_in(manifest: Mapping[str, Any]) -> str:
+    """" (measured in python (lightgbm 4.7.0))" for a teacher with no runtime artifact, else ""."""
+    teacher = manifest.get("teacher")
+    where = teacher.get("measured_in") if isinstance(teacher, Mapping) else None
+    return f", measured in {where}" if isinstance(where, str) and where else ""
+
+
+def _check_reference_baseline(manifest: Mapping[str, Any]) -> Check | None:
+    """Next-purchase builds record a popularity baseline measured on the same test rows
+    (``metrics.baseline``): a recommender that does not beat "the most-bought products for everyone"
+    must not ship. None when the build records no baseline (other tasks)."""
+    baseline = (manifest.get("metrics") or {}).get("baseline")
+    if not isinstance(baseline, Mapping):
+        return None
+    title = f"Task metric vs the {baseline.get('name', 'reference')} baseline"
+    try:
+        name, value = rec.task_metric(manifest, "metrics")
+    except MissingFigure as exc:
+        return Check("metric.baseline", title, False, None, None, str(exc), "", comparator=">")
+    ref = baseline.get(name)
+    if not isinstance(ref, (int, float)):
+        return Check("metric.baseline", title, False, value, None, f"the baseline records no {name!r}", name,
+                     comparator=">")
+    if value > ref + _EPS:
+        return Check("metric.baseline", title, True, value, ref,
+                     f"{value / ref:.2f}x the {baseline.get('name')} baseline's {ref:.4f}" if ref > 0 else
+                     f"above the {baseline.get('name')} baseline's {ref:.4f}", name, comparator=">")
+    return Check("metric.baseline", title, False, value, ref,
+                 f"not above the {baseline.get('name')} baseline ({ref:.4f})", name, comparator=">")
 
 
 def _violation_text(v: Any) -> str:
@@ -377,11 +421,12 @@ def _baseline_checks(manifest: Mapping[str, Any], base: Mapping[str, Any], tol: 
             raise MissingFigure(f"baseline: {exc}") from None
         if name != bname:
             raise MissingFigure(f"baseline measured {bname!r}, this build {name!r}: not comparable")
-        loss = old_m - cur_m
+        # Loss in the metric's direction: accuracy that went down, or an error (WAPE) that went up.
+        loss = old_m - cur_m if higher_is_better(name) else cur_m - old_m
         allowed = mtol.allowed(old_m)
         passed = loss <= allowed + _EPS
         value = loss / old_m if mtol.kind == "relative" and old_m else loss
-        change = f"{name} {old_m:.4f} → {cur_m:.4f} ({-loss * 100:+.2f}pt)"
+        change = f"{name} {old_m:.4f} → {cur_m:.4f} ({(cur_m - old_m) * 100:+.2f}pt)"
         reason = f"{change}; allowed loss {mtol}" if passed else f"{change} loses more than the allowed {mtol}"
         checks.append(Check("baseline.metric_loss", title, passed, value, mtol.value, reason, munit))
     except MissingFigure as exc:
@@ -420,10 +465,14 @@ def _summary(manifest: Mapping[str, Any], profile: TargetProfile) -> dict[str, A
         "recorded_target": recorded_target.get("name"),
         "bundle_bytes": bundle[0] if bundle else None,
         "bundle_gzip_bytes": gz[0] if gz else None,
-        "task_metric": {"name": metric[0], "value": metric[1]} if metric else None,
+        "task_metric": {"name": metric[0], "value": metric[1],
+                        "higher_is_better": higher_is_better(metric[0])} if metric else None,
         "teacher_metric": {"name": teacher[0], "value": teacher[1]} if teacher else None,
         "latency_ms": latency,
         "teacher_latency_ms": teacher_latency,
+        # A teacher with no artifact in this runtime (gradient-boosted trees): measured in Python, no latency.
+        "teacher_no_runtime_artifact": bool(isinstance(manifest.get("teacher"), Mapping)
+                                            and manifest["teacher"].get("no_runtime_artifact")),
         "load_ms": get(rec.number, manifest, "metrics", "load_ms"),
         "peak_rss_mb": get(rec.number, manifest, "metrics", "peak_rss_mb"),
         # The ARM estimate of edge_kd.emulate, when the profile emulated a core (None otherwise).
@@ -492,6 +541,9 @@ def evaluate(manifest_or_path: ManifestLike, *, target: str | os.PathLike[str] |
     contract = check_contract(manifest, build_root)
     if contract is not None:
         checks.insert(2, contract)
+    reference = _check_reference_baseline(manifest)
+    if reference is not None:
+        checks.insert(checks.index(next(c for c in checks if c.name == "accuracy.drop")) + 1, reference)
     if base_manifest is not None:
         checks += _baseline_checks(manifest, base_manifest, tol)
 

@@ -219,6 +219,29 @@ def _tabular(train: Dataset, *, hidden: Sequence[int] = (256, 128), dropout: flo
                    list(train.label_names), train.task)
 
 
+# ---- demand forecasting: gradient-boosted trees (edge_kd.models.gbm; lightgbm imported when fitted) ----
+@TEACHERS.register("lightgbm")
+def _lightgbm(train: Dataset, **options: Any) -> Any:
+    from edge_kd.models.gbm import build_tree_teacher
+
+    return build_tree_teacher(train, **options)
+# ---- end demand forecasting
+@TEACHERS.register("sasrec")
+def _sasrec(train: Dataset, *, dim: int = 128, layers: int = 2, heads: int = 4, dropout: float = 0.2) -> Teacher:
+    """Next-purchase teacher over the item history (``edge_kd.models.recsys``), trained here."""
+    from edge_kd.models.recsys import sequence_recommender
+
+    if train.task != "ranking" or not hasattr(train, "history_length"):
+        raise InputError(f"{train.source}: the sasrec teacher needs next-purchase data (transactions:...), "
+                         f"got {type(train).__name__}")
+    kwargs = {"num_items": train.num_classes, "history": train.history_length, "dim": dim, "layers": layers,
+              "heads": heads, "dropout": dropout}
+    inputs = (InputSpec("history", (1, train.history_length), "int64", 0, train.num_classes + 1),)
+    return Teacher("sasrec", sequence_recommender(**kwargs), inputs,
+                   ModelSpec("edge_kd.models.recsys:sequence_recommender", inputs, kwargs), {"kind": "arrays"},
+                   list(train.label_names), train.task)
+
+
 def build_teacher(name: str, train: Dataset, **options: Any) -> Teacher:
     """Build a registered teacher for the task of ``train`` (untrained head / MLP).
 
@@ -240,6 +263,26 @@ def train_teacher(teacher: Teacher, train: Dataset, val: Dataset | None = None, 
     >>> teacher = train_teacher(build_teacher("minilm-l6", s.train), s.train, s.val, s.test)
     >>> teacher.metrics["test_accuracy"]
     """
+    if teacher.name == "lightgbm":
+        if val is None:
+            raise InputError("the lightgbm teacher needs a validation split (early stopping)")
+        return teacher.fit(train, val, test)
+    if teacher.name == "sasrec":
+        from edge_kd.metrics import ndcg_at_k, recall_at_k
+        from edge_kd.models.recsys import train_sequence_teacher
+
+        if val is None:
+            raise InputError("the sasrec teacher needs a validation split (transactions:...&split=val)")
+        model, metrics = train_sequence_teacher(teacher.model, train, val, **dict(settings or {}))
+        if test is not None:
+            from edge_kd.models.recsys import _scores
+
+            scores = _scores(model, test.history)
+            metrics.update({"test_recall@10": recall_at_k(test.labels, scores, 10),
+                            "test_ndcg@10": ndcg_at_k(test.labels, scores, 10)})
+        teacher.model = model
+        teacher.metrics.update(metrics)
+        return teacher
     if teacher.name == "tabular-mlp":
         from edge_kd.models.tabular import evaluate, train_tabular_mlp
 

@@ -111,6 +111,15 @@ def _top1(outputs: list[np.ndarray]) -> np.ndarray:
     return np.array([int(np.argmax(o.reshape(-1))) for o in outputs])
 
 
+def _judge(outputs: list[np.ndarray], reference: np.ndarray, task: str) -> float:
+    """The accuracy-check metric: top-1 accuracy (or agreement), or recall@10 of next-purchase target sets."""
+    if task == "ranking":
+        from edge_kd.metrics import recall_at_k
+
+        return recall_at_k(reference, np.stack([o.reshape(-1) for o in outputs]), 10)
+    return float((_top1(outputs) == reference).mean())
+
+
 def _p50_ms(runner: Any, sample: tuple[np.ndarray, ...], runs: int = 30, warmup: int = 3) -> float:
     """A quick median: enough to price a fallback; edge_kd.bench measures release numbers."""
     for _ in range(warmup):
@@ -123,10 +132,12 @@ def _p50_ms(runner: Any, sample: tuple[np.ndarray, ...], runs: int = 30, warmup:
     return round(statistics.median(times), 4)
 
 
-def _allowed_metric(target: "TargetProfile", fp32_metric: float, max_accuracy_drop: Any) -> tuple[float, str]:
+def _allowed_metric(target: "TargetProfile", fp32_metric: float, max_accuracy_drop: Any,
+                    higher: bool = True) -> tuple[float, str]:
+    """The worst metric int8 may reach: the lowest accuracy, or (``higher`` False) the highest error."""
     if max_accuracy_drop is None:
         drop = target.budgets.accuracy_drop
-        return drop.min_allowed(fp32_metric), str(drop)
+        return drop.limit(fp32_metric, higher), str(drop)
     if isinstance(max_accuracy_drop, str):
         from edge_kd.units import parse_accuracy_drop
 
@@ -134,13 +145,13 @@ def _allowed_metric(target: "TargetProfile", fp32_metric: float, max_accuracy_dr
             drop = parse_accuracy_drop(max_accuracy_drop)
         except ValueError as exc:
             raise InputError(f"max_accuracy_drop: {exc}") from None
-        return drop.min_allowed(fp32_metric), str(drop)
-    if hasattr(max_accuracy_drop, "min_allowed"):
-        return max_accuracy_drop.min_allowed(fp32_metric), str(max_accuracy_drop)
+        return drop.limit(fp32_metric, higher), str(drop)
+    if hasattr(max_accuracy_drop, "limit"):
+        return max_accuracy_drop.limit(fp32_metric, higher), str(max_accuracy_drop)
     value = float(max_accuracy_drop)
     if value < 0:
         raise InputError(f"max_accuracy_drop must not be negative, got {value}")
-    return fp32_metric - value, f"{value * 100:g}pt"
+    return (fp32_metric - value if higher else fp32_metric + value), f"{value * 100:g}pt"
 
 
 def _normalise_eval(eval_samples: Any, example_inputs: tuple) -> tuple[list[tuple[np.ndarray, ...]], np.ndarray | None]:
@@ -202,8 +213,10 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
     settings = target.quantization
     if settings.mode != "int8":
         raise InputError(f"target {target.name!r} has quantization.mode = {settings.mode!r}; nothing to quantize")
-    if task != "classification":
-        raise InputError(f"task {task!r}: the int8 accuracy check supports 'classification' (top-1)")
+    if task not in ("classification", "regression", "ranking"):
+        raise InputError(f"task {task!r}: the int8 accuracy check supports 'classification' (top-1), "
+                         "'regression' (WAPE of the one output) and 'ranking' (recall@10)")
+    regression = task == "regression"
     method = method or settings.calibration_method
     from edge_kd.quantize.selection import SHIP_POLICIES
 
@@ -247,11 +260,39 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
         fp32_primary = _primary(fp32_files, target)
         fp32_runner = open_artifact(fp32_primary, backend.runtime)
         fp32_out = _outputs(fp32_runner, eval_inputs)
-        fp32_pred = _top1(fp32_out)
-        reference_labels = eval_labels if eval_labels is not None else fp32_pred
-        metric_name = "top1" if eval_labels is not None else "top1_agreement_with_fp32"
-        fp32_metric = float((fp32_pred == reference_labels).mean())
-        min_allowed, allowed_text = _allowed_metric(target, fp32_metric, max_accuracy_drop)
+        if regression:
+            # An int8 forecast is judged by the error that matters (WAPE in units), not by SQNR alone.
+            from edge_kd.metrics import wape
+
+            reference_labels = (np.asarray(eval_labels, dtype=np.float64) if eval_labels is not None
+                                else np.array([float(o.reshape(-1)[0]) for o in fp32_out]))
+            metric_name = "wape" if eval_labels is not None else "wape_vs_fp32"
+
+            def score(out: list[np.ndarray], n: int) -> float:
+                return wape(reference_labels[:n], np.array([float(o.reshape(-1)[0]) for o in out]))
+        elif task == "ranking" and eval_labels is not None:
+            # Next-purchase: int8 is judged by recall@10 of the true next items, like the student.
+            reference_labels = eval_labels
+            metric_name = "recall@10"
+
+            def score(out: list[np.ndarray], n: int) -> float:
+                return _judge(out, reference_labels[:n], "ranking")
+        else:
+            fp32_pred = _top1(fp32_out)
+            reference_labels = eval_labels if eval_labels is not None else fp32_pred
+            metric_name = "top1" if eval_labels is not None else "top1_agreement_with_fp32"
+
+            def score(out: list[np.ndarray], n: int) -> float:
+                return float((_top1(out) == reference_labels[:n]).mean())
+        higher = not regression
+        fp32_metric = score(fp32_out, len(fp32_out))
+        min_allowed, allowed_text = _allowed_metric(target, fp32_metric, max_accuracy_drop, higher)
+
+        def ok(metric: float) -> bool:
+            return metric >= min_allowed - 1e-12 if higher else metric <= min_allowed + 1e-12
+
+        def beats(a: float, b: float) -> bool:
+            return a > b + 1e-12 if higher else a < b - 1e-12
         fp32_p50 = _p50_ms(fp32_runner, eval_inputs[0])
         del fp32_runner
         log.info("%s: fp32 %s %.4f on %d samples", target.name, metric_name, fp32_metric, len(eval_inputs))
@@ -268,8 +309,7 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
             runner = open_artifact(primary, backend.runtime)
             n = len(eval_inputs) if subset is None else min(subset, len(eval_inputs))
             out = _outputs(runner, eval_inputs[:n])
-            pred = _top1(out)
-            return {"metric": float((pred == reference_labels[:n]).mean()),
+            return {"metric": score(out, n),
                     "output_sqnr_db": _rounded(_sqnr_db(fp32_out[:n], out)),
                     "bytes": primary.stat().st_size, "_runner": runner}
 
@@ -300,9 +340,9 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
                 search.append({"method": m, "metric": ev["metric"], "output_sqnr_db": ev["output_sqnr_db"],
                                "bytes": ev["bytes"]})
                 log.info("%s: auto candidate %s -> %s", target.name, m, search[-1])
-                score = (ev["metric"], ev["output_sqnr_db"], -k)
-                if best is None or score > best[0]:
-                    best = (score, m, files, ranges)
+                rank = (ev["metric"] if higher else -ev["metric"], ev["output_sqnr_db"], -k)
+                if best is None or rank > best[0]:
+                    best = (rank, m, files, ranges)
             chosen = best[1]
             files, ranges = best[2], best[3]
         else:
@@ -318,7 +358,7 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
 
         # ---- accuracy-aware fallback ----------------------------------------------------------
         steps = [all_int8]
-        if ev["metric"] < min_allowed - 1e-12:
+        if not ok(ev["metric"]):
             order = [r["layer"] for r in ranking]
             for k in range(1, min(max_fallback_layers, len(order)) + 1):
                 exclude = order[:k]
@@ -331,13 +371,15 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
                         "bytes": ev_k["bytes"], "p50_ms": _p50_ms(ev_k.pop("_runner"), eval_inputs[0])}
                 steps.append(step)
                 log.info("%s: fallback step %s", target.name, step)
-                if step["metric"] > best_candidate[0]["metric"] + 1e-12:
+                if beats(step["metric"], best_candidate[0]["metric"]):
                     best_candidate = (step, files_k, ranges_k)
-                if step["metric"] >= min_allowed - 1e-12:
+                if ok(step["metric"]):
                     best_candidate = (step, files_k, ranges_k)
                     break
         final, final_files, final_ranges = best_candidate
-        met = final["metric"] >= min_allowed - 1e-12
+        met = ok(final["metric"])
+        # Lost metric in points: accuracy that went down, or error that went up.
+        lost = (fp32_metric - final["metric"]) if higher else (final["metric"] - fp32_metric)
 
         # ---- int8 only where it pays: fp32, static int8 and the runtime's other schemes ------------
         built = {"fp32": ("fp32 artifact of the same exporter", fp32_files,
@@ -364,7 +406,7 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
                 ev_alt.pop("_runner")
                 built[scheme.name] = (scheme.description, alt, ev_alt)
         selection, shipped_name = _select(built, target, policy, min_allowed, bundle_extra_bytes, eval_inputs[0],
-                                          latency_fn)
+                                          latency_fn, higher)
         selection["skipped"] = skipped
 
         # ---- write the candidates' files; ``primary`` is the shipped one ----------------------
@@ -387,7 +429,7 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
             "method": chosen,
             "method_search": search,
             "accuracy": {"metric": metric_name, "eval_samples": len(eval_inputs), "fp32": fp32_metric,
-                         "int8": final["metric"], "drop_pt": round((fp32_metric - final["metric"]) * 100, 4),
+                         "int8": final["metric"], "drop_pt": round(lost * 100, 4), "higher_is_better": higher,
                          "allowed_drop": allowed_text, "min_allowed": min_allowed, "within_budget": met,
                          "output_sqnr_db": final["output_sqnr_db"]},
             "size": {"fp32_bytes": fp32_primary_size(fp32_shipped, target),
@@ -400,7 +442,7 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
             "activation_ranges": final_ranges,
             "fallback": {"needed": len(steps) > 1, "float_layers": final["float_layers"], "steps": steps,
                          "met_budget": met,
-                         "missed_by_pt": 0.0 if met else round((min_allowed - final["metric"]) * 100, 4),
+                         "missed_by_pt": 0.0 if met else round(abs(min_allowed - final["metric"]) * 100, 4),
                          "cost": {"bytes": final["bytes"] - all_int8["bytes"],
                                   "p50_ms": round(final["p50_ms"] - all_int8["p50_ms"], 4)}},
             "seconds": round(time.perf_counter() - started, 2),
@@ -418,7 +460,8 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
 
 def _select(built: dict[str, tuple[str, list[Path], dict[str, Any]]], target: "TargetProfile", policy: str,
             min_allowed: float, extra: tuple[int, int], sample: tuple[np.ndarray, ...],
-            latency_fn: Callable[..., dict[str, dict[str, Any]]] | None) -> tuple[dict[str, Any], str]:
+            latency_fn: Callable[..., dict[str, dict[str, Any]]] | None, higher: bool = True
+            ) -> tuple[dict[str, Any], str]:
     """Measure every built candidate (size, op policy, interleaved latency) and pick the one to ship."""
     from edge_kd.bench.compare import interleaved_latency
     from edge_kd.pipeline.files import file_facts
@@ -444,7 +487,7 @@ def _select(built: dict[str, tuple[str, list[Path], dict[str, Any]]], target: "T
         if c.name in timed:
             c.p50_ms, c.rounds_ms = timed[c.name]["p50_ms"], list(timed[c.name]["rounds_ms"])
     budgets = Budgets(target.budgets.artifact_size, target.budgets.download_size, min_allowed,
-                      int(extra[0]), int(extra[1]))
+                      int(extra[0]), int(extra[1]), higher)
     shipped, why = choose(candidates, policy, budgets)
     log.info("%s: ships %s: %s", target.name, shipped.name, why)
     return selection_record(candidates, shipped, policy, why, budgets, timed.get("_meta")), shipped.name

@@ -21,6 +21,7 @@ Imports nothing heavy.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -71,6 +72,11 @@ class Budgets:
     min_metric: float
     extra_bytes: int = 0
     extra_gzip_bytes: int = 0
+    #: False for an error metric (WAPE): ``min_metric`` is then the highest error allowed.
+    higher_is_better: bool = True
+
+    def metric_ok(self, metric: float) -> bool:
+        return metric >= self.min_metric - 1e-12 if self.higher_is_better else metric <= self.min_metric + 1e-12
 
     def failed(self, c: Candidate) -> list[str]:
         out = []
@@ -78,8 +84,9 @@ class Budgets:
             out.append(f"size: {c.bytes + self.extra_bytes} B bundle > {self.artifact_size} B")
         if c.gzip_bytes + self.extra_gzip_bytes > self.download_size:
             out.append(f"download: {c.gzip_bytes + self.extra_gzip_bytes} B gzip > {self.download_size} B")
-        if c.metric is not None and c.metric < self.min_metric - 1e-12:
-            out.append(f"accuracy: {c.metric:.4f} < {self.min_metric:.4f}")
+        if c.metric is not None and not self.metric_ok(c.metric):
+            sign = "<" if self.higher_is_better else ">"
+            out.append(f"accuracy: {c.metric:.4f} {sign} {self.min_metric:.4f}")
         if c.violations:
             out.append(f"ops: {len(c.violations)} violation(s) ({', '.join(c.violations[:3])})")
         return out
@@ -127,7 +134,8 @@ def choose(candidates: Sequence[Candidate], policy: str, budgets: Budgets, *,
         else:
             fits = [c for c in candidates if not any(f.startswith(("size", "download")) for f in c.failed_budgets)]
             if fits:
-                shipped = max(fits, key=lambda c: (c.metric if c.metric is not None else -1.0, -c.bytes))
+                sign = 1.0 if budgets.higher_is_better else -1.0
+                shipped = max(fits, key=lambda c: (sign * c.metric if c.metric is not None else -math.inf, -c.bytes))
                 why = "no candidate meets every budget; the best metric among those that fit the size budget"
             else:
                 shipped = min(candidates, key=lambda c: c.bytes)
@@ -159,6 +167,7 @@ def selection_record(candidates: Sequence[Candidate], shipped: Candidate, policy
     return {"policy": policy, "shipped": shipped.name, "reason": why, "noise_margin": margin,
             "latency": dict(latency_meta or {}),
             "budgets": {"artifact_size": budgets.artifact_size, "download_size": budgets.download_size,
-                        "min_metric": budgets.min_metric, "extra_bytes": budgets.extra_bytes,
+                        "min_metric": budgets.min_metric, "higher_is_better": budgets.higher_is_better,
+                        "extra_bytes": budgets.extra_bytes,
                         "extra_gzip_bytes": budgets.extra_gzip_bytes},
             "candidates": [c.to_dict(c is shipped) for c in candidates]}

@@ -19,6 +19,7 @@ from edge_kd.gate import GateReport, bytes_breakdown, evaluate, load_build
 from edge_kd.gate.bundle import short_name
 from edge_kd.gate.evaluate import artifact_choice
 from edge_kd.gate.formats import breakdown_rows, markdown_section, write_output
+from edge_kd.metrics import higher_is_better
 from edge_kd.report import svg
 from edge_kd.units import format_bytes
 
@@ -117,10 +118,11 @@ def size_accuracy_charts(entries: Sequence[ReportEntry]) -> list[str]:
         charts.append(svg.scatter_chart(
             points, title=f"Bundle size vs {metric}",
             subtitle="Each dot is a build; the line joins builds no other build beats on both size and "
-                     f"{metric}.",
+                     f"{metric}" + ("." if higher_is_better(metric) else " (lower is better)."),
             x_label=f"bundle size ({unit}, model + preprocessing)", y_label=metric,
             x_fmt=lambda v: f"{v:g}", y_fmt=lambda v: f"{v:.3f}".rstrip("0").rstrip(".") if v else "0",
-            hlines=hlines, vlines=vlines, colours={g: colours[g] for g in dict.fromkeys(e.gate.target for e in group)}))
+            hlines=hlines, vlines=vlines, colours={g: colours[g] for g in dict.fromkeys(e.gate.target for e in group)},
+            higher_is_better=higher_is_better(metric)))
     return charts
 
 
@@ -201,7 +203,8 @@ def _metric_text(s: dict[str, Any]) -> str:
         return "missing"
     text = f"{m['value']:.4f} {m['name']}"
     if t is not None and t["name"] == m["name"]:
-        text += f" ({(m['value'] - t['value']) * 100:+.2f}pt)"
+        text += f" ({(m['value'] - t['value']) * 100:+.2f}pt"
+        text += ")" if higher_is_better(m["name"]) else ", lower is better)"
     return text
 
 
@@ -442,7 +445,7 @@ def render_markdown(entries: Sequence[ReportEntry], title: str, generated: str) 
     for metric, group in by_metric.items():
         pts = [svg.Point(e.summary["bundle_bytes"], e.summary["task_metric"]["value"], e.label, e.gate.target)
                for e in group]
-        front = svg.pareto_front(pts)
+        front = svg.pareto_front(pts, higher_is_better(metric))
         failed = {e.label for e in group if not e.gate.passed}
         steps = [f"{_md(p.label)} ({format_bytes(p.x)}, {p.y:.4f}{', gate ❌' if p.label in failed else ''})"
                  for p in front]
@@ -454,8 +457,9 @@ def render_markdown(entries: Sequence[ReportEntry], title: str, generated: str) 
         s = e.summary
         lat, t90 = s["latency_ms"], s["teacher_latency_ms"].get("p90")
         speed = f"{t90 / lat['p90']:.1f}×" if t90 and lat.get("p90") else "n/a"
+        teacher_p90 = "n/a (no runtime artifact)" if s.get("teacher_no_runtime_artifact") else _ms(t90)
         lines.append(f"| {_md(e.label)} | {s['runtime']} | {_ms(lat.get('p50'))} | {_ms(lat.get('p90'))} | "
-                     f"{_ms(lat.get('p99'))} | {s['budgets']['latency_p90_ms']:.2f} | {_ms(t90)} | {speed} |")
+                     f"{_ms(lat.get('p99'))} | {s['budgets']['latency_p90_ms']:.2f} | {teacher_p90} | {speed} |")
     choices = [(e, *_choice_rows(e)) for e in entries]
     if any(sel is not None for _, sel, _ in choices):
         lines += ["", "## Shipped artifact", "",

@@ -160,15 +160,17 @@ def _place_label(text: str, cx: float, cy: float, placed: list[tuple[float, floa
             f'{_e(text)}</text>')
 
 
-def pareto_front(points: Sequence[Point]) -> list[Point]:
-    """The points no other point beats on both axes (smaller x and larger y), by increasing x.
+def pareto_front(points: Sequence[Point], higher_is_better: bool = True) -> list[Point]:
+    """The points no other point beats on both axes (smaller x and larger y, or smaller y for an error
+    metric such as WAPE), by increasing x.
 
     >>> [p.label for p in pareto_front([Point(1, .8, "a", ""), Point(2, .7, "b", ""), Point(3, .9, "c", "")])]
     ['a', 'c']
     """
+    sign = 1.0 if higher_is_better else -1.0
     front: list[Point] = []
-    for p in sorted(points, key=lambda p: (p.x, -p.y)):
-        if not front or p.y > front[-1].y:
+    for p in sorted(points, key=lambda p: (p.x, -sign * p.y)):
+        if not front or sign * p.y > sign * front[-1].y:
             front.append(p)
     return front
 
@@ -176,7 +178,8 @@ def pareto_front(points: Sequence[Point]) -> list[Point]:
 def scatter_chart(points: Sequence[Point], *, title: str, subtitle: str, x_label: str, y_label: str,
                   x_fmt: Callable[[float], str], y_fmt: Callable[[float], str],
                   hlines: Sequence[tuple[float, str]] = (), vlines: Sequence[tuple[float, str]] = (),
-                  colours: dict[str, str] | None = None, frame: Frame | None = None) -> str:
+                  colours: dict[str, str] | None = None, frame: Frame | None = None,
+                  higher_is_better: bool = True) -> str:
     """Scatter of ``points`` coloured by group, the Pareto front as a step line, and dashed
     reference lines (e.g. the teacher's metric, a size budget)."""
     frame = frame or Frame(width=1000, height=460, bottom=84)
@@ -210,7 +213,7 @@ def scatter_chart(points: Sequence[Point], *, title: str, subtitle: str, x_label
                    f'stroke="{FAIL}" stroke-width="1.5" stroke-dasharray="6 4"/>')
         out.append(f'<text x="{_f(sx(x) - 6)}" y="{_f(frame.y1 + 14)}" text-anchor="end" fill="{FAIL}">'
                    f'{_e(text)}</text>')
-    front = pareto_front(points)
+    front = pareto_front(points, higher_is_better)
     if len(front) > 1:
         path = [f"M{_f(sx(front[0].x))},{_f(sy(front[0].y))}"]
         for prev, p in zip(front, front[1:]):

@@ -84,7 +84,8 @@ class BuildContext:
 
     @property
     def task(self) -> str:
-        return "binary" if self.load_data().train.task == "binary" else "classification"
+        task = self.load_data().train.task
+        return task if task in ("binary", "regression", "ranking") else "classification"
 
     def teacher(self) -> Any:
         """The build's one teacher: fitted once and shared by every target. Its weights are fingerprinted
@@ -98,9 +99,12 @@ class BuildContext:
 
             self._teacher = teacher_from_recipe(self.recipe.teacher, self.load_data(), cache_dir=str(self.cache_root),
                                                 seed=self.recipe.seed)
+            if not is_torch_teacher(self._teacher):  # trees: fitted once, nothing traces them in place
+                self._teacher_fp = self._teacher.fingerprint()
+                return self._teacher
             self._teacher_fp = weights_fingerprint(self._teacher.model)
             self._teacher_state = {k: v.detach().clone() for k, v in self._teacher.model.state_dict().items()}
-        elif weights_fingerprint(self._teacher.model) != self._teacher_fp:
+        elif is_torch_teacher(self._teacher) and weights_fingerprint(self._teacher.model) != self._teacher_fp:
             self.log("teacher: its weights changed after the fit; restoring the fitted weights")
             self._teacher.model.load_state_dict(self._teacher_state)
         return self._teacher
@@ -190,6 +194,11 @@ class BuildContext:
 
         ds = getattr(self.load_data(), split)
         return calibration_sample(ds, cap, seed) if cap and cap < len(ds) else np.arange(len(ds))
+
+
+def is_torch_teacher(teacher: Any) -> bool:
+    """False for a teacher with no torch module (gradient-boosted trees, edge_kd.models.gbm)."""
+    return hasattr(teacher.model, "state_dict")
 
 
 def _rows(arrays: tuple[np.ndarray, ...], labels: np.ndarray) -> list[tuple[tuple[np.ndarray, ...], Any]]:

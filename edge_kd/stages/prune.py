@@ -39,7 +39,7 @@ class PruneStage(BuildStage):
         model = spec.build()
         example = spec.example_inputs()
         splits = self.shared.load_data()
-        metric = "roc_auc" if self.shared.task == "binary" else "accuracy"
+        metric = {"binary": "roc_auc", "ranking": "recall@10"}.get(self.shared.task, "accuracy")
         data = RecoveryData(self.shared.student_arrays("train", value), splits.train.labels,
                             self.shared.student_arrays("val", value), splits.val.labels, metric)
         distill_cfg = ctx["recipe"].distill

@@ -64,7 +64,9 @@ class QuantizeStage(BuildStage):
             result = quantize_entry(model, example, target, calibration, out, build, record,
                                     method=recipe.quantize.method,
                                     eval_samples=_rows(eval_x, splits.val.labels[eval_idx]), seed=recipe.seed,
-                                    bundle_extra_bytes=_bundle_extras(build))
+                                    bundle_extra_bytes=_bundle_extras(build),
+                                    task=self.shared.task if self.shared.task in ("regression", "ranking")
+                                    else "classification")
             selection = result.report["selection"]
             self.shared.log(f"quantize: ships {selection['shipped']} ({Path(result.primary).name}): "
                             f"{selection['reason']}")

@@ -115,7 +115,9 @@ def _check_out_dir(out: Path) -> None:
 def _validate_stage_settings(recipe: Any) -> None:
     """Names the stages will look up (losses, student family, pruning criterion): fail now, not in an hour."""
     from edge_kd.distill.losses import LOSSES
-    import edge_kd.models.students.image  # noqa: F401  (importing a family's module registers it)
+    import edge_kd.models.students.forecast  # noqa: F401  (importing a family's module registers it)
+    import edge_kd.models.students.image  # noqa: F401
+    import edge_kd.models.students.items  # noqa: F401
     import edge_kd.models.students.tabular  # noqa: F401
     import edge_kd.models.students.text  # noqa: F401
     from edge_kd.models.students.base import FAMILIES

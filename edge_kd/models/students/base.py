@@ -112,7 +112,9 @@ class StudentFamily:
 
 def make_family(name: str, **options: Any) -> StudentFamily:
     """A registered family by name (``text_hashed``, ``mobilenet``, ``tabular_mlp``) with options."""
-    import edge_kd.models.students.image  # noqa: F401  (register the families)
+    import edge_kd.models.students.forecast  # noqa: F401  (register the families)
+    import edge_kd.models.students.image  # noqa: F401
+    import edge_kd.models.students.items  # noqa: F401
     import edge_kd.models.students.tabular  # noqa: F401
     import edge_kd.models.students.text  # noqa: F401
 

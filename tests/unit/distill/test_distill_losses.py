@@ -81,3 +81,49 @@ def test_feature_capture_and_unknown_layer():
     enc.layer2 = nn.Linear(2, 2)
     with pytest.raises(InputError, match=r"'layer3' not found in the teacher model; close names: layer1, layer2|layer2, layer1"):
         FeatureCapture(enc, ["layer3"], role="teacher")
+
+
+# ---- next-purchase ranking losses --------------------------------------------------------------------
+def test_next_items_loss_golden():
+    from edge_kd.distill.losses import next_items_loss
+
+    scores = torch.tensor([[0.0, 1.0, 2.0], [1.0, 1.0, 1.0]])
+    targets = torch.tensor([[2, 0], [1, -1]])
+    logp = torch.log_softmax(scores, -1)
+    want = (-(logp[0, 2] + logp[0, 0]) / 2 - logp[1, 1]) / 2
+    assert float(next_items_loss(scores, targets)) == pytest.approx(float(want))
+    assert float(next_items_loss(scores, targets)) == pytest.approx(1.2531, abs=1e-4)  # ((2.4076 + 0.4076) / 2 + ln 3) / 2
+
+
+def test_listwise_kd_loss_mixes_teacher_kl_and_next_items():
+    from edge_kd.distill.losses import LOSSES, build_loss, next_items_loss
+
+    s = torch.tensor([[0.0, 1.0, 2.0]])
+    t = torch.tensor([[2.0, 0.0, 0.0]])
+    y = torch.tensor([[1, -1]])
+    T = 2.0
+    kl = torch.nn.functional.kl_div(torch.log_softmax(s / T, -1), torch.log_softmax(t / T, -1), reduction="batchmean",
+                                    log_target=True) * T * T
+    loss = build_loss("listwise", temperature=T, alpha=0.25)
+    assert float(loss(s, t, y)) == pytest.approx(float(0.25 * kl + 0.75 * next_items_loss(s, y)))
+    assert float(build_loss("listwise", temperature=T, alpha=1.0)(s, t, y)) == pytest.approx(float(kl))
+    assert float(build_loss("listwise", alpha=1.0)(t, t, y)) == pytest.approx(0.0, abs=1e-7)
+    # the raw-next-items baseline is a hard-label loss: the trainer needs no teacher outputs for it
+    from edge_kd.distill.trainer import _is_hard_label
+
+    assert _is_hard_label(LOSSES.get("next_items")()) and not _is_hard_label(loss)
+def test_regression_kd_golden():
+    """Huber (beta = delta) toward alpha * teacher + (1 - alpha) * label, in the label's unit."""
+    loss = build_loss("regression_kd", alpha=0.5, delta=1.0)
+    s = torch.tensor([[10.0], [4.0]])
+    t = torch.tensor([[12.0], [4.2]])
+    y = torch.tensor([6.0, 4.0])
+    # targets 9.0 and 4.1: |1.0| -> 0.5 * 1^2 = 0.5 (at the kink), |0.1| -> 0.5 * 0.01 = 0.005; mean 0.2525
+    assert loss(s, t, y).item() == pytest.approx(0.2525)
+    # alpha 0 = raw targets only (no teacher needed); alpha 1 = the teacher only (no labels needed)
+    assert build_loss("regression_kd", alpha=0.0)(s, None, y).item() == pytest.approx((3.5 + 0.0) / 2)
+    assert build_loss("regression_kd", alpha=1.0)(s, t, None).item() == pytest.approx((1.5 + 0.02) / 2)
+    with pytest.raises(InputError, match="needs the teacher"):
+        loss(s, None, y)
+    with pytest.raises(InputError, match="delta must be > 0"):
+        build_loss("regression_kd", delta=0)

@@ -228,3 +228,19 @@ def test_choice_passes_the_fastest_or_a_tie_or_a_forced_choice(good_build, fx):
 def test_choice_fails_closed_on_a_broken_record(good_build, fx):
     _with_choice(good_build, fx, "nothing", {"fp32": 0.017, "int8": 0.090})
     assert "0 candidates are marked shipped" in evaluate(good_build).check("artifact.choice").reason
+
+
+def test_a_recorded_reference_baseline_is_gated(make_build, fx):
+    # Next-purchase builds record the popularity baseline on the same rows (metrics.baseline).
+    build = make_build()
+    name = __import__("json").loads((build / "build.json").read_text())["metrics"]["task_metric"]["name"]
+    value = __import__("json").loads((build / "build.json").read_text())["metrics"]["task_metric"]["value"]
+    fx.edit_manifest(build, lambda m: m["metrics"].update(baseline={"name": "popularity", name: value / 2}))
+    report = evaluate(build)
+    names = [c.name for c in report.checks]
+    assert names.index("metric.baseline") == names.index("accuracy.drop") + 1
+    check = report.check("metric.baseline")
+    assert check.passed and check.limit == pytest.approx(value / 2) and "2.00x the popularity" in check.reason
+    fx.edit_manifest(build, lambda m: m["metrics"].update(baseline={"name": "popularity", name: value}))
+    report = evaluate(build)
+    assert not report.passed and "not above the popularity baseline" in report.check("metric.baseline").reason
