@@ -3,7 +3,7 @@
 MACs are the wrong currency for pruning: ONNX Runtime spends ~63% of EfficientNet-Lite0's time in
 depthwise convolutions that hold 9% of its MACs, so removing the same fraction of channels everywhere
 buys less there than on XNNPACK. A :class:`LatencyTable` records, for every Conv/Linear layer, its
-measured time at a few uniform channel levels (all groups kept at 100%, 75%, 50%, 25% of their channels,
+measured time at three uniform channel levels (all groups kept at 100%, 62.5%, 25% of their channels,
 rounded to ``round_to``) and a fitted cost model
 
     ms(ri, ro) = gamma + beta * (ri + ro) / 2 + alpha * ri * ro
@@ -18,7 +18,8 @@ How a runtime measures is the registry's ``layer_latency`` (``edge_kd.runtimes.r
 - ``onnxruntime``: the model itself is exported at each level and run under ORT's profiler; every
   kernel's time is mapped back to the PyTorch layer (the Conv/FusedConv/Gemm/MatMul nodes in execution
   order, checked against the layers' weight shapes; ORT fuses BN, activations and residual adds into the
-  convolution, and the unfused elementwise nodes after a layer are charged to it).
+  convolution, and the unfused elementwise nodes after a layer are charged to it). Each kernel's fastest
+  run (unpreempted) gives its share, scaled to the median CPU time of a run.
 - ``executorch`` and ``litert``: their pip packages have no per-op profiler for delegated XNNPACK
   graphs, so every distinct layer (shape, kernel, stride, groups, input size) is exported alone to the
   runtime at each level and timed (CPU time per run, one thread); the whole model is timed at each
@@ -49,10 +50,9 @@ from edge_kd.errors import InputError
 
 TABLE_FORMAT = "edge-kd-latency-table"
 TABLE_VERSION = 1
-#: Uniform channel levels measured (kept fraction of every prunable group): four from a profile of the
-#: whole model, three (the cost model's three coefficients) when every layer is exported on its own.
-DEFAULT_LEVELS = (1.0, 0.75, 0.5, 0.25)
-MICRO_LEVELS = (1.0, 0.625, 0.25)
+#: Uniform channel levels measured (kept fraction of every prunable group): three, for the cost model's
+#: three coefficients (each level is one export of the whole model, or of every distinct layer).
+DEFAULT_LEVELS = (1.0, 0.625, 0.25)
 
 
 @dataclass
@@ -382,15 +382,14 @@ def profile_onnxruntime(model: Any, example_inputs: tuple, layers: Sequence[_Lay
             per_node[name] = []
             order.append((name, ev["args"].get("op_name", ""), _weight_shape(ev["args"])))
         per_node[name].append(ev["dur"] / 1000.0)
-    # The profiler's durations are wall time, inflated by every other job on the machine; each run's
-    # kernels are rescaled to that run's CPU time (the profiler's share of a node, the clock's total),
-    # then the median over the timed runs (the warm-up runs are in the trace too) is kept.
-    n_runs = min(len(v) for v in per_node.values())
-    walls = [sum(v[len(v) - n_runs + i] for v in per_node.values()) for i in range(n_runs)]
-    cpus = cpu_ms[len(cpu_ms) - n_runs:]
-    lo = max(n_runs - runs, 0)
-    node_ms = {n: statistics.median(v[len(v) - n_runs + i] * cpus[i] / max(walls[i], 1e-9)
-                                    for i in range(lo, n_runs)) for n, v in per_node.items()}
+    # The profiler's durations are wall time: on a machine shared with other jobs nearly every run is
+    # preempted somewhere, inflating whichever kernel was running. A kernel's fastest run is its
+    # unpreempted cost; those shares are scaled to the median CPU time of a whole run (the process CPU
+    # clock, which preemption does not advance). The warm-up runs are in the trace too: skipped.
+    fastest = {n: min(v[-runs:]) for n, v in per_node.items()}
+    total = sum(fastest.values())
+    run_ms = statistics.median(cpu_ms[warmup:])
+    node_ms = {n: ms * run_ms / max(total, 1e-9) for n, ms in fastest.items()}
     out: dict[str, float] = {layer.name: 0.0 for layer in layers}
     pending = list(layers)
     current: str | None = None
@@ -528,7 +527,7 @@ def measure_table(model: Any, example_inputs: tuple, target: Any, config: Any, p
 
     measure = measuring_function(target)
     micro = measure is microbench_layers
-    levels = tuple(levels or (MICRO_LEVELS if micro else DEFAULT_LEVELS))
+    levels = tuple(levels or DEFAULT_LEVELS)
     start = time.perf_counter()
     groups, out_group, in_group, key = structure(model, example_inputs, config, protected)
     base_layers = _layers_in_order(model, example_inputs)
