@@ -71,15 +71,13 @@ def test_table_of_another_model_or_target_exits_2(tmp_path, capsys):
     assert not any((tmp_path / d).exists() for d in "bcde")
 
 
-def test_runtime_without_a_way_to_measure_exits_2(tmp_path, capsys):
-    from edge_kd.runtimes.registry import RUNTIMES, register_runtime, runtime_spec
+def test_runtime_without_a_way_to_measure_exits_2(tmp_path, monkeypatch, capsys):
+    from edge_kd.runtimes.registry import RUNTIMES, runtime_spec
 
-    if "onnxruntime-nolatency" not in RUNTIMES:
-        register_runtime(dataclasses.replace(runtime_spec("onnxruntime"), name="onnxruntime-nolatency",
-                                             layer_latency=None))
-    profile = tmp_path / "nolat.toml"
-    profile.write_text('extends = "ort-mobile"\n[runtime]\nname = "onnxruntime-nolatency"\n'
-                       'formats = ["onnx", "ort"]\n')
-    assert main(["prune", *CNN, "--target", str(profile), "--latency-budget", "0.5",
+    # the shipped ONNX Runtime entry, as a runtime registered without a layer_latency would be
+    monkeypatch.setitem(RUNTIMES._items, "onnxruntime",
+                        dataclasses.replace(runtime_spec("onnxruntime"), layer_latency=None))
+    assert main(["prune", *CNN, "--target", "ort-mobile", "--latency-budget", "0.5",
                  "--out", str(tmp_path / "b")]) == 2
     assert "no way to measure per-layer latency" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()

@@ -110,3 +110,22 @@ def test_group_info_and_prediction_are_additive():
     # a at half: l1 ri=1, ro=.5 -> 1 + 2*.75 + 4*.5 = 4.5 ; l2 ri=.5, ro=1 -> 8*.5 = 4
     assert t.predict({"a": 8}) == pytest.approx(4.5 + 4 + 0.5)
     assert t.predict_macs({"a": 8}) == pytest.approx(50 + 25)
+
+
+def test_schedule_with_a_table_steps_toward_a_fraction_budget():
+    from edge_kd.prune.schedule import run_schedule
+
+    model = tiny_depthwise()
+    cfg = PruneConfig(goal="latency", amount=0.6, latency_unit="fraction", steps=2, round_to=8)
+    table = _table(model, cfg, expensive="depthwise.0")
+
+    def fake_latency(m):  # the "runtime" is the table itself: deterministic
+        widths = _widths(m)
+        return table.predict({g.id: widths[g.id] for g in table.groups if g.id in widths})
+
+    result = run_schedule(model, X, cfg, latency=fake_latency, latency_table=table)
+    assert result.goal_met and result.latency_table["method"] == "injected"
+    assert [s.step for s in result.steps] == [0, 1, 2]
+    assert result.steps[1].target_fraction == pytest.approx(0.8) and result.steps[2].target_fraction == pytest.approx(0.6)
+    assert result.steps[1].selection["removed"] and result.steps[2].p50_ms <= 0.6 * result.steps[0].p50_ms
+    assert result.steps[2].macs < result.steps[1].macs < result.steps[0].macs
