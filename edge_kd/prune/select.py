@@ -96,7 +96,9 @@ def select_channels(table: Any, importance: Mapping[str, Sequence[float]], *, cu
             trial[gid] -= step
             saved = table.scale * (local_ms(gid, keep) - local_ms(gid, trial))
             start = removed_now[gid]
-            lost = sum(imps[start:start + step]) if start + step <= len(imps) else math.inf
+            if start + step > len(imps):
+                continue
+            lost = sum(imps[start:start + step])
             score = saved / max(lost, 1e-12)
             if saved > 0 and score > best_score:
                 best, best_score = (gid, step), score
