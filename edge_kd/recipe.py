@@ -255,7 +255,9 @@ class PruneConfig:
     """Structured channel pruning (field names follow ``edge_kd.prune.pruner.PruneConfig``).
 
     ``goal``/``amount``: ``params`` or ``macs`` with ``amount`` the fraction to REMOVE in (0, 1)
-    (macs 0.5 = 2x fewer multiply-adds), or ``latency`` with ``amount`` a p50 budget in ms;
+    (macs 0.5 = 2x fewer multiply-adds), or ``latency`` with ``amount`` the fraction of the unpruned
+    model's latency to keep (0.5 = twice as fast) or a p50 budget such as ``"12ms"``, channels chosen per
+    group by the target runtime's measured latency table (``edge_kd.prune.latency``);
     ``criterion`` ranks channels (names in ``edge_kd.prune.criteria``: l1, l2, bn, taylor);
     ``steps`` iterative rounds; ``finetune_epochs`` of recovery after each step (the distillation
     trainer against the unpruned model, at ``finetune_lr`` peak learning rate, batch ``[distill].batch_size``);
@@ -264,7 +266,7 @@ class PruneConfig:
 
     enabled: bool = False
     goal: Literal["params", "macs", "latency"] = "macs"
-    amount: float = 0.5
+    amount: float | str = 0.5
     criterion: str = "l2"
     steps: int = 1
     finetune_epochs: int = 2
@@ -273,10 +275,26 @@ class PruneConfig:
     protect: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.goal in ("params", "macs") and not 0 < self.amount < 1:
-            raise ValueError(f"amount is the fraction of {self.goal} to remove and must be in (0, 1), got {self.amount}")
-        if self.goal == "latency" and not self.amount > 0:
-            raise ValueError(f"a latency goal needs a positive amount (ms), got {self.amount}")
+        if self.goal in ("params", "macs") and (isinstance(self.amount, str) or not 0 < self.amount < 1):
+            raise ValueError(f"amount is the fraction of {self.goal} to remove and must be a number in (0, 1), "
+                             f"got {self.amount!r}")
+        if self.goal == "latency":
+            self.latency_budget()
+
+    def latency_budget(self) -> tuple[float, str]:
+        """(value, unit) of a latency goal's ``amount``: a number is the fraction of the unpruned model's
+        latency to keep, in (0, 1); a duration string ("12ms") a p50 budget in ms."""
+        from edge_kd.units import parse_ms
+
+        if isinstance(self.amount, str):
+            ms = parse_ms(self.amount)
+            if not ms > 0:
+                raise ValueError(f"a latency budget must be positive, got {self.amount!r}")
+            return ms, "ms"
+        if not 0 < self.amount < 1:
+            raise ValueError(f"a latency goal's amount is the fraction of the unpruned latency to keep, in (0, 1) "
+                             f"(0.5 = twice as fast), or a duration such as \"12ms\"; got {self.amount!r}")
+        return float(self.amount), "fraction"
         if self.steps < 1 or self.finetune_epochs < 0:
             raise ValueError("steps must be >= 1 and finetune_epochs >= 0")
         if not self.finetune_lr > 0:

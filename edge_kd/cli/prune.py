@@ -23,7 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     goal = parser.add_mutually_exclusive_group(required=True)
     goal.add_argument("--ratio", type=float, metavar="R", help="remove this fraction of the parameters, in (0, 1)")
     goal.add_argument("--macs", type=float, metavar="R", help="remove this fraction of the MACs, in (0, 1) (0.5 = 2x fewer)")
-    goal.add_argument("--latency-budget", metavar="MS", help="p50 budget in the target runtime, e.g. 12ms")
+    goal.add_argument("--latency-budget", metavar="BUDGET",
+                      help="latency goal in the target runtime: a fraction of the unpruned model's p50 in (0, 1) "
+                           "(0.5 = twice as fast) or a p50 budget such as 12ms; channels are chosen per group by "
+                           "a latency table measured in the runtime (cached), not by a uniform ratio")
     parser.add_argument("--criterion", default="l2", help="l1 | l2 | bn | taylor (taylor needs --data)")
     parser.add_argument("--protect", nargs="+", default=[], metavar="NAME",
                         help="module names kept whole (the classifier and embeddings are kept by default)")
@@ -47,29 +50,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="decide per layer, or once per group of same-shape layers (default)")
     parser.add_argument("--max-accuracy-drop", type=float, default=0.01,
                         help="low-rank: largest accuracy drop (fraction) a factorization may cost (default 0.01)")
+    parser.add_argument("--latency-table", metavar="FILE",
+                        help="with --latency-budget: use this latency table (JSON written by an earlier run, "
+                             "recorded in its build.json) instead of the cached or a newly measured one; a table "
+                             "of another target or model structure is refused")
     parser.add_argument("--out", required=True, metavar="DIR", help="build directory (new, empty or an edge_kd build)")
     parser.set_defaults(func=cmd_prune)
+
+
+def parse_latency_budget(text: str, option: str) -> tuple[float, str]:
+    """(value, unit) of a latency budget: a bare number is a fraction of the unpruned latency in (0, 1),
+    a duration ("12ms", "0.5s") a p50 budget in ms. Anything else is an InputError (exit 2)."""
+    from edge_kd.cli._checks import check_ms
+
+    try:
+        value = float(text)
+    except ValueError:
+        return check_ms(text, option), "ms"
+    if not 0.0 < value < 1.0:
+        raise InputError(f"{option} {text!r}: a bare number is the fraction of the unpruned model's latency to "
+                         "keep and must be in (0, 1), e.g. 0.5; a budget in time needs a unit, e.g. 12ms")
+    return value, "fraction"
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
     from edge_kd.targets import load_target
 
-    from edge_kd.cli._checks import check_ms, existing_inputs
+    from edge_kd.cli._checks import existing_inputs
     from edge_kd.pipeline.paths import check_output_dir, check_owned
 
     target = load_target(args.target)
     out = check_output_dir(args.out)
     check_owned(out, ("model.json", "model.safetensors"),
                 inputs=existing_inputs([args.weights, target.source, args.data,
-                                        args.model if args.model.endswith(".json") else None]))
+                                        args.latency_table, args.model if args.model.endswith(".json") else None]))
+    unit = "ms"
     if args.latency_budget is not None:
-        goal, amount = "latency", check_ms(args.latency_budget, "--latency-budget")
+        goal, amount, unit = "latency", *parse_latency_budget(args.latency_budget, "--latency-budget")
         if args.no_latency:
             raise InputError("--no-latency cannot be combined with --latency-budget")
     elif args.macs is not None:
         goal, amount = "macs", args.macs
     else:
         goal, amount = "params", args.ratio
+    if args.latency_table is not None and args.latency_budget is None:
+        raise InputError("--latency-table is used by a latency goal: give --latency-budget too")
     if args.lowrank is not None and args.no_latency:
         raise InputError("--lowrank keeps a factorization only when the measured latency improves: "
                          "it cannot be combined with --no-latency")
@@ -82,7 +107,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
     from edge_kd.prune.pruner import PruneConfig
 
-    config = PruneConfig(goal=goal, amount=amount, criterion=args.criterion, protect=tuple(args.protect),
+    config = PruneConfig(goal=goal, amount=amount, latency_unit=unit, criterion=args.criterion,
+                         protect=tuple(args.protect),
                          protect_embeddings=not args.prune_embeddings, steps=args.steps,
                          round_to=args.round_to if args.round_to is not None else target.pruning.round_to)
     spec = model_spec(args)
@@ -116,7 +142,15 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(target.runtime.threads)
     count_macs(model, example)
-    build_pruner(copy.deepcopy(model), example, config, 0.0, resolve_protected(model, example, config))
+    protected = resolve_protected(model, example, config)
+    build_pruner(copy.deepcopy(model), example, config, 0.0, protected)
+    if goal == "latency":
+        from edge_kd.prune.latency import LatencyTable, measuring_function, structure
+
+        measuring_function(target)  # a runtime with no way to measure per-layer latency: exit 2 now
+        if args.latency_table is not None:
+            LatencyTable.load(args.latency_table).check_matches(
+                target, structure(model, example, config, protected)[3], config.round_to)
 
     from edge_kd.pipeline.lock import BuildLock
 
@@ -147,7 +181,9 @@ def _prune(args, target, out, spec, model, example, config, goal, recovery, reco
                   f"p50 {p50}  accuracy {acc}", file=sys.stderr, flush=True)
 
         result = prune_entry(model, example, config, target, recovery=recovery, recovery_data=recovery_data,
-                             measure_latency=not args.no_latency, on_step=on_step)
+                             measure_latency=not args.no_latency, on_step=on_step,
+                             latency_table_path=args.latency_table,
+                             log=lambda line: print(line, file=sys.stderr, flush=True))
         final, rewrites = result.model, []
         if args.lowrank is not None:
             from edge_kd.prune.lowrank import lowrank_search
@@ -164,7 +200,7 @@ def _prune(args, target, out, spec, model, example, config, goal, recovery, reco
         build.add_artifact(spec_path, role="pruned_model_spec", format="json")
         build.add_artifact(out / "model.safetensors", role="pruned_model_weights", format="safetensors")
         record["details"].update({"goal_met": result.goal_met, "missed_by": result.missed_by,
-                                  "protected": result.protected})
+                                  "protected": result.protected, "latency_table": result.latency_table})
         record["outputs"] = {"spec": spec_path.name, "weights": "model.safetensors"}
     first, last = result.steps[0], result.steps[-1]
     build.update_metrics(section="prune", params=last.params, macs=last.macs, macs_ratio=last.macs_ratio,
@@ -176,7 +212,7 @@ def _prune(args, target, out, spec, model, example, config, goal, recovery, reco
     print_table(rows, ["step", "params", "MACs", "MACs ratio", "p50 ms", "accuracy"])
     print(f"wrote {spec_path} and {out / 'model.safetensors'}")
     if not result.goal_met:
-        unit = "ms" if goal == "latency" else f"of the original {goal}"
+        unit = "ms" if goal == "latency" else f"of the original {goal}"  # a fraction budget misses in ms too
         print(f"edge-kd: goal missed by {result.missed_by:g} {unit} (best effort written)", file=sys.stderr)
         return 1
     return 0

@@ -156,3 +156,16 @@ def metric_fields(metric: str, *, test_pytorch: float | None = None, best_val: f
     if teacher_test is not None:
         teacher.update({"test_metric": teacher_test, f"test_{metric}": teacher_test})
     return stage, teacher
+
+
+# ---- the prune stage's latency table (latency-aware channel selection) --------------------------------
+def latency_table_record(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The prune stage's latency table summary (``edge_kd.prune.latency``: target, runtime, method,
+    model_key, base_ms, path of the cached table, reused), or None when the channels were not chosen by one.
+
+    >>> latency_table_record({"stages": [{"name": "prune", "details": {"latency_table": {"path": "t.json"}}}]})
+    {'path': 't.json'}
+    """
+    record = stage_record(manifest, "prune")
+    table = ((record or {}).get("details") or {}).get("latency_table")
+    return dict(table) if isinstance(table, Mapping) else None

@@ -33,7 +33,9 @@ class PruneConfig:
     """What to prune and how far.
 
     goal/amount: ``params`` or ``macs`` with ``amount`` the fraction to REMOVE, in (0, 1)
-    (``macs`` 0.5 = 2x fewer MACs); ``latency`` with ``amount`` the p50 budget in milliseconds on the target.
+    (``macs`` 0.5 = 2x fewer MACs); ``latency`` with ``amount`` the p50 budget in milliseconds on the target
+    (``latency_unit="ms"``) or the fraction of the unpruned model's latency to keep, in (0, 1)
+    (``latency_unit="fraction"``: 0.5 = twice as fast).
     round_to: remaining channel counts are multiples of this (the int8 kernels' fast path).
     protect: module names (prefixes) that keep all their channels, besides the classifier and embeddings.
     max_layer_ratio: no layer loses more than this fraction of its channels (the "smallest allowed model").
@@ -42,6 +44,7 @@ class PruneConfig:
 
     goal: Goal = "macs"
     amount: float = 0.5
+    latency_unit: Literal["ms", "fraction"] = "ms"
     criterion: str = "l2"
     round_to: int = 8
     protect: tuple[str, ...] = ()
@@ -61,6 +64,11 @@ class PruneConfig:
         if self.goal in ("params", "macs") and not 0.0 < self.amount < 1.0:
             raise InputError(f"pruning ratio {self.amount:g} is outside (0, 1): it is the fraction of "
                              f"{self.goal} to remove, e.g. 0.5 for 2x fewer")
+        if self.latency_unit not in ("ms", "fraction"):
+            raise InputError(f"latency_unit {self.latency_unit!r} is unknown; known: ms, fraction")
+        if self.goal == "latency" and self.latency_unit == "fraction" and not 0.0 < self.amount < 1.0:
+            raise InputError(f"latency budget {self.amount:g} is outside (0, 1): it is the fraction of the "
+                             "unpruned model's latency to keep, e.g. 0.5 for twice as fast")
         if self.goal == "latency" and not self.amount > 0:
             raise InputError(f"latency budget must be positive, got {self.amount:g} ms")
         CRITERIA.get(self.criterion)  # unknown criterion -> InputError listing the known ones
@@ -166,8 +174,10 @@ def _pruner_class() -> Any:
 
 
 def build_pruner(model: Any, example_inputs: tuple, config: PruneConfig, channel_ratio: float,
-                 protected: Sequence[str]) -> Any:
-    """A torch-pruning BasePruner over ``model`` that removes ``channel_ratio`` of each group's channels.
+                 protected: Sequence[str], ratio_by_module: dict[Any, float] | None = None) -> Any:
+    """A torch-pruning BasePruner over ``model`` that removes ``channel_ratio`` of each group's channels
+    (``ratio_by_module``: a ratio of its own for the group rooted at that module, e.g. chosen by the
+    latency-aware selection of ``edge_kd.prune.select``).
 
     Raises InputError when torch-pruning cannot trace the model (naming the op) or when every prunable
     layer is protected."""
@@ -202,6 +212,7 @@ def build_pruner(model: Any, example_inputs: tuple, config: PruneConfig, channel
                 importance=make_importance(config.criterion),
                 global_pruning=config.global_pruning,
                 pruning_ratio=channel_ratio,
+                pruning_ratio_dict=ratio_by_module or None,
                 max_pruning_ratio=config.max_layer_ratio,
                 ignored_layers=ignored,
                 round_to=config.round_to if config.round_to > 1 else None,
@@ -311,14 +322,16 @@ def _apply_compensation(model: Any, todo: list, stats: InputStats) -> None:
 
 def prune_channels(model: Any, example_inputs: tuple, config: PruneConfig, channel_ratio: float, *,
                    protected: Sequence[str], grad_batches: Iterable | None = None,
-                   loss_fn: Callable | None = None, stats: InputStats | None = None) -> Any:
-    """Prune ``model`` IN PLACE by ``channel_ratio`` per group and return it.
+                   loss_fn: Callable | None = None, stats: InputStats | None = None,
+                   ratio_by_module: dict[Any, float] | None = None) -> Any:
+    """Prune ``model`` IN PLACE by ``channel_ratio`` per group (``ratio_by_module``: per-group ratios
+    keyed by the group's root module) and return it.
 
     With ``stats`` (see :func:`input_stats`), the average contribution of every removed input channel
     is folded into the consuming layer's bias, or into the running mean of the BatchNorm after it, so
     the layer's output keeps its mean (removing channels with a large constant activation otherwise
     shifts every following layer)."""
-    pruner = build_pruner(model, example_inputs, config, channel_ratio, protected)
+    pruner = build_pruner(model, example_inputs, config, channel_ratio, protected, ratio_by_module)
     if CRITERIA.get(config.criterion).needs_gradients:
         if grad_batches is None:
             raise InputError(f"criterion {config.criterion!r} needs labelled batches (pass --data)")

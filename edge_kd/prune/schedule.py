@@ -223,6 +223,8 @@ class StepReport:
     accuracy_before_recovery: float | None = None
     recovery: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    #: latency-aware steps: what the selection chose and predicted (``edge_kd.prune.select``)
+    selection: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -238,10 +240,12 @@ class ScheduleResult:
     missed_by: float | None
     protected: list[str]
     config: dict[str, Any]
+    #: the latency table's summary when the channels were chosen by it (``edge_kd.prune.latency``)
+    latency_table: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"steps": [s.to_dict() for s in self.steps], "goal_met": self.goal_met, "missed_by": self.missed_by,
-                "protected": self.protected, "config": self.config}
+                "protected": self.protected, "config": self.config, "latency_table": self.latency_table}
 
 
 def _taylor_batches(train_batches: Batches | None, n: int) -> list | None:
@@ -255,7 +259,8 @@ def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teac
                  recovery_data: RecoveryData | None = None,
                  evaluate: Callable[[Any], float] | None = None,
                  latency: Callable[[Any], float] | None = None,
-                 on_step: Callable[[StepReport, Any], None] | None = None) -> ScheduleResult:
+                 on_step: Callable[[StepReport, Any], None] | None = None,
+                 latency_table: Any | None = None) -> ScheduleResult:
     """Prune ``model`` (a copy; the input is untouched) in ``config.steps`` steps toward the goal.
 
     ``teacher``: distillation source for recovery (default: the unpruned model itself).
@@ -266,6 +271,9 @@ def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teac
     ``evaluate(model) -> float``: the task metric (accuracy) after each step.
     ``latency(model) -> float``: p50 ms in the target runtime; required for a latency goal.
     ``on_step(report, model)``: called after each step (e.g. to write a checkpoint).
+    ``latency_table``: with a latency goal, each step's channels are chosen by this measured table
+    (``edge_kd.prune.select``: most latency saved per importance lost) instead of a uniform ratio; the
+    step targets go evenly from the unpruned latency to the budget, then tighten by the measured miss.
     """
     recovery = recovery or RecoveryConfig()
     if train_batches is None and recovery_data is not None:
@@ -298,25 +306,37 @@ def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teac
 
     steps = [measure_step(0, original, None, 0.0, time.perf_counter())]
     current = original
-    goal_met = config.goal != "latency" or (steps[0].p50_ms is not None and steps[0].p50_ms <= config.amount)
+    budget = _budget_ms(config, steps[0].p50_ms)
+    goal_met = config.goal != "latency" or (steps[0].p50_ms is not None and steps[0].p50_ms <= budget)
     fraction = 1.0
     max_steps = config.steps if config.goal != "latency" else max(config.steps, 8)
     for k in range(1, max_steps + 1):
         if config.goal == "latency" and goal_met:
             break
         t0 = time.perf_counter()
-        if config.goal == "latency":
+        selection = None
+        if config.goal == "latency" and latency_table is not None:
+            fraction = _latency_step_target(k, config, steps, budget, fraction)
+        elif config.goal == "latency":
             last = steps[-1]
             # Assume latency ~ MACs for the next target, but move by 5%..25% of the original per step.
-            wanted = last.macs_ratio * config.amount / max(last.p50_ms or config.amount, 1e-9)
+            wanted = last.macs_ratio * budget / max(last.p50_ms or budget, 1e-9)
             fraction = min(max(wanted, last.macs_ratio - 0.25), last.macs_ratio - 0.05)
         else:
             fraction = 1.0 - config.amount * k / config.steps
         grads = _taylor_batches(train_batches, config.taylor_batches) if _needs_grads(config) else None
         stats_inputs = ([inputs for inputs, _ in itertools.islice(train_batches(), 2)]
                         if (train_batches is not None and config.compensate) else None)
-        pruned, info = prune_to_goal(current, example_inputs, config, grad_batches=grads, fraction=fraction,
-                                     reference=reference, stats_inputs=stats_inputs)
+        if config.goal == "latency" and latency_table is not None:
+            from edge_kd.prune.select import prune_latency_aware
+
+            pruned, info, chosen = prune_latency_aware(current, example_inputs, config, latency_table,
+                                                       target_ms=fraction * latency_table.base_ms,
+                                                       grad_batches=grads, stats_inputs=stats_inputs)
+            selection = chosen.to_dict()
+        else:
+            pruned, info = prune_to_goal(current, example_inputs, config, grad_batches=grads, fraction=fraction,
+                                         reference=reference, stats_inputs=stats_inputs)
         acc_before = evaluate(pruned) if (evaluate and train_batches is not None) else None
         rec = {}
         if recovery_data is not None and recovery.epochs > 0:
@@ -324,11 +344,12 @@ def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teac
         elif train_batches is not None and recovery.epochs > 0:
             rec = recover(pruned, teacher, train_batches, recovery)
         report = measure_step(k, pruned, round(fraction, 4), info.channel_ratio, t0, acc_before, rec)
+        report.selection = selection
         steps.append(report)
         progressed = report.macs < steps[-2].macs
         current = pruned
         if config.goal == "latency":
-            goal_met = report.p50_ms is not None and report.p50_ms <= config.amount
+            goal_met = report.p50_ms is not None and report.p50_ms <= budget
             if not progressed or not info.goal_met:
                 break  # the smallest allowed model is reached
         else:
@@ -337,11 +358,30 @@ def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teac
     if not goal_met:
         last = steps[-1]
         if config.goal == "latency":
-            missed_by = round((last.p50_ms or 0.0) - config.amount, 4)
+            missed_by = round((last.p50_ms or 0.0) - budget, 4)
         else:
             value = last.params if config.goal == "params" else last.macs
             missed_by = round(value / reference[config.goal] - (1.0 - config.amount), 4)
-    return ScheduleResult(current, steps, goal_met, missed_by, list(protected), config.to_dict())
+    return ScheduleResult(current, steps, goal_met, missed_by, list(protected), config.to_dict(),
+                          latency_table.summary() if latency_table is not None else None)
+
+
+def _budget_ms(config: PruneConfig, p50_unpruned: float | None) -> float:
+    """The latency budget in ms: as given, or the fraction of the unpruned model's measured p50."""
+    if config.goal != "latency" or config.latency_unit == "ms":
+        return config.amount
+    return config.amount * (p50_unpruned or 0.0)
+
+
+def _latency_step_target(k: int, config: PruneConfig, steps: list[StepReport], budget: float,
+                         previous: float) -> float:
+    """Step k's target as a fraction of the table's unpruned latency: evenly from 1 to the budget over
+    ``config.steps`` steps; past them, the last target tightened by the measured miss."""
+    goal = budget / steps[0].p50_ms if steps[0].p50_ms else config.amount
+    if k <= config.steps:
+        return 1.0 - (1.0 - goal) * k / config.steps
+    last = steps[-1].p50_ms or budget
+    return previous * min(budget / last, 0.97)
 
 
 def _needs_grads(config: PruneConfig) -> bool:

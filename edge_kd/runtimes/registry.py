@@ -51,6 +51,8 @@ class RuntimeSpec:
     ``[quantization] embeddings`` values its int8 path has kernels for (checked in the runtime itself by
     tests/integration/test_quantize_embeddings.py). ``export_revision``: bumped
     when the int8 export writes something different, so builds made by older code are redone.
+    ``layer_latency``: how latency-aware pruning measures each layer's cost in this runtime (an op
+    profiler over the exported model, or per-layer micro-benchmarks; ``edge_kd.prune.latency``).
     """
 
     name: str
@@ -65,6 +67,9 @@ class RuntimeSpec:
     delegates: tuple[str, ...] = ()
     embedding_schemes: tuple[str, ...] = ("int8", "float")
     export_revision: int = 2
+    #: ``module:function`` that measures per-layer latency for latency-aware pruning
+    #: (``edge_kd.prune.latency``); None: a latency goal is refused for this runtime.
+    layer_latency: str | None = None
 
     def __post_init__(self) -> None:
         if not self.formats or self.primary_format not in self.formats:
@@ -139,7 +144,9 @@ register_runtime(RuntimeSpec(
     # quantized_decomposed::embedding_byte and embedding_4bit ship in ExecuTorch's quantized kernels.
     embedding_schemes=("int8", "int4", "float"),
     # 3: the shipped artifact is chosen among fp32, static int8 and XNNPACK dynamic linear.
-    export_revision=3))
+    export_revision=3,
+    # the pip runtime has no per-op profile of a delegated XNNPACK graph: layers are timed alone
+    layer_latency="edge_kd.prune.latency:microbench_layers"))
 register_runtime(RuntimeSpec(
     name="onnxruntime", formats=("onnx", "ort"), primary_format="ort",
     exporter="edge_kd.export.onnx", runner="edge_kd.runtimes.onnxruntime:OrtRunner",
@@ -149,7 +156,8 @@ register_runtime(RuntimeSpec(
     embedding_schemes=("int8", "float"),
     # 3: Linear as MatMul + float bias, int8 embedding rows gathered before dequantizing.
     # 4: the shipped artifact is chosen among fp32, static int8 and dynamic int8.
-    export_revision=4))
+    export_revision=4,
+    layer_latency="edge_kd.prune.latency:profile_onnxruntime"))
 register_runtime(RuntimeSpec(
     name="litert", formats=("tflite",), primary_format="tflite",
     exporter="edge_kd.export.litert", runner="edge_kd.runtimes.litert:LiteRTRunner",
@@ -158,7 +166,8 @@ register_runtime(RuntimeSpec(
     # EMBEDDING_LOOKUP reads int8 and int4 tables.
     embedding_schemes=("int8", "int4", "float"),
     # 3: ReLU6 observed after the clamp; the shipped artifact is chosen among fp32, static and dynamic-range int8.
-    export_revision=3))
+    export_revision=3,
+    layer_latency="edge_kd.prune.latency:microbench_layers"))
 
 __all__ = ["RUNTIMES", "RuntimeSpec", "STANDARD_RANGE_METHODS", "known_suffixes", "register_runtime",
            "runtime_for", "runtime_spec"]

@@ -46,11 +46,13 @@ class PruneStage(BuildStage):
         recovery = RecoveryConfig(epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, batch_size=int(distill_cfg.batch_size),
                                   temperature=distill_cfg.temperature, alpha=distill_cfg.alpha,
                                   device=self.shared.device)
-        config = PruneConfig(goal=cfg.goal, amount=cfg.amount, criterion=cfg.criterion,
+        amount, unit = cfg.latency_budget() if cfg.goal == "latency" else (cfg.amount, "ms")
+        config = PruneConfig(goal=cfg.goal, amount=amount, latency_unit=unit, criterion=cfg.criterion,
                              round_to=cfg.round_to or target.pruning.round_to, protect=tuple(cfg.protect),
                              steps=cfg.steps)
         result = prune_entry(model, example, config, target, recovery=recovery, recovery_data=data,
                              measure_latency=cfg.goal == "latency",
+                             latency_cache=self.shared.cache_root / "latency", log=self.shared.log,
                              on_step=lambda r, _m: self.shared.log(
                                  f"prune step {r.step}: MACs x{1 / r.macs_ratio:.2f}, {metric} "
                                  f"{r.accuracy_before_recovery if r.accuracy_before_recovery is not None else r.accuracy}"
@@ -73,16 +75,35 @@ def latency_probe(example: tuple, target: Any) -> Callable[[Any], float]:
 
 
 def prune_entry(model: Any, example: tuple, config: Any, target: Any, *, recovery: Any, recovery_data: Any,
-                measure_latency: bool = True, on_step: Callable | None = None) -> Any:
+                measure_latency: bool = True, on_step: Callable | None = None,
+                latency_table_path: str | None = None, latency_cache: Any = None,
+                log: Callable[[str], None] | None = None) -> Any:
     """The prune step, shared by ``edge-kd prune`` and the build's prune stage: ``run_schedule`` toward
     ``config``'s goal, each step recovered by the distillation trainer from the unpruned model on
     ``recovery_data`` (None: no recovery) and judged on its validation rows; with ``measure_latency``
-    every step is exported and benchmarked in ``target``'s runtime. Returns the ``ScheduleResult``."""
+    every step is exported and benchmarked in ``target``'s runtime. A latency goal chooses channels by
+    the target runtime's latency table (``latency_table_path``, else the one cached in ``latency_cache``
+    or ``~/.cache/edge_kd/latency``, else measured now). Returns the ``ScheduleResult``."""
     from edge_kd.prune.schedule import run_schedule
 
-    return run_schedule(model, example, config, teacher=model, recovery=recovery, recovery_data=recovery_data,
-                        evaluate=recovery_data.evaluate if recovery_data is not None else None,
-                        latency=latency_probe(example, target) if measure_latency else None, on_step=on_step)
+    table = None
+    if config.goal == "latency":
+        from edge_kd.prune.latency import latency_table
+        from edge_kd.prune.pruner import resolve_protected
+
+        protected = resolve_protected(model, example, config)
+        table, where = latency_table(model, example, target, config, protected, table_path=latency_table_path,
+                                     cache=latency_cache, log=log)
+        if log:
+            log(f"latency table ({table.method}, {len(table.layers)} layers, predicted {table.base_ms:.3f} ms "
+                f"unpruned): {'reused' if where['cached'] else 'measured'} {where['path']}")
+    result = run_schedule(model, example, config, teacher=model, recovery=recovery, recovery_data=recovery_data,
+                          evaluate=recovery_data.evaluate if recovery_data is not None else None,
+                          latency=latency_probe(example, target) if measure_latency else None, on_step=on_step,
+                          latency_table=table)
+    if table is not None and result.latency_table is not None:
+        result.latency_table.update(path=where["path"], reused=where["cached"])
+    return result
 
 
 # ---- quantize + export ----------------------------------------------------------------------------
