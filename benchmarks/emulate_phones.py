@@ -210,7 +210,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="/tmp/edge-kd-phones")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
-    parser.add_argument("--only", default="", help="comma-separated model names (default: all)")
+    parser.add_argument("--only", default="", help="comma-separated model names or set/model (default: all)")
     parser.add_argument("--nodot", action="store_true",
                         help="also run each int8 artifact with the kernels of a core without dot product (what-if)")
     args = parser.parse_args()
@@ -223,7 +223,7 @@ def main() -> int:
     work = Path(args.work)
     rows = []
     for set_name, model, target, precision, phone, published, source in PUBLISHED:
-        if args.only and model not in args.only.split(","):
+        if args.only and model not in args.only.split(",") and f"{set_name}/{model}" not in args.only.split(","):
             continue
         core, clock, clock_source = PHONES[phone]
         start = time.perf_counter()
