@@ -12,6 +12,7 @@ on the ARM kernels next to the x86 one. Writes benchmarks/results/emulate.{json,
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -69,6 +70,20 @@ def _markdown(rows: list[dict], notes: list[str], env: dict) -> str:
     return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
 
 
+def _reestimate(out_dir: Path) -> int:
+    from edge_kd.emulate.cost import CORES, estimate
+    from edge_kd.pipeline import atomic_write_json, atomic_write_text
+
+    data = json.loads((out_dir / "emulate.json").read_text())
+    for row in data["rows"]:
+        for role in ("teacher", "student"):
+            row[f"{role}_arm"]["estimate_ms"] = estimate(row[f"{role}_arm"]["kinds"], CORES[row["core"]])["ms"]
+        row["arm_speedup"] = row["teacher_arm"]["estimate_ms"] / row["student_arm"]["estimate_ms"]
+    atomic_write_json(out_dir / "emulate.json", data)
+    atomic_write_text(out_dir / "emulate.md", _markdown(data["rows"], data["notes"], data["environment"]))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", default="purchase_online_shoppers,product_image_grocery")
@@ -77,7 +92,12 @@ def main() -> int:
     parser.add_argument("--data", help="shared data root (default: ../shared/data beside the repository)")
     parser.add_argument("--work", default=str(REPO / "builds" / "bench"), help="build output root")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--reestimate", action="store_true",
+                        help="recompute the estimates of the committed emulate.json from its per-kind counts with the "
+                             "current cost model (after a constant changed); no build, no emulation")
     args = parser.parse_args()
+    if args.reestimate:
+        return _reestimate(Path(args.out))
 
     from edge_kd.stages import build
     from edge_kd.emulate import ensure_environment

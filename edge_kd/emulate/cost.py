@@ -68,6 +68,18 @@ _A76_SOG = ("Arm Cortex-A76 Software Optimization Guide, PJDOC-466751330-7215, v
 _A76_CLOCK = ("Qualcomm Snapdragon 855 product brief: Kryo 485 'performance' cores (Cortex-A76 based) at "
               "2.42 GHz (the prime core runs at 2.84 GHz)")
 
+_A76_CHECK = ("cross-checked against the A75 vs A76 execution throughput table of Arm's A76 disclosure "
+              "(AnandTech, 'Arm Cortex-A76 CPU unveiled', 2018-05-31, page 3: integer arithmetic 3/cycle, loads 2, "
+              "stores 2) and against slothy's Cortex-A76 model (derived from the guide's version 10.0: Q-form "
+              "ASIMD integer MUL/MLA 1/2 per cycle on V0, one Q-form ASIMD store per cycle)")
+_A75_VS_A76 = ("Arm Cortex-A76 disclosure, A75 vs A76 'Backend execution throughput and latency' table (AnandTech, "
+               "'Arm Cortex-A76 CPU unveiled', 2018-05-31, page 3): A75 integer arithmetic/move/shift 2 per cycle "
+               "(A76: 3), loads 2, stores 2, FP arithmetic 2; and the A76's two 128-bit ASIMD pipes 'double the "
+               "bandwidth' of the A75's (same source), so Q-form ASIMD throughputs are half the A76 guide's rows. "
+               "Arm has published no Cortex-A75 Software Optimization Guide.")
+_A75_CLOCK = ("clock: Snapdragon 670 (Pixel 3a) Kryo 360 Gold at 2.0 GHz; the Pixel 3's Snapdragon 845 runs its "
+              "Kryo 385 Gold cores at 2.5 GHz (PHONES)")
+
 CORES: dict[str, CoreModel] = {
     "cortex-a76": CoreModel(
         name="cortex-a76",
@@ -79,10 +91,11 @@ CORES: dict[str, CoreModel] = {
             "fmadd": 0.5, "fmlal": 0.5,           # FP multiply accumulate (scalar) / ASIMD FP16 widening MLA
             "sdot": 0.5, "udot": 0.5, "usdot": 0.5,   # ASIMD dot product: 2/cycle (V0, V1)
             "int_mlal": 1.0, "int_mull": 1.0,     # ASIMD multiply (accumulate) long: 1/cycle (V0)
-            "int_mla": 1.0, "int_mul": 1.0,       # ASIMD integer multiply (accumulate): 1/cycle (V0)
+            "int_mla": 2.0, "int_mul": 2.0,       # ASIMD integer multiply (accumulate), Q-form: 1/2 per cycle (V0)
             "adalp": 1.0,                         # ASIMD pairwise add and accumulate long: 1/cycle (V1)
             "load": 0.5, "vload": 0.5,            # load register / ASIMD load 1 register: 2/cycle (L0, L1)
-            "store": 1.0, "vstore": 1.0,          # store register / ASIMD store 1 register: 1/cycle
+            "store": 0.5,                         # store register, immediate offset: 2/cycle (L0, L1)
+            "vstore": 1.0,                        # ASIMD store 1 register, Q-form: 1/cycle
             "branch": 1.0,                        # branch: 1/cycle (B)
             "scalar": 1 / 3,                      # ALU basic: 3/cycle (I0, I1, I2)
         },
@@ -92,8 +105,49 @@ CORES: dict[str, CoreModel] = {
                           "dcpop asimddp"),
         cpuinfo_part="0xd0b",
         cpuinfo_variant="0x4",
-        sources=(_A76_SOG, _A76_CLOCK),
+        sources=(_A76_SOG, _A76_CHECK, _A76_CLOCK),
     ),
+    # Arm published no Software Optimization Guide for the Cortex-A75. Its figures come from Arm's A75 vs
+    # A76 comparison (integer, load/store) and from the A76 launch's "two 128-bit ASIMD pipes, double the
+    # A75's vector bandwidth": every Q-form ASIMD instruction issues at half the A76 rate. The ISA is the
+    # A76's (Armv8.2 with fp16, dot product, RCpc), so qemu's cortex-a76 runs the same kernels; the guest's
+    # part number (0xd0a) makes the runtimes' uarch tables pick their Cortex-A75 kernels, as on the phone.
+    "cortex-a75": CoreModel(
+        name="cortex-a75",
+        qemu_cpu="cortex-a76",
+        description="Arm Cortex-A75 big core (Snapdragon 845 Kryo 385 Gold: Pixel 3; Snapdragon 670/710 Kryo 360 "
+                    "Gold: Pixel 3a; Exynos 9820 middle cores)",
+        clock_ghz=2.0,
+        kind_cycles={
+            "fmla": 1.0, "fmla_idx": 1.0,         # ASIMD FP multiply accumulate, Q-form: half the A76's 2/cycle
+            "fmadd": 0.5, "fmlal": 1.0,           # scalar FP MAC: 'FP arithmetic' 2/cycle on both cores
+            "sdot": 1.0, "udot": 1.0, "usdot": 1.0,   # ASIMD dot product, Q-form: half the A76's 2/cycle
+            "int_mlal": 2.0, "int_mull": 2.0,     # ASIMD multiply (accumulate) long: half the A76's 1/cycle (V0)
+            "int_mla": 4.0, "int_mul": 4.0,       # ASIMD integer multiply, Q-form: half the A76's 1/2 per cycle
+            "adalp": 2.0,                         # ASIMD pairwise add and accumulate long: half the A76's 1/cycle
+            "load": 0.5, "vload": 0.5,            # load instructions: 2/cycle (A75 column of the comparison)
+            "store": 0.5,                         # store instructions: 2/cycle (A75 column)
+            "vstore": 2.0,                        # ASIMD store 1 register, Q-form: half the A76's 1/cycle
+            "branch": 1.0,                        # branch: 1/cycle
+            "scalar": 0.5,                        # integer arithmetic / move / shift: 2/cycle (A75 column)
+        },
+        class_cycles={"fp_fma": 1.0, "int8_dot": 1.0, "int_mac": 2.0, "simd_other": 1.0, "sve_sme": 1.0,
+                      "load_store": 0.5, "scalar": 0.5},
+        cpuinfo_features=("fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc "
+                          "dcpop asimddp"),
+        cpuinfo_part="0xd0a",
+        cpuinfo_variant="0x2",
+        sources=(_A75_VS_A76, _A76_SOG, _A75_CLOCK),
+    ),
+}
+
+#: Phones with published single-thread latencies: their big core and its clock. The estimate for a phone
+#: is the core model's cycles at the phone's clock (the cycle counts do not depend on the clock).
+PHONES: dict[str, tuple[str, float, str]] = {
+    "Pixel 3": ("cortex-a75", 2.5, "Google Pixel 3 hardware tech specs: Snapdragon 845, 2.5 GHz + 1.6 GHz "
+                                   "64-bit octa-core (the Kryo 385 Gold cores are Cortex-A75 based)"),
+    "Pixel 3a": ("cortex-a75", 2.0, "Google Pixel 3a hardware tech specs: Snapdragon 670, 2.0 GHz + 1.7 GHz "
+                                    "64-bit octa-core (the Kryo 360 Gold cores are Cortex-A75 based)"),
 }
 
 

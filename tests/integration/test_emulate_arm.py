@@ -131,3 +131,20 @@ def test_an_artifact_the_aarch64_runtime_cannot_load_is_named(env, tmp_path: Pat
     bad.write_bytes(b"\0\0\0\0TFL3" + b"\x01" * 200)
     with pytest.raises(InputError, match="broken.tflite"):
         emulate_artifact(bad, CORE, env=env)
+
+
+def test_cortex_a75_runs_the_a76_isa_under_its_own_part_number_and_cost(env, artifacts, tmp_path: Path, capsys):
+    from edge_kd.emulate.cost import core_model
+
+    a75_model = core_model("cortex-a75")
+    assert "CPU part\t: 0xd0a" in (env.core_root(a75_model) / "proc" / "cpuinfo").read_text()
+    _, int8_path = artifacts["tflite-int8"]
+    out = tmp_path / "bench.json"
+    assert main(["bench", str(int8_path), "--target", "tflite-int8", "--emulate", "cortex-a75",
+                 "--json", str(out)]) == 0
+    assert "cortex-a75 est ms" in capsys.readouterr().out
+    a75 = json.loads(out.read_text())["results"][0]["emulated"]
+    a76 = emulate_artifact(int8_path, CORE, env=env)
+    # Same ISA (dot product): the int8 kernels still run sdot; narrower vector pipes make it slower.
+    assert a75["core"] == "cortex-a75" and a75["classes"]["int8_dot"] > 50_000 and a75["compute_deterministic"]
+    assert a75["estimate_ms"] > a76["estimate_ms"]

@@ -72,18 +72,46 @@ def test_estimate_is_linear_in_counts():
     one = estimate({"fmla": 1000, "scalar": 300}, a76)
     two = estimate({"fmla": 2000, "scalar": 600}, a76)
     assert two["cycles"] == pytest.approx(2 * one["cycles"])
-    with pytest.raises(ValueError, match="known: cortex-a76"):
+    with pytest.raises(ValueError, match="known: cortex-a75, cortex-a76"):
         core_model("cortex-a99")
+
+
+def test_cost_model_arithmetic_on_a_synthetic_histogram():
+    # 1000 fmla, 400 sdot, 300 scalar, 200 vload, 100 store, 50 vstore, 10 int_mla: cycles by hand from the
+    # rows in cost.py, so a constant edited by accident fails here.
+    kinds = {"fmla": 1000, "sdot": 400, "scalar": 300, "vload": 200, "store": 100, "vstore": 50, "int_mla": 10}
+    a76 = estimate(kinds, core_model("cortex-a76"))
+    assert a76["cycles"] == pytest.approx(1000 * 0.5 + 400 * 0.5 + 300 / 3 + 200 * 0.5 + 100 * 0.5 + 50 * 1 + 10 * 2)
+    assert a76["ms"] == pytest.approx(a76["cycles"] / 2.42e6)
+    a75 = estimate(kinds, core_model("cortex-a75"))
+    assert a75["cycles"] == pytest.approx(1000 * 1 + 400 * 1 + 300 * 0.5 + 200 * 0.5 + 100 * 0.5 + 50 * 2 + 10 * 4)
+    assert a75["ms"] == pytest.approx(a75["cycles"] / 2.0e6)
+    # Same ISA, narrower vector pipes: the A75 runs the A76's kernels at a lower rate, never faster.
+    assert core_model("cortex-a75").qemu_cpu == core_model("cortex-a76").qemu_cpu
+    assert core_model("cortex-a75").cpuinfo_part != core_model("cortex-a76").cpuinfo_part
+    for kind in KIND_CLASS:
+        assert core_model("cortex-a75").cycles_per_insn(kind) >= core_model("cortex-a76").cycles_per_insn(kind)
+
+
+def test_phones_name_known_cores_and_cited_clocks():
+    from edge_kd.emulate.cost import PHONES
+
+    assert {"Pixel 3", "Pixel 3a"} <= set(PHONES)
+    for core, clock, source in PHONES.values():
+        assert core in CORES and 1.0 < clock < 3.5 and "GHz" in source
 
 
 def test_profile_emulate_key_is_validated(tmp_path: Path):
     good = tmp_path / "good.toml"
     good.write_text('extends = "tflite-int8"\n[bench]\nemulate = "cortex-a76"\n')
     assert load_target(good).bench.emulate == "cortex-a76"
+    for core in CORES:
+        good.write_text(f'extends = "tflite-int8"\n[bench]\nemulate = "{core}"\n')
+        assert load_target(good).bench.emulate == core
     assert load_target("tflite-int8").bench.emulate is None
     bad = tmp_path / "bad.toml"
     bad.write_text('extends = "tflite-int8"\n[bench]\nemulate = "cortex-a99"\n')
-    with pytest.raises(ConfigError, match="bad.toml.*unknown emulated core 'cortex-a99'; known: cortex-a76"):
+    with pytest.raises(ConfigError, match="bad.toml.*unknown emulated core 'cortex-a99'; known: cortex-a75, cortex-a76"):
         load_target(bad)
 
 
@@ -93,6 +121,9 @@ def test_bench_emulate_bad_input_is_one_line_exit_2(tmp_path: Path, monkeypatch,
     monkeypatch.setenv("EDGE_KD_ARM_EMU", str(tmp_path / "no-env"))
     assert main(["bench", str(artifact), "--target", "tflite-int8", "--emulate", "cortex-a99"]) == 2
     assert "unknown emulated core 'cortex-a99'" in capsys.readouterr().err
+    # An A73 is a real phone core but has no cost model here: refused the same way, naming the known ones.
+    assert main(["bench", str(artifact), "--target", "tflite-int8", "--emulate", "cortex-a73"]) == 2
+    assert "known: cortex-a75, cortex-a76" in capsys.readouterr().err
     assert main(["bench", str(artifact), "--target", "tflite-int8", "--emulate"]) == 2
     err = capsys.readouterr().err.strip()
     assert "no ARM64 emulation environment" in err and "edge-kd arm-emu" in err and "\n" not in err
