@@ -347,8 +347,6 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
     metric = {"binary": "roc_auc", "regression": "wape"}.get(task, "accuracy")
     if task == "regression" and recipe.bench.metric in ("wape", "mae"):
         metric = recipe.bench.metric
-    task = "binary" if train_ds.task == "binary" else "classification"
-    metric = "roc_auc" if task == "binary" else "accuracy"
     if train_ds.task == "ranking":  # next-purchase: labels are target sets, judged by recall@10
         task, metric = "ranking", "recall@10"
     log = shared.log
