@@ -127,6 +127,11 @@ def _validate_stage_settings(recipe: Any) -> None:
         if name not in LOSSES:
             raise ConfigError(f"unknown KD loss {name!r}; known: {', '.join(LOSSES.names())}", source=src,
                               key="distill.losses")
+    if recipe.student.family == "forecast_mlp":  # a forecasting student: known before any data is read
+        for name in recipe.distill.losses:
+            if name != "regression_kd":
+                raise ConfigError(f"KD loss {name!r} is for classes; a forecasting (regression) student distils "
+                                  "with 'regression_kd'", source=src, key="distill.losses")
     from edge_kd.distill.run import TEACHER_FAMILY
 
     if recipe.student.family not in ("custom", TEACHER_FAMILY) and recipe.student.family not in FAMILIES:
