@@ -272,8 +272,14 @@ def summary_table(summaries: Sequence[BuildSummary]) -> str:
 
     from edge_kd.cli.common import print_table
 
+    from edge_kd.metrics import higher_is_better
+
     buf = io.StringIO()
     print_table([s.row() for s in summaries], HEADERS, file=buf)
+    # An error metric reads the other way round from accuracy: say so under the numbers.
+    errors = sorted({s.metric_name for s in summaries if s.metric_name and not higher_is_better(s.metric_name)})
+    if errors:
+        print(f"metric: {', '.join(errors)} (an error: lower is better)", file=buf)
     return buf.getvalue()
 
 
