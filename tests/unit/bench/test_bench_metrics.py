@@ -53,6 +53,6 @@ def test_evaluate_artifact_matches_the_model_and_reference_artifact():
 
 def test_evaluate_artifact_rejects_bad_task_and_no_samples():
     with pytest.raises(InputError, match="unknown task"):
-        evaluate_artifact(DATA / "tiny_mlp.onnx", [], task="regression")
+        evaluate_artifact(DATA / "tiny_mlp.onnx", [], task="segmentation")
     with pytest.raises(InputError, match="no samples"):
         evaluate_artifact(DATA / "tiny_mlp.onnx", [])
