@@ -292,7 +292,8 @@ def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teac
         soft_targets = teacher_logits(teacher, recovery_data)
 
     def measure_step(step: int, current: Any, fraction: float | None, ratio: float, t0: float,
-                     acc_before: float | None = None, rec: dict | None = None) -> StepReport:
+                     acc_before: float | None = None, rec: dict | None = None,
+                     selection: dict[str, Any] | None = None) -> StepReport:
         macs = count_macs(current, example_inputs).total
         report = StepReport(step, fraction, round(ratio, 4), count_params(current), macs,
                             round(macs / reference["macs"], 4),
@@ -300,6 +301,7 @@ def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teac
                             accuracy=evaluate(current) if evaluate else None,
                             accuracy_before_recovery=acc_before, recovery=rec or {},
                             seconds=round(time.perf_counter() - t0, 2))
+        report.selection = selection  # before on_step: the step is recorded there
         if on_step:
             on_step(report, current)
         return report
@@ -343,8 +345,7 @@ def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teac
             rec = recover_with_trainer(pruned, soft_targets, recovery_data, recovery)
         elif train_batches is not None and recovery.epochs > 0:
             rec = recover(pruned, teacher, train_batches, recovery)
-        report = measure_step(k, pruned, round(fraction, 4), info.channel_ratio, t0, acc_before, rec)
-        report.selection = selection
+        report = measure_step(k, pruned, round(fraction, 4), info.channel_ratio, t0, acc_before, rec, selection)
         steps.append(report)
         progressed = report.macs < steps[-2].macs
         current = pruned

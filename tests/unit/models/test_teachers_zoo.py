@@ -16,8 +16,8 @@ torch.set_num_threads(1)
 
 
 def test_registry_names_and_unknown():
-    assert TEACHERS.names() == ["efficientnet-lite0", "minilm-l6", "resnet18", "tabular-mlp"]
-    with pytest.raises(InputError, match="unknown teacher 'bert'; known: efficientnet-lite0, minilm-l6"):
+    assert TEACHERS.names() == ["efficientnet-lite0", "lightgbm", "minilm-l6", "resnet18", "sasrec", "tabular-mlp"]
+    with pytest.raises(InputError, match="unknown teacher 'bert'; known: efficientnet-lite0, lightgbm, minilm-l6"):
         load_teacher("bert")
 
 
