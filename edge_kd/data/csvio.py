@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import os
 import sys
 from pathlib import Path
@@ -21,6 +23,17 @@ def check_file(path: str | os.PathLike[str], what: str = "data file") -> Path:
     if not p.is_file():
         raise InputError(f"{p}: {what} is not a file")
     return p
+
+
+def open_text(path: str | os.PathLike[str]) -> io.TextIOBase:
+    """A CSV opened as text, gzip or plain (told apart by the gzip magic bytes, not the file name), with a
+    UTF-8 byte-order mark dropped. Large transaction logs are read line by line, without unpacking."""
+    path = Path(path)
+    with path.open("rb") as f:
+        magic = f.read(2)
+    if magic == b"\x1f\x8b":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return path.open(newline="", encoding="utf-8-sig")
 
 
 def read_csv(path: str | os.PathLike[str], *, delimiter: str = ",") -> tuple[list[str], list[list[str]]]:

@@ -38,8 +38,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import gzip
-import io
 import math
 import os
 import re
@@ -50,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from edge_kd.data.base import Dataset, as_indices
+from edge_kd.data.csvio import open_text
 from edge_kd.errors import InputError
 
 #: Weeks of history each feature row reads (lags, means, deviations).
@@ -110,14 +109,6 @@ def parse_options(spec: str, opts: dict[str, str]) -> ForecastOptions:
 
 
 # ---- reading the transaction log -------------------------------------------------------------------
-def _open_text(path: Path) -> io.TextIOBase:
-    with path.open("rb") as f:
-        magic = f.read(2)
-    if magic == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    return path.open(newline="", encoding="utf-8-sig")
-
-
 @dataclass
 class WeeklyDemand:
     """Per product (rows) and full week (columns): net quantity, distinct customers, invoices, and
@@ -143,7 +134,7 @@ def read_weekly_demand(path: str | os.PathLike[str], options: ForecastOptions = 
               "non_product_lines": 0, "non_product_codes": {}, "partial_week_lines": 0}
     product_index: dict[str, int] = {}
     try:
-        with _open_text(path) as f:
+        with open_text(path) as f:
             reader = csv.reader(f)
             header = next(reader, None)
             if header is None:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import io
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -47,6 +46,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edge_kd.data.base import Dataset, as_indices
+from edge_kd.data.csvio import open_text
 from edge_kd.errors import InputError
 
 SPLITS = ("train", "val", "test")
@@ -102,12 +102,6 @@ def _customer(text: str) -> str:
     return t[:-2] if t.endswith(".0") else t  # the Spark export writes ids as floats
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    return path.open(encoding="utf-8-sig", newline="")
-
-
 @dataclass
 class _Parsed:
     """Purchases per customer in time order, the catalog and the row counts."""
@@ -122,7 +116,7 @@ class _Parsed:
 def _read(path: Path, opts: NextPurchaseOptions) -> _Parsed:
     cols = dict(opts.columns)
     try:
-        f = _open_text(path)
+        f = open_text(path)
         reader = csv.reader(f)
         header = next(reader, None)
     except (OSError, EOFError, UnicodeDecodeError, gzip.BadGzipFile) as exc:
