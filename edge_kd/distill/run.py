@@ -157,16 +157,22 @@ class StudentData:
             ds = self.prepare(ds)
         return tuple(np.ascontiguousarray(a) for a in ds.inputs())
 
+    def _json_asset(self) -> tuple[str, Any]:
+        """(file name, JSON payload) of a non-text student's preprocessing asset: the feature definitions
+        and scaling of a forecast, the item-id map of a recommender, else the label names (the app maps
+        output indices to them)."""
+        if self.kind == "forecast":
+            return PREPROCESS_FILE, self.asset
+        if self.kind == "items":
+            return PREPROCESS_FILE, self.items_asset({})
+        return LABELS_FILE, self.label_names
+
     def extra_bytes(self, value: Any) -> int:
         import json
 
         if self.kind == "text":
             return self.text_spec(value).spec_bytes()
-        if self.kind == "forecast":
-            return len(json.dumps(self.asset, separators=(",", ":")).encode())
-        if self.kind == "items":
-            return len(json.dumps(self.items_asset({}), separators=(",", ":")).encode())
-        return len(json.dumps(self.label_names, separators=(",", ":")).encode())
+        return len(json.dumps(self._json_asset()[1], separators=(",", ":")).encode())
 
     def write_assets(self, out: Path, value: Any) -> list[tuple[Path, str]]:
         from edge_kd.pipeline.atomic import atomic_write_text
@@ -175,15 +181,8 @@ class StudentData:
             return [(self.text_spec(value).save(out / PREPROCESS_FILE), "preprocessing")]
         import json
 
-        if self.kind == "forecast":  # the features the app computes from its sales history, and their scaling
-            path = atomic_write_text(out / PREPROCESS_FILE, json.dumps(self.asset, separators=(",", ":")))
-            return [(path, "preprocessing")]
-
-        if self.kind == "items":
-            path = atomic_write_text(out / PREPROCESS_FILE, json.dumps(self.items_asset({}), separators=(",", ":")))
-            return [(path, "preprocessing")]
-        path = atomic_write_text(out / LABELS_FILE, json.dumps(self.label_names, separators=(",", ":")))
-        return [(path, "preprocessing")]  # the app maps output indices to label names
+        name, payload = self._json_asset()
+        return [(atomic_write_text(out / name, json.dumps(payload, separators=(",", ":"))), "preprocessing")]
 
 
 def make_student_family(recipe: Any, train: Any) -> tuple[Any, StudentData]:
