@@ -127,6 +127,7 @@ def _forecast_table(rows: list[dict]) -> list[str]:
                      f"| {r['student_metric'] / r['teacher_metric']:.3f}x | {nw:.4f} | {vs_naive} | {mae} | {rt} "
                      f"| {r['student_bundle_bytes'] / 1024:,.1f} | {(r.get('shipped') or {}).get('shipped', '-')} "
                      f"| {gate} |")
+    return lines
 
 
 def _ranking_raw_targets(recipe_path: Path, data_root: Path, value: int) -> dict:
