@@ -59,7 +59,7 @@ class QuantizeStage(BuildStage):
             calibration = [s for s, _ in _rows(calib_x, splits.train.labels[idx])]
             self.shared.log(f"quantize: int8 for {target.runtime.name}, calibrating on {len(calibration)} rows "
                             "(then checking accuracy through the runtime)")
-            eval_idx = self.shared.eval_indices("val", 300, recipe.seed)
+            eval_idx = self.shared.eval_indices("val", recipe.quantize.eval_samples or None, recipe.seed)
             eval_x = self.shared.student_arrays("val", value, eval_idx)
             result = quantize_entry(model, example, target, calibration, out, build, record,
                                     method=recipe.quantize.method,

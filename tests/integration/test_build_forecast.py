@@ -44,6 +44,7 @@ options = { compare_raw_targets = true }
 [quantize]
 calibration_samples = 32
 method = "minmax"
+eval_samples = 6
 [bench]
 metric = "wape"
 """
@@ -90,6 +91,7 @@ def test_forecast_manifest_per_target(built):
         assert check["comparator"] == "<=" and check["limit"] >= teacher["task_metric"]["value"]
         quant = next(s for s in m["stages"] if s["name"] == "quantize")["details"]
         assert quant["accuracy"]["metric"] == "wape" and quant["accuracy"]["higher_is_better"] is False
+        assert quant["accuracy"]["eval_samples"] == 6  # [quantize] eval_samples: validation rows judged
         assert quant["selection"]["budgets"]["higher_is_better"] is False
     summary = json.loads((work / "summary.json").read_text())
     assert [row["target"] for row in summary] == TARGETS

@@ -84,6 +84,8 @@ def test_shared_data_variable_and_env(tmp_path, monkeypatch):
     (("temperature = 2.0", "temperature = -1.0"), "'distill': temperature must be > 0"),
     (("amount = 0.25", "amount = 2.5"), "'prune': amount is the fraction of params to remove"),
     (("method = \"percentile\"", "method = \"kl\""), "'quantize.method': expected one of"),
+    (("method = \"percentile\"", "method = \"percentile\"\neval_samples = -1"),
+     "'quantize': eval_samples must be an integer >= 0 (0 = every validation row)"),
     (("family = \"text_hashed\"", ""), "'student.family': required key is missing"),
     (("name = \"minilm-l6\"", "name = \"minilm-l6\"\npath = \"saved\""), "give exactly one of 'name'"),
     (("target = \"ort-mobile\"", "target = \"iphone\""), "'target': unknown target 'iphone'"),
