@@ -5,13 +5,19 @@ Sections (run all, or pick with --sections; results accumulate in benchmarks/res
   reference   EfficientNet-Lite0 with RANDOM weights, fp32, one thread, no recovery: magnitude (L2)
               pruning of 30% / 45% of the channels, and 30% at round_to 1 / 8 / 16, measured in
               ONNX Runtime, ExecuTorch/XNNPACK and LiteRT (the issue's reference setting).
-  efficientnet_lite0 / resnet18
-              trained models on grocery-store (81 classes): pruned to 2x and 3x fewer MACs in
-              --steps steps with a KD recovery fine-tune after each, accuracy before/after (PyTorch,
-              on --eval-images test images), fp32 p50 per runtime, and int8 when edge_kd.quantize
-              provides quantize_model.
+  efficientnet_lite0
+              the grocery recipe's teacher (EfficientNet-Lite0 trained end to end at 192 px, the fit
+              `edge-kd build examples/product_image_grocery.toml` caches and reuses), pruned by ONE
+              progressive schedule to 3x fewer MACs (--steps even steps, a short KD recovery after each,
+              --final-epochs at the end); the model at 2x is copied at its step and recovered
+              --final-epochs more. Top-1 on the whole test split, CPU time of every step; then fp32 and
+              int8 exports in every runtime (grocery_measure; time them with the cputime section).
+  resnet18    trained here on grocery-store (81 classes): pruned to 2x and 3x fewer MACs in --steps steps
+              with a KD recovery fine-tune after each, accuracy before/after (PyTorch, on --eval-images
+              test images), fp32 p50 per runtime, and int8.
 
     .venv/bin/python benchmarks/prune.py --sections reference efficientnet_lite0 resnet18
+    .venv/bin/python benchmarks/prune.py --sections cputime --cpu-sections efficientnet_lite0
 
 Reads ``<repo>/../shared/data/grocery-store`` by default (``--data`` to change); exits 2 naming what is
 missing. Every latency is measured by edge_kd.bench.benchmark_artifact on an exported artifact.
@@ -265,7 +271,7 @@ def teacher_resnet(args: argparse.Namespace):
 
     from edge_kd.models.resnet import resnet18
     from edge_kd.models.spec import load_state_dict, save_state_dict
-    from edge_kd.prune.schedule import RecoveryConfig, recover
+    from edge_kd.prune.schedule import RecoveryConfig, RecoveryData, recover_with_trainer
 
     size = args.resnet_size
     train, val, test = load_grocery(args, size, "imagenet")
@@ -279,8 +285,10 @@ def teacher_resnet(args: argparse.Namespace):
         model.load_state_dict(load_state_dict(weights))
     else:
         t0 = time.perf_counter()
-        recover(model, None, batches_fn(train, 32, seed=100), RecoveryConfig(epochs=args.resnet_epochs, lr=2e-3))
+        data = RecoveryData.from_dataset(train, slice(None), None, val=val)
+        rec = recover_with_trainer(model, None, data, RecoveryConfig(epochs=args.resnet_epochs, lr=2e-3))
         info["train_seconds"] = round(time.perf_counter() - t0, 1)
+        info["train_cpu_seconds"] = rec["cpu_seconds"]
         save_state_dict(model, weights)
     return model.eval(), train, test, info
 
@@ -348,6 +356,140 @@ def section_trained(name: str, args: argparse.Namespace, results: Results) -> No
                                             int8_calibration=calib if want_int8 else None)}
         section["rows"].append(row)
         results.put(name, section)
+
+
+def grocery_teacher(args: argparse.Namespace):
+    """The teacher of examples/product_image_grocery.toml, fitted exactly as `edge-kd build` fits it
+    (EfficientNet-Lite0 trained end to end at 192 px; cached in ~/.cache/edge_kd/teachers, so a build
+    and this benchmark share one fit)."""
+    from edge_kd.recipe import load_recipe, load_splits, teacher_from_recipe
+
+    recipe = load_recipe(REPO / "examples" / "product_image_grocery.toml", shared_data=args.data)
+    splits = load_splits(recipe.data)
+    cache = Path(os.environ.get("EDGE_KD_CACHE", Path.home() / ".cache" / "edge_kd"))
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    teacher = teacher_from_recipe(recipe.teacher, splits, cache_dir=str(cache), seed=recipe.seed)
+    m = teacher.metrics
+    info = {"image_size": teacher.model.image_size, "preprocessing": "tf (x-127)/128",
+            "teacher": "examples/product_image_grocery.toml: linear head on cached features, then the whole "
+                       f"network {m.get('full_finetune_epochs')} epochs (AdamW, warm-up + cosine, augmentation, "
+                       "label smoothing)",
+            "val_accuracy": m.get("val_accuracy"), "test_accuracy": m.get("test_accuracy"),
+            "test_rows": m.get("test_rows"),
+            "finetune_cpu_seconds": m.get("full_finetune_cpu_seconds"),
+            "finetune_wall_seconds": m.get("full_finetune_wall_seconds"),
+            "finetune_best_epoch": m.get("full_finetune_best_epoch"),
+            "finetune_history": m.get("full_finetune_history"),
+            "cache_hit": m.get("full_finetune_cache_hit"),
+            "load_cpu_seconds_here": round(time.process_time() - cpu0, 1),
+            "load_wall_seconds_here": round(time.perf_counter() - t0, 1)}
+    return teacher, splits, info
+
+
+def section_grocery(args: argparse.Namespace, results: Results) -> None:
+    """EfficientNet-Lite0 grocery, end-to-end fine-tuned teacher (192 px): ONE progressive schedule toward
+    3x fewer MACs in --steps even steps (1 KD epoch each, at most --recovery-batches batches); the model
+    after the step that reaches 2x is copied and recovered --final-epochs more epochs (the 2x variant),
+    the 3x model gets --final-epochs at its last step. Top-1 on the whole test split, CPU time per step."""
+    import torch
+
+    from edge_kd.prune.macs import count_macs, count_params
+    from edge_kd.prune.pruner import PruneConfig
+    from edge_kd.prune.schedule import RecoveryConfig, RecoveryData, recover_with_trainer, run_schedule, teacher_logits
+    from edge_kd.prune.serialize import save_pruned
+
+    name = "efficientnet_lite0"
+    teacher, splits, info = grocery_teacher(args)
+    model = teacher.model.eval()
+    size = info["image_size"]
+    train, val, test = (teacher.prepare(d) for d in (splits.train, splits.val, splits.test))
+    example = (torch.from_numpy(test.inputs([0])[0]),)
+    work = Path(args.work) / name
+    data = RecoveryData.from_dataset(train, slice(None), None, val=val)
+    recovery = RecoveryConfig(epochs=1, final_epochs=args.final_epochs, max_batches=args.recovery_batches or None,
+                              lr=args.recovery_lr, batch_size=32, alpha=args.recovery_alpha)
+    half = args.steps * 3 // 4  # step k keeps 1 - (2/3) k / steps of the MACs: 2x at k = 3/4 of the steps
+    if half * 4 != args.steps * 3:
+        raise SystemExit("--steps must be a multiple of 4 (the 2x model is taken at 3/4 of the steps)")
+    section: dict[str, Any] = {
+        "info": info, "eval_images": len(test), "steps": args.steps,
+        "recovery": {"steps": f"{args.steps} even steps to 3x fewer MACs; 2x is step {half}",
+                     "per_step": f"1 epoch, at most {args.recovery_batches or 'all'} batches of 32",
+                     "final_epochs": args.final_epochs, "peak_lr": args.recovery_lr, "train_images": len(train),
+                     "trainer": "edge_kd.distill.trainer (AdamW, warm-up + cosine, best val epoch kept)",
+                     "loss": f"hinton T=4 alpha={args.recovery_alpha}, teacher = the unpruned model"},
+        "rows": []}
+    torch.set_num_threads(args.train_threads)
+    cpu0 = time.process_time()
+    base_acc = accuracy(model, test)
+    log(f"{name}: unpruned test top-1 {base_acc:.4f} on {len(test)} images")
+    row0 = {"variant": "unpruned", "macs": count_macs(model, example).total, "params": count_params(model),
+            "accuracy": base_acc}
+    section["rows"].append(row0)
+    results.put(name, section)
+    spec = teacher.spec
+
+    def finish(label: str, pruned: Any, steps: list, extra: dict | None, t0: float, c0: float) -> None:
+        acc = accuracy(pruned, test)
+        save_pruned(pruned, spec, work / "models", name=label.split()[0])
+        row = {"variant": label, "macs": count_macs(pruned, example).total, "params": count_params(pruned),
+               "accuracy": acc, "steps": steps, "final_recovery": extra,
+               "prune_seconds": round(time.perf_counter() - t0, 1),
+               "prune_cpu_seconds": round(time.process_time() - c0, 1)}
+        row["macs_ratio"] = row0["macs"] / row["macs"]
+        log(f"{name} {label}: test top-1 {acc:.4f} (teacher {base_acc:.4f}), CPU {row['prune_cpu_seconds']} s")
+        section["rows"].append(row)
+        results.put(name, section)
+
+    t_start, c_start = time.perf_counter(), time.process_time()
+    logits = [None]
+
+    def on_step(r: Any, current: Any) -> None:
+        log(f"  step {r.step}: MACs ratio {r.macs_ratio}, val top-1 {r.accuracy_before_recovery} -> {r.accuracy} "
+            f"({r.seconds} s, CPU {r.cpu_seconds} s)")
+        if r.step == half:
+            snapshot = copy.deepcopy(current)
+            if logits[0] is None:
+                logits[0] = teacher_logits(model, data)
+            rec = recover_with_trainer(snapshot, logits[0], data, recovery, epochs=args.final_epochs, seed=1000)
+            done = [s.to_dict() for s in steps_seen] + [r.to_dict()]
+            finish("2x fewer MACs", snapshot, done, rec, t_start, c_start)
+
+    steps_seen: list = []
+    cfg = PruneConfig(goal="macs", amount=2 / 3, criterion=args.criterion, round_to=8, steps=args.steps)
+    res = run_schedule(model, example, cfg, teacher=model, recovery=recovery, recovery_data=data,
+                       evaluate=data.evaluate, on_step=lambda r, m: (on_step(r, m), steps_seen.append(r)))
+    finish("3x fewer MACs", res.model, [s.to_dict() for s in res.steps], res.steps[-1].recovery, t_start, c_start)
+    section["schedule_cpu_seconds"] = res.cpu_seconds
+    section["total_cpu_seconds"] = round(time.process_time() - cpu0, 1)
+    results.put(name, section)
+    torch.set_num_threads(args.threads)
+    if not args.no_measure:
+        grocery_measure(args, results)
+
+
+def grocery_measure(args: argparse.Namespace, results: Results) -> None:
+    """fp32 and int8 exports of the grocery variants in every runtime (the cputime section times them)."""
+    import torch
+
+    from edge_kd.models.spec import ModelSpec
+
+    name = "efficientnet_lite0"
+    sec = results.data.get(name) or {}
+    if not sec.get("rows"):
+        raise SystemExit("run the efficientnet_lite0 section first")
+    teacher, splits, _ = grocery_teacher(args)
+    train = teacher.prepare(splits.train)
+    example = (torch.from_numpy(train.inputs([0])[0]),)
+    calib = [(torch.from_numpy(train.inputs([i])[0]),) for i in range(0, len(train), max(1, len(train) // 64))][:64]
+    work = Path(args.work) / name
+    for row in sec["rows"]:
+        label = row["variant"]
+        model = teacher.model if label == "unpruned" else \
+            ModelSpec.load(work / "models" / f"{label.split()[0]}.json").build()
+        row["runtimes"] = measure_runtimes(model.eval(), example, _variant_folder(work.parent, name, label),
+                                           int8_calibration=None if args.no_int8 else calib)
+        results.put(name, sec)
 
 
 def _artifact(folder: Path, target: str) -> Path | None:
@@ -506,7 +648,7 @@ def section_compensated(args: argparse.Namespace, results: Results) -> None:
     import torch
 
     from edge_kd.prune.pruner import PruneConfig
-    from edge_kd.prune.schedule import RecoveryConfig, run_schedule
+    from edge_kd.prune.schedule import RecoveryConfig, RecoveryData, run_schedule
 
     model, train, test, info = teacher_efficientnet(args)
     example = (torch.from_numpy(test.inputs([0])[0]),)
@@ -514,7 +656,9 @@ def section_compensated(args: argparse.Namespace, results: Results) -> None:
     for compensate in (True,):
         cfg = PruneConfig(goal="macs", amount=0.5, criterion=args.criterion, round_to=8, steps=args.steps,
                           compensate=compensate)
-        res = run_schedule(model, example, cfg, teacher=model, train_batches=batches_fn(train, 32, seed=1),
+        _, val, _ = load_grocery(args, 224, "tf")
+        res = run_schedule(model, example, cfg, teacher=model,
+                           recovery_data=RecoveryData.from_dataset(train, slice(None), None, val=val),
                            recovery=RecoveryConfig(epochs=1, max_batches=args.recovery_batches),
                            evaluate=lambda m: accuracy(m, test))
         rows.append({"variant": "2x fewer MACs, bias compensation", "steps": [s.to_dict() for s in res.steps]})
@@ -583,6 +727,41 @@ def _fmt(x: float | None, spec: str = ".2f") -> str:
     return "n/a" if x is None else format(x, spec)
 
 
+def _grocery_lines(sec: dict) -> list[str]:
+    """The end-to-end teacher (accuracy, CPU time per epoch), top-1 drop per variant and every step's CPU time."""
+    info = sec["info"]
+    hist = info.get("finetune_history") or []
+    out = [f"Teacher: {info['teacher']}. Test top-1 {_fmt(info['test_accuracy'] * 100, '.1f')}% "
+           f"({info.get('test_rows')} images), val {_fmt(info['val_accuracy'] * 100, '.1f')}% "
+           f"(best epoch {info.get('finetune_best_epoch')}); the end-to-end epochs took "
+           f"{_fmt(info.get('finetune_cpu_seconds'), '.0f')} CPU s ({_fmt(info.get('finetune_wall_seconds'), '.0f')} s "
+           f"wall on the shared 2-core machine).", "",
+           "| teacher epoch | train loss | val top-1 | CPU s | wall s |", "|---:|---:|---:|---:|---:|"]
+    out += [f"| {h['epoch']} | {h['train_loss']:.3f} | {h['val_accuracy'] * 100:.1f}% | {h['cpu_seconds']:.0f} | "
+            f"{h['wall_seconds']:.0f} |" for h in hist]
+    base = sec["rows"][0]["accuracy"]
+    out += ["", "| variant | MACs ratio | test top-1 | drop vs teacher (pt) | pruning + recovery CPU s |",
+            "|---|---:|---:|---:|---:|"]
+    for r in sec["rows"]:
+        drop = (base - r["accuracy"]) * 100 if r.get("accuracy") is not None else None
+        out.append(f"| {r['variant']} | {_fmt(r.get('macs_ratio', 1.0))} | {_fmt(r['accuracy'] * 100, '.1f')}% | "
+                   f"{_fmt(drop, '.1f')} | {_fmt(r.get('prune_cpu_seconds'), '.0f')} |")
+    for r in sec["rows"][1:]:
+        out += ["", f"Steps of the {r['variant']} model (top-1 on the val split; CPU s = pruning + recovery + "
+                    "evaluation of the step):", "",
+                "| step | MACs ratio | val top-1 before recovery | after | recovery epochs | CPU s |",
+                "|---:|---:|---:|---:|---:|---:|"]
+        for st in r["steps"]:
+            b, a = st.get("accuracy_before_recovery"), st.get("accuracy")
+            out.append(f"| {st['step']} | {st['macs_ratio']:.3f} | {_fmt(b * 100 if b is not None else None, '.1f')}% | "
+                       f"{_fmt(a * 100 if a is not None else None, '.1f')}% | {st.get('recovery', {}).get('epochs', 0)} | "
+                       f"{st.get('cpu_seconds', 0):.0f} |")
+        fin = r.get("final_recovery") or {}
+        if fin and r["variant"].startswith("2x"):
+            out.append(f"| final | | | {fin['best_val_metric'] * 100:.1f}% | {fin['epochs']} | {fin['cpu_seconds']:.0f} |")
+    return out + [""]
+
+
 def render_markdown(data: dict) -> str:
     lines = ["# Structured pruning: MACs vs measured speed-up", "",
              "Produced by `benchmarks/prune.py` (all rows of a table measured in the same run; p50 from "
@@ -627,6 +806,8 @@ def render_markdown(data: dict) -> str:
             lines.append(f"| {r['variant']} | {base['macs'] / r['macs']:.2f} | {r['params'] / 1e6:.2f} | "
                          f"{_fmt(acc * 100 if acc is not None else None, '.1f')}% | " + " | ".join(cells) + " |")
         lines.append("")
+        if name == "efficientnet_lite0" and "test_accuracy" in info:
+            lines += _grocery_lines(sec)
         errors = [(r["variant"], t, k, v["error"]) for r in sec["rows"] for t, rt in r.get("runtimes", {}).items()
                   for k, v in rt.items() if isinstance(v, dict) and "error" in v]
         if errors:
@@ -721,12 +902,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--work", default="/tmp/edge_kd_prune_bench", help="scratch folder (artifacts, caches)")
     parser.add_argument("--sections", nargs="+", default=["reference", "efficientnet_lite0", "resnet18"],
-                        choices=["reference", "efficientnet_lite0", "resnet18", "remeasure", "cputime", "ortprofile", "sensitivity",
-                                 "compensated"])
+                        choices=["reference", "efficientnet_lite0", "grocery_measure", "resnet18", "remeasure", "cputime",
+                                 "ortprofile", "sensitivity", "compensated"])
     parser.add_argument("--eval-images", type=int, default=1000)
-    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=4,
+                        help="pruning steps (efficientnet_lite0: to 3x fewer MACs, a multiple of 4; 2x at 3/4 of them)")
     parser.add_argument("--recovery-batches", type=int, default=40,
-                        help="sensitivity/compensated sections: batches of 32 per recovery step")
+                        help="efficientnet_lite0/compensated: at most this many batches of 32 per step's recovery "
+                             "(0: whole epochs)")
+    parser.add_argument("--final-epochs", type=int, default=4,
+                        help="efficientnet_lite0: KD epochs after the last step (2x: after its step)")
+    parser.add_argument("--recovery-alpha", type=float, default=0.7, help="efficientnet_lite0: KD weight alpha")
+    parser.add_argument("--no-measure", action="store_true",
+                        help="efficientnet_lite0: skip the runtime exports (run section grocery_measure later)")
     parser.add_argument("--recovery-epochs", type=int, default=2, help="trained sections: KD epochs per pruning step")
     parser.add_argument("--recovery-lr", type=float, default=5e-4, help="trained sections: peak learning rate")
     parser.add_argument("--train-threads", type=int, default=os.cpu_count() or 1,
@@ -771,6 +959,10 @@ def main(argv: list[str] | None = None) -> int:
             section_sensitivity(args, results)
         elif section == "compensated":
             section_compensated(args, results)
+        elif section == "efficientnet_lite0":
+            section_grocery(args, results)
+        elif section == "grocery_measure":
+            grocery_measure(args, results)
         else:
             section_trained(section, args, results)
     log("done")
