@@ -255,7 +255,8 @@ def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teac
                  evaluate: Callable[[Any], float] | None = None,
                  latency: Callable[[Any], float] | None = None,
                  on_step: Callable[[StepReport, Any], None] | None = None,
-                 latency_table: Any | None = None) -> ScheduleResult:
+                 latency_table: Any | None = None,
+                 soft_targets: Any | None = None) -> ScheduleResult:
     """Prune ``model`` (a copy; the input is untouched) in ``config.steps`` steps toward the goal.
 
     ``teacher``: distillation source for recovery (default: the unpruned model itself).
@@ -270,6 +271,7 @@ def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teac
     ``latency_table``: with a latency goal, each step's channels are chosen by this measured table
     (``edge_kd.prune.select``: most latency saved per importance lost) instead of a uniform ratio; the
     step targets go evenly from the unpruned latency to the budget, then tighten by the measured miss.
+    ``soft_targets``: ``teacher_logits(teacher, recovery_data)`` when the caller already has them.
     """
     recovery = recovery or RecoveryConfig()
     if train_batches is None and recovery_data is not None:
@@ -284,12 +286,11 @@ def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teac
     build_pruner(copy.deepcopy(original), example_inputs, config, 0.0, protected)  # fail fast
     reference = {"params": count_params(original), "macs": count_macs(original, example_inputs).total}
     final_epochs = recovery.epochs if recovery.final_epochs is None else recovery.final_epochs
-    soft_targets = None
     recovery_info: dict[str, Any] = {"epochs_per_step": recovery.epochs, "final_epochs": final_epochs,
                                      "max_batches": recovery.max_batches, "lr": recovery.lr,
                                      "batch_size": recovery.batch_size, "loss": recovery.loss,
                                      "temperature": recovery.temperature, "alpha": recovery.alpha}
-    if recovery_data is not None and (recovery.epochs > 0 or final_epochs > 0):
+    if soft_targets is None and recovery_data is not None and (recovery.epochs > 0 or final_epochs > 0):
         cpu0 = time.process_time()
         soft_targets = teacher_logits(teacher, recovery_data)
         recovery_info["teacher_logits_cpu_seconds"] = round(time.process_time() - cpu0, 2)
