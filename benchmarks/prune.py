@@ -942,7 +942,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-measure", action="store_true",
                         help="efficientnet_lite0: skip the runtime exports (run section grocery_measure later)")
     parser.add_argument("--recovery-epochs", type=int, default=2, help="trained sections: KD epochs per pruning step")
-    parser.add_argument("--recovery-lr", type=float, default=5e-4, help="trained sections: peak learning rate")
+    parser.add_argument("--recovery-lr", type=float, default=1e-4, help="trained sections: peak learning rate")
     parser.add_argument("--train-threads", type=int, default=os.cpu_count() or 1,
                         help="torch threads for recovery training (benchmarks run in their own pinned process)")
     parser.add_argument("--criterion", default="l2")

@@ -281,7 +281,7 @@ class PruneConfig:
     steps: int = 1
     finetune_epochs: int = 2
     final_epochs: int | None = None
-    finetune_lr: float = 5e-4
+    finetune_lr: float = 1e-4
     round_to: int | None = None
     protect: tuple[str, ...] = ()
 

@@ -47,7 +47,7 @@ class RecoveryConfig:
     epochs: int = 1
     final_epochs: int | None = None
     max_batches: int | None = None
-    lr: float = 3e-4
+    lr: float = 1e-4
     weight_decay: float = 1e-4
     loss: str = "hinton"
     temperature: float = KD_TEMPERATURE
@@ -56,8 +56,15 @@ class RecoveryConfig:
     batch_size: int = 32
     warmup_fraction: float = 0.05
     device: str = "auto"
+    #: Training batches whose forward passes re-estimate every BatchNorm's statistics after a pruning step,
+    #: before any training (0: off). Removing channels shifts the inputs of the next layers, so the stored
+    #: statistics are stale: on the grocery EfficientNet-Lite0 one step to 0.82x MACs left 4.7% val top-1
+    #: that 10 batches of re-estimation brought back to 55%, with no gradient step (EagleEye's adaptive BN).
+    bn_batches: int = 10
 
     def __post_init__(self) -> None:
+        if self.bn_batches < 0:
+            raise InputError(f"recovery bn_batches must be >= 0, got {self.bn_batches}")
         if self.epochs < 0 or (self.final_epochs is not None and self.final_epochs < 0):
             raise InputError(f"recovery epochs must be >= 0, got {self.epochs} (final {self.final_epochs})")
         if self.lr <= 0:
@@ -128,6 +135,37 @@ class _Rows:
         if isinstance(rows, slice):
             rows = np.arange(len(self.ds))[rows]
         return self.ds.inputs(np.asarray(rows))[self.k]
+
+
+def recalibrate_batchnorm(model: Any, batches: Iterable[tuple[tuple, Any]], max_batches: int) -> int:
+    """Re-estimate the running mean/variance of every BatchNorm in ``model`` from the forward passes of at
+    most ``max_batches`` of ``batches`` (``((inputs...), labels)``), weights untouched (torch's
+    ``swa_utils.update_bn``: cumulative averages, not momentum). Returns the batches used (0 without BN)."""
+    import torch
+    from torch.optim.swa_utils import update_bn
+
+    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return 0
+    chosen = [[tuple(inputs)] for inputs, _ in itertools.islice(batches, max_batches)]
+    was_training = model.training
+    update_bn(chosen, _unpacking(model))
+    model.train(was_training)
+    return len(chosen)
+
+
+def _unpacking(model: Any) -> Any:
+    """``update_bn`` calls ``module(batch[0])``; here that first element is the tuple of the model's inputs."""
+    import torch
+
+    class Unpack(torch.nn.Module):
+        def __init__(self, inner: Any):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, inputs: tuple) -> Any:
+            return self.inner(*inputs)
+
+    return Unpack(model)
 
 
 def _kd_loss(config: RecoveryConfig) -> Any:
@@ -206,6 +244,7 @@ class StepReport:
     macs_ratio: float
     p50_ms: float | None = None
     accuracy: float | None = None
+    #: after the pruning step and its BatchNorm re-estimation, before any training
     accuracy_before_recovery: float | None = None
     recovery: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
@@ -345,6 +384,8 @@ def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teac
         else:
             pruned, info = prune_to_goal(current, example_inputs, config, grad_batches=grads, fraction=fraction,
                                          reference=reference, stats_inputs=stats_inputs)
+        bn_batches = (recalibrate_batchnorm(pruned, train_batches(), recovery.bn_batches)
+                      if train_batches is not None and recovery.bn_batches else 0)
         acc_before = evaluate(pruned) if (evaluate and train_batches is not None) else None
         rec = {}
         # A MACs/params schedule knows its last step; a latency goal learns it only from the measurement
@@ -352,6 +393,8 @@ def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teac
         epochs = final_epochs if (k == max_steps and config.goal != "latency") else recovery.epochs
         if recovery_data is not None and epochs > 0:
             rec = recover_with_trainer(pruned, soft_targets, recovery_data, recovery, epochs=epochs, seed=k)
+        if bn_batches:
+            rec = {**rec, "bn_recalibration_batches": bn_batches}
         report = measure_step(k, pruned, round(fraction, 4), info.channel_ratio, t0, cpu0, acc_before, rec,
                               selection)
         steps.append(report)

@@ -106,10 +106,15 @@ def test_trainer_recovery_restores_accuracy_after_pruning():
     recover_with_trainer(teacher, None, data, RecoveryConfig(epochs=8, lr=1e-2, device="cpu"))
     assert data.evaluate(teacher) > 0.9
     config = PruneConfig(goal="macs", amount=0.7, steps=2, round_to=1)
-    bare = run_schedule(teacher, (torch.from_numpy(x[:1]),), config, recovery=RecoveryConfig(epochs=0),
+    bare = run_schedule(teacher, (torch.from_numpy(x[:1]),), config, recovery=RecoveryConfig(epochs=0, bn_batches=0),
                         recovery_data=data, evaluate=data.evaluate)
+    # BatchNorm re-estimation alone (no gradient step) already recovers much of what pruning lost.
+    recalibrated = run_schedule(teacher, (torch.from_numpy(x[:1]),), config, recovery=RecoveryConfig(epochs=0),
+                                recovery_data=data, evaluate=data.evaluate)
+    assert recalibrated.steps[-1].accuracy > bare.steps[-1].accuracy + 0.1, (recalibrated.steps[-1].accuracy,
+                                                                            bare.steps[-1].accuracy)
     healed = run_schedule(teacher, (torch.from_numpy(x[:1]),), config, teacher=teacher, recovery_data=data,
-                          recovery=RecoveryConfig(epochs=5, lr=5e-3, alpha=0.5, device="cpu"),
+                          recovery=RecoveryConfig(epochs=5, lr=5e-3, alpha=0.5, device="cpu", bn_batches=0),
                           evaluate=data.evaluate)
     assert healed.steps[-1].macs == bare.steps[-1].macs  # same architecture, only the weights differ
     last = healed.steps[-1]
@@ -166,3 +171,39 @@ def test_recovery_data_from_image_folder_reads_batches_lazily():
     rec = recover_with_trainer(model, teacher_logits(model, data), data,
                                RecoveryConfig(epochs=1, batch_size=4, device="cpu"))
     assert rec["epochs"] == 1 and 0 <= rec["best_val_metric"] <= 1
+
+
+def test_batchnorm_recalibration_restores_the_statistics_of_the_data():
+    from edge_kd.prune.schedule import recalibrate_batchnorm
+
+    model = tiny_cnn(width=8).eval()
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns, "tiny_cnn must have BatchNorm for this test"
+    data = _random_data(48)
+    x = torch.from_numpy(data.train_inputs[0])
+    first = bns[0]
+    with torch.no_grad():
+        first.running_mean.fill_(5.0)
+        first.running_var.fill_(100.0)
+        # What the first BN sees: the output of the conv before it, over every row.
+        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+        expected = conv(x).mean(dim=(0, 2, 3))
+    used = recalibrate_batchnorm(model, data.batches(16)(), max_batches=10)
+    assert used == 3  # 48 rows in batches of 16: every batch, fewer than the cap
+    assert not model.training  # left as it was
+    torch.testing.assert_close(first.running_mean, expected, atol=1e-4, rtol=1e-4)
+    assert float(first.running_var.max()) < 100.0
+    assert recalibrate_batchnorm(torch.nn.Linear(4, 2), iter([((torch.rand(2, 4),), None)]), 5) == 0
+
+
+def test_each_pruning_step_recalibrates_batchnorm_before_recovery():
+    x = TINY_SPECS["cnn"].example_inputs()
+    result = run_schedule(tiny_cnn(), x, PruneConfig(goal="macs", amount=0.5, steps=2, round_to=1),
+                          recovery_data=_random_data(), recovery=RecoveryConfig(max_batches=1, batch_size=8, bn_batches=2),
+                          evaluate=lambda m: 0.5)
+    assert [s.recovery.get("bn_recalibration_batches") for s in result.steps] == [None, 2, 2]
+    off = run_schedule(tiny_cnn(), x, PruneConfig(goal="macs", amount=0.5, steps=1, round_to=1),
+                       recovery_data=_random_data(), recovery=RecoveryConfig(max_batches=1, batch_size=8, bn_batches=0))
+    assert "bn_recalibration_batches" not in off.steps[1].recovery
+    with pytest.raises(InputError, match="bn_batches"):
+        RecoveryConfig(bn_batches=-1)
