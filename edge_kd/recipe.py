@@ -63,23 +63,32 @@ def default_shared_data() -> Path:
 @dataclass(frozen=True)
 class FinetuneConfig:
     """Fitting a zoo teacher to the task (see ``edge_kd.models.finetune.FinetuneSettings``):
-    a linear head on cached backbone features, then optionally the last ``unfreeze_last`` blocks.
+    a linear head on cached backbone features, then optionally the last ``unfreeze_last`` blocks, or
+    with ``unfreeze_last = "all"`` the whole network end to end (``unfreeze_epochs`` at peak
+    ``unfreeze_lr``, batch ``unfreeze_batch_size``, ``label_smoothing``, ``warmup_epochs``, image
+    ``augment``ation; cached in ``<cache>/teachers/`` and checkpointed every epoch).
     For ``tabular-mlp`` only ``epochs``, ``lr``, ``batch_size``, ``weight_decay`` and ``seed`` apply."""
 
     epochs: int = 100
     lr: float = 1e-2
     weight_decay: float = 1e-4
     batch_size: int = 256
-    unfreeze_last: int = 0
+    unfreeze_last: int | Literal["all"] = 0
     unfreeze_epochs: int = 2
     unfreeze_lr: float = 1e-4
+    unfreeze_batch_size: int = 0
+    label_smoothing: float = 0.0
+    warmup_epochs: float = 1.0
+    augment: bool = True
 
     def __post_init__(self) -> None:
+        if not (0 <= self.label_smoothing < 1) or self.warmup_epochs < 0 or self.unfreeze_batch_size < 0:
+            raise ValueError("label_smoothing must be in [0, 1), warmup_epochs and unfreeze_batch_size >= 0")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
         if self.lr <= 0 or self.unfreeze_lr <= 0 or self.weight_decay < 0:
             raise ValueError("lr and unfreeze_lr must be > 0, weight_decay >= 0")
-        if self.unfreeze_last < 0 or self.unfreeze_epochs < 0:
+        if (self.unfreeze_last != "all" and self.unfreeze_last < 0) or self.unfreeze_epochs < 0:
             raise ValueError("unfreeze_last and unfreeze_epochs must be >= 0")
 
 
@@ -260,8 +269,9 @@ class PruneConfig:
     group by the target runtime's measured latency table (``edge_kd.prune.latency``);
     ``criterion`` ranks channels (names in ``edge_kd.prune.criteria``: l1, l2, bn, taylor);
     ``steps`` iterative rounds; ``finetune_epochs`` of recovery after each step (the distillation
-    trainer against the unpruned model, at ``finetune_lr`` peak learning rate, batch ``[distill].batch_size``);
-    ``round_to`` overrides the target profile's channel multiple; ``protect``: module names kept whole.
+    trainer against the unpruned model, at ``finetune_lr`` peak learning rate, batch ``[distill].batch_size``)
+    and ``final_epochs`` after the last one (default: ``finetune_epochs``; many small steps with a short
+    recovery each and a long final one converge best on a CPU); ``round_to`` overrides the target profile's channel multiple; ``protect``: module names kept whole.
     """
 
     enabled: bool = False
@@ -270,7 +280,8 @@ class PruneConfig:
     criterion: str = "l2"
     steps: int = 1
     finetune_epochs: int = 2
-    finetune_lr: float = 5e-4
+    final_epochs: int | None = None
+    finetune_lr: float = 1e-4
     round_to: int | None = None
     protect: tuple[str, ...] = ()
 
@@ -280,6 +291,12 @@ class PruneConfig:
                              f"got {self.amount!r}")
         if self.goal == "latency":
             self.latency_budget()
+        if self.steps < 1 or self.finetune_epochs < 0 or (self.final_epochs is not None and self.final_epochs < 0):
+            raise ValueError("steps must be >= 1, finetune_epochs and final_epochs >= 0")
+        if not self.finetune_lr > 0:
+            raise ValueError(f"finetune_lr must be > 0, got {self.finetune_lr}")
+        if self.round_to is not None and self.round_to < 1:
+            raise ValueError("round_to must be >= 1")
 
     def latency_budget(self) -> tuple[float, str]:
         """(value, unit) of a latency goal's ``amount``: a number is the fraction of the unpruned model's
@@ -295,12 +312,6 @@ class PruneConfig:
             raise ValueError(f"a latency goal's amount is the fraction of the unpruned latency to keep, in (0, 1) "
                              f"(0.5 = twice as fast), or a duration such as \"12ms\"; got {self.amount!r}")
         return float(self.amount), "fraction"
-        if self.steps < 1 or self.finetune_epochs < 0:
-            raise ValueError("steps must be >= 1 and finetune_epochs >= 0")
-        if not self.finetune_lr > 0:
-            raise ValueError(f"finetune_lr must be > 0, got {self.finetune_lr}")
-        if self.round_to is not None and self.round_to < 1:
-            raise ValueError("round_to must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -541,7 +552,10 @@ def teacher_from_recipe(cfg: TeacherConfig, splits: Any, *, cache_dir: str | Non
 
                 settings = FinetuneSettings(epochs=f.epochs, lr=f.lr, weight_decay=f.weight_decay,
                                             batch_size=f.batch_size, seed=seed, unfreeze_last=f.unfreeze_last,
-                                            unfreeze_epochs=f.unfreeze_epochs, unfreeze_lr=f.unfreeze_lr)
+                                            unfreeze_epochs=f.unfreeze_epochs, unfreeze_lr=f.unfreeze_lr,
+                                            unfreeze_batch_size=f.unfreeze_batch_size,
+                                            label_smoothing=f.label_smoothing, warmup_epochs=f.warmup_epochs,
+                                            augment=f.augment)
             teacher = train_teacher(teacher, splits.train, splits.val, splits.test, settings=settings,
                                     cache_dir=cache_dir)
         return teacher

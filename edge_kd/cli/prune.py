@@ -37,7 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", metavar="SPEC", help="labelled data for recovery and accuracy, e.g. "
                         "images:DIR?split=train&size=224 (20%% is held out for accuracy, at most --eval-rows)")
     parser.add_argument("--eval-rows", type=int, default=300, help="held-out rows for accuracy (default 300)")
-    parser.add_argument("--recovery-batches", type=int, default=50, help="batches per recovery fine-tune (0: none)")
+    parser.add_argument("--recovery-batches", type=int, default=50,
+                        help="at most this many batches per recovery epoch (0: no recovery)")
+    parser.add_argument("--recovery-epochs", type=int, default=1, help="KD epochs after each step (default 1)")
+    parser.add_argument("--final-epochs", type=int, default=None,
+                        help="KD epochs after the last step (default: --recovery-epochs)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--no-latency", action="store_true",
                         help="skip the per-step export + benchmark (not allowed with --latency-budget)")
@@ -102,6 +106,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
         raise InputError(f"--lowrank energy must be in (0, 1], got {args.lowrank:g}")
     if args.eval_rows < 1 or args.batch_size < 1 or args.recovery_batches < 0:
         raise InputError("--eval-rows and --batch-size must be >= 1, --recovery-batches >= 0")
+    if args.recovery_epochs < 1 or (args.final_epochs is not None and args.final_epochs < 1):
+        raise InputError("--recovery-epochs and --final-epochs must be >= 1")
 
     import torch
 
@@ -129,10 +135,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
         eval_idx = np.sort(eval_idx[: args.eval_rows])
         recovery_data = RecoveryData.from_dataset(ds, train_idx, eval_idx)
         data_info = {"spec": args.data, "train_rows": int(len(train_idx)), "eval_rows": int(len(eval_idx))}
-    # The recovery after each step is the distillation trainer's, as in `edge-kd build`: here one epoch,
-    # at most --recovery-batches batches.
-    recovery = RecoveryConfig(epochs=1, max_batches=args.recovery_batches, batch_size=args.batch_size) \
-        if args.recovery_batches else RecoveryConfig(epochs=0, batch_size=args.batch_size)
+    # The recovery after each step is the distillation trainer's, as in `edge-kd build`: --recovery-epochs
+    # epochs (--final-epochs after the last step) of at most --recovery-batches batches.
+    recovery = RecoveryConfig(epochs=args.recovery_epochs, final_epochs=args.final_epochs,
+                              max_batches=args.recovery_batches, batch_size=args.batch_size) \
+        if args.recovery_batches else RecoveryConfig(epochs=0, final_epochs=0, batch_size=args.batch_size)
 
     # Fail on an untraceable model, a bad --protect or nothing-to-prune BEFORE the build folder exists.
     import copy
@@ -199,8 +206,11 @@ def _prune(args, target, out, spec, model, example, config, goal, recovery, reco
         spec_path = save_pruned(final, spec, out, rewrites=rewrites)
         build.add_artifact(spec_path, role="pruned_model_spec", format="json")
         build.add_artifact(out / "model.safetensors", role="pruned_model_weights", format="safetensors")
+        # The final reports (a latency goal's last step gets its long recovery after the loop).
         record["details"].update({"goal_met": result.goal_met, "missed_by": result.missed_by,
-                                  "protected": result.protected, "latency_table": result.latency_table})
+                                  "protected": result.protected, "latency_table": result.latency_table,
+                                  "steps": [s.to_dict() for s in result.steps],
+                                  "recovery": result.recovery, "cpu_seconds": result.cpu_seconds})
         record["outputs"] = {"spec": spec_path.name, "weights": "model.safetensors"}
     first, last = result.steps[0], result.steps[-1]
     build.update_metrics(section="prune", params=last.params, macs=last.macs, macs_ratio=last.macs_ratio,

@@ -374,8 +374,13 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
     where = "PyTorch" if is_torch_teacher(teacher) else f"{teacher.name} in Python"
     log(f"teacher {teacher.name}: test {metric} {teacher_test:.4f} ({where}; outputs cached in {cache.root})")
     if env.is_main:
+        # A whole-network fit (unfreeze_last = "all") is the slow part of a build: its per-epoch
+        # validation accuracy and CPU seconds are kept with the teacher so users can plan.
+        fit = {k[len("full_finetune_"):]: v for k, v in getattr(teacher, "metrics", {}).items()
+               if k.startswith("full_finetune_")}
         shared.record_teacher({"name": teacher.name, "weights_sha256": teacher_fp, "metric": metric,
-                               "test_metric_pytorch": teacher_test, "test_rows": len(test_ds)})
+                               "test_metric_pytorch": teacher_test, "test_rows": len(test_ds),
+                               **({"finetune": fit} if fit else {})})
 
     family, sdata = shared.student_data()
     if family is None:

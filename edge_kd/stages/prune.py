@@ -18,7 +18,7 @@ class PruneStage(BuildStage):
     def cache_key(self, ctx):
         # The runtime matters only to a latency goal: targets sharing round_to share the pruned model.
         prune = ctx["recipe"].prune
-        return content_hash("build-prune-v2", *_student_identity(ctx["student_spec"].path),
+        return content_hash("build-prune-v3", *_student_identity(ctx["student_spec"].path),
                             _recipe_part(ctx["recipe"], "prune"), prune.round_to or ctx["target"].pruning.round_to,
                             _target_part(ctx["target"], "runtime") if prune.goal == "latency" else None)
 
@@ -40,10 +40,19 @@ class PruneStage(BuildStage):
         example = spec.example_inputs()
         splits = self.shared.load_data()
         metric = {"binary": "roc_auc", "ranking": "recall@10"}.get(self.shared.task, "accuracy")
-        data = RecoveryData(self.shared.student_arrays("train", value), splits.train.labels,
-                            self.shared.student_arrays("val", value), splits.val.labels, metric)
+        family, sdata = self.shared.student_data()
+        if family is None and sdata.prepare is not None:
+            # The teacher's own network pruned: rows are read through the teacher's view of the data,
+            # batch by batch (photos are decoded once and kept as uint8, not as a float32 copy of the set).
+            prepared = sdata.prepare(splits.train)
+            data = RecoveryData.from_dataset(prepared, slice(None), None, metric,
+                                             val=sdata.prepare(splits.val))
+        else:
+            data = RecoveryData(self.shared.student_arrays("train", value), splits.train.labels,
+                                self.shared.student_arrays("val", value), splits.val.labels, metric)
         distill_cfg = ctx["recipe"].distill
-        recovery = RecoveryConfig(epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, batch_size=int(distill_cfg.batch_size),
+        recovery = RecoveryConfig(epochs=cfg.finetune_epochs, final_epochs=cfg.final_epochs, lr=cfg.finetune_lr,
+                                  batch_size=int(distill_cfg.batch_size),
                                   temperature=distill_cfg.temperature, alpha=distill_cfg.alpha,
                                   device=self.shared.device)
         amount, unit = cfg.latency_budget() if cfg.goal == "latency" else (cfg.amount, "ms")
@@ -56,7 +65,7 @@ class PruneStage(BuildStage):
                              on_step=lambda r, _m: self.shared.log(
                                  f"prune step {r.step}: MACs x{1 / r.macs_ratio:.2f}, {metric} "
                                  f"{r.accuracy_before_recovery if r.accuracy_before_recovery is not None else r.accuracy}"
-                                 f" -> {r.accuracy} ({r.seconds:.0f} s)"))
+                                 f" -> {r.accuracy} ({r.seconds:.0f} s, CPU {r.cpu_seconds:.0f} s)"))
         path = save_pruned(result.model, spec, build.root / PRUNED_DIR, name="student")
         record["details"] = result.to_dict()
         if not result.goal_met:

@@ -48,8 +48,10 @@ def test_examples_load(tmp_path):
         assert isinstance(r, Recipe) and r.source == str(path)
         assert "${" not in r.data.train
     grocery = load_recipe(REPO / "examples" / "product_image_grocery.toml", shared_data="/data")
-    assert grocery.data.test == "images:/data/grocery-store?split=test&label=fine&size=224"
-    assert grocery.prune.enabled and grocery.prune.amount == 0.3 and grocery.student.family == "teacher"
+    assert grocery.data.test == "images:/data/grocery-store?split=test&label=fine&size=192"
+    assert grocery.teacher.options["image_size"] == 192 and grocery.teacher.finetune.unfreeze_last == "all"
+    assert grocery.prune.enabled and grocery.prune.steps > 1 and grocery.student.family == "teacher"
+    assert grocery.prune.final_epochs > grocery.prune.finetune_epochs
 
 
 def test_bundled_example_runs_without_shared_data(tmp_path):

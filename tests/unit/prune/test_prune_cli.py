@@ -74,6 +74,26 @@ def test_prune_with_data_records_accuracy(tmp_path, capsys):
     assert steps[0]["accuracy"] is not None and steps[-1]["recovery"]["batches"] == 2
 
 
+def test_prune_recovery_epochs_and_cpu_time(tmp_path, capsys):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "d.npz"
+    np.savez(npz, features=rng.uniform(-1, 1, (64, 12)).astype(np.float32), labels=rng.integers(0, 2, 64))
+    base = ["prune", "edge_kd.testing.tiny_models:tiny_mlp", "--input", "features:1x12:float32",
+            "--target", "ort-mobile", "--ratio", "0.4", "--round-to", "1", "--data", f"npz:{npz}", "--steps", "2",
+            "--batch-size", "8", "--no-latency"]
+    out = tmp_path / "b"
+    assert main([*base, "--recovery-epochs", "1", "--final-epochs", "3", "--out", str(out)]) == 0, \
+        capsys.readouterr().err
+    details = json.loads((out / "build.json").read_text())["stages"][-1]["details"]
+    assert [s["recovery"]["epochs"] for s in details["steps"][1:]] == [1, 3]
+    assert all(s["cpu_seconds"] > 0 for s in details["steps"])
+    assert details["recovery"]["final_epochs"] == 3 and details["cpu_seconds"] > 0
+    assert main([*base, "--final-epochs", "0", "--out", str(tmp_path / "c")]) == 2
+    assert "--final-epochs must be >= 1" in capsys.readouterr().err and not (tmp_path / "c").exists()
+
+
 def test_lowrank_needs_latency(tmp_path, capsys):
     code = main(["prune", *CNN, "--macs", "0.5", "--lowrank", "0.9", "--no-latency", "--out", str(tmp_path / "b")])
     assert code == 2 and "cannot be combined with --no-latency" in capsys.readouterr().err

@@ -1,24 +1,27 @@
-"""Iterative schedule: even steps toward a MACs goal with recovery, and latency goals met or missed."""
+"""Iterative schedule: even steps toward a MACs goal with recovery (one path: the distillation trainer),
+a long final recovery, CPU time per step, and latency goals met or missed."""
+import numpy as np
 import pytest
 import torch
 
 from edge_kd.errors import InputError
 from edge_kd.prune.pruner import PruneConfig
-from edge_kd.prune.schedule import RecoveryConfig, RecoveryData, recover, run_schedule
+from edge_kd.prune.schedule import RecoveryConfig, RecoveryData, recover_with_trainer, run_schedule, teacher_logits
 from edge_kd.testing.tiny_models import TINY_SPECS, tiny_cnn
 
 
-def _data(n=4, seed=0):
+def _random_data(n=32, seed=0):
     g = torch.Generator().manual_seed(seed)
-    data = [((torch.rand(8, 3, 32, 32, generator=g),), torch.randint(0, 4, (8,), generator=g)) for _ in range(n)]
-    return lambda: iter(data)
+    x = torch.rand(n, 3, 32, 32, generator=g).numpy()
+    y = torch.randint(0, 4, (n,), generator=g).numpy()
+    return RecoveryData((x,), y, (x[:8],), y[:8])
 
 
 def test_two_steps_with_recovery():
     x = TINY_SPECS["cnn"].example_inputs()
     evals = []
     result = run_schedule(tiny_cnn(), x, PruneConfig(goal="macs", amount=0.5, steps=2, round_to=1),
-                          train_batches=_data(), recovery=RecoveryConfig(max_batches=2),
+                          recovery_data=_random_data(), recovery=RecoveryConfig(max_batches=2, batch_size=8),
                           evaluate=lambda m: evals.append(1) or 0.5)
     assert [s.step for s in result.steps] == [0, 1, 2]
     assert result.steps[1].macs_ratio <= 0.75 + 1e-6 and result.steps[2].macs_ratio <= 0.5
@@ -28,22 +31,31 @@ def test_two_steps_with_recovery():
     assert len(evals) == 3 + 2  # after each step, plus before recovery on the two pruning steps
 
 
+def test_no_recovery_data_means_no_recovery():
+    x = TINY_SPECS["cnn"].example_inputs()
+    result = run_schedule(tiny_cnn(), x, PruneConfig(goal="macs", amount=0.5, steps=2, round_to=1))
+    assert all(s.recovery == {} for s in result.steps)
+
+
 def test_recovery_moves_student_toward_teacher():
     teacher = tiny_cnn(width=16)
     student = tiny_cnn(width=16)
     with torch.no_grad():
         for p in student.parameters():
             p.add_(torch.randn_like(p) * 0.2)
-    data = _data(4)
-    x = torch.cat([b[0][0] for b in data()])
+    data = _random_data(32)
+    x = torch.from_numpy(data.train_inputs[0])
 
     def gap():
         with torch.no_grad():
             return (student(x) - teacher(x)).abs().mean().item()
 
     before = gap()
-    recover(student, teacher, data, RecoveryConfig(epochs=5, lr=1e-2, alpha=1.0))
+    rec = recover_with_trainer(student, teacher_logits(teacher, data), data,
+                               RecoveryConfig(epochs=5, lr=1e-2, alpha=1.0, batch_size=8, device="cpu"))
     assert gap() < before
+    assert rec["epochs"] == 5 and rec["batches"] == 20
+    assert rec["cpu_seconds"] > 0 and all(h["cpu_seconds"] >= 0 for h in rec["history"])
 
 
 def test_latency_goal_met():
@@ -94,10 +106,15 @@ def test_trainer_recovery_restores_accuracy_after_pruning():
     recover_with_trainer(teacher, None, data, RecoveryConfig(epochs=8, lr=1e-2, device="cpu"))
     assert data.evaluate(teacher) > 0.9
     config = PruneConfig(goal="macs", amount=0.7, steps=2, round_to=1)
-    bare = run_schedule(teacher, (torch.from_numpy(x[:1]),), config, recovery=RecoveryConfig(epochs=0),
+    bare = run_schedule(teacher, (torch.from_numpy(x[:1]),), config, recovery=RecoveryConfig(epochs=0, bn_batches=0),
                         recovery_data=data, evaluate=data.evaluate)
+    # BatchNorm re-estimation alone (no gradient step) already recovers much of what pruning lost.
+    recalibrated = run_schedule(teacher, (torch.from_numpy(x[:1]),), config, recovery=RecoveryConfig(epochs=0),
+                                recovery_data=data, evaluate=data.evaluate)
+    assert recalibrated.steps[-1].accuracy > bare.steps[-1].accuracy + 0.1, (recalibrated.steps[-1].accuracy,
+                                                                            bare.steps[-1].accuracy)
     healed = run_schedule(teacher, (torch.from_numpy(x[:1]),), config, teacher=teacher, recovery_data=data,
-                          recovery=RecoveryConfig(epochs=5, lr=5e-3, alpha=0.5, device="cpu"),
+                          recovery=RecoveryConfig(epochs=5, lr=5e-3, alpha=0.5, device="cpu", bn_batches=0),
                           evaluate=data.evaluate)
     assert healed.steps[-1].macs == bare.steps[-1].macs  # same architecture, only the weights differ
     last = healed.steps[-1]
@@ -106,3 +123,87 @@ def test_trainer_recovery_restores_accuracy_after_pruning():
     # the best validation epoch's weights are the ones kept (evaluate() reads the same validation rows)
     assert abs(last.accuracy - last.recovery["best_val_metric"]) < 1e-6
     assert last.recovery["best_val_metric"] == max(h["val_accuracy"] for h in last.recovery["history"])
+
+
+def test_progressive_schedule_short_steps_long_final_recovery_with_cpu_time(monkeypatch):
+    """Many small steps, one epoch of recovery each, a longer final recovery; every step and every
+    recovery epoch records its CPU time, and the teacher's logits are computed once."""
+    import edge_kd.prune.schedule as schedule
+
+    x, y = _colour_task(96, 0)
+    vx, vy = _colour_task(32, 1)
+    data = RecoveryData((x,), y, (vx,), vy)
+    calls, logits_calls = [], []
+    real = schedule.teacher_logits
+    monkeypatch.setattr(schedule, "teacher_logits", lambda *a, **kw: logits_calls.append(1) or real(*a, **kw))
+    result = run_schedule(tiny_cnn(width=16), (torch.from_numpy(x[:1]),),
+                          PruneConfig(goal="macs", amount=0.6, steps=4, round_to=1), recovery_data=data,
+                          recovery=RecoveryConfig(epochs=1, final_epochs=3, batch_size=32, device="cpu"),
+                          evaluate=data.evaluate, on_step=lambda r, m: calls.append(r.step))
+    assert calls == [0, 1, 2, 3, 4] and len(logits_calls) == 1
+    assert [s.recovery["epochs"] for s in result.steps[1:]] == [1, 1, 1, 3]
+    assert [len(s.recovery["history"]) for s in result.steps[1:]] == [1, 1, 1, 3]
+    assert all(s.cpu_seconds > 0 for s in result.steps)
+    assert all(s.cpu_seconds >= s.recovery["cpu_seconds"] > 0 for s in result.steps[1:])
+    d = result.to_dict()
+    assert d["recovery"]["final_epochs"] == 3 and d["recovery"]["epochs_per_step"] == 1
+    assert d["recovery"]["teacher_logits_cpu_seconds"] >= 0
+    assert d["cpu_seconds"] == pytest.approx(sum(s["cpu_seconds"] for s in d["steps"])
+                                             + d["recovery"]["teacher_logits_cpu_seconds"], abs=0.05)
+    # each step's macs follow the even split of the ORIGINAL count
+    for k, s in enumerate(result.steps[1:], start=1):
+        assert s.macs_ratio <= 1 - 0.6 * k / 4 + 1e-6
+
+
+def test_recovery_data_from_image_folder_reads_batches_lazily():
+    from pathlib import Path
+
+    from edge_kd.data import load_image_list
+
+    fix = Path(__file__).resolve().parents[2] / "fixtures" / "images"
+    train = load_image_list(fix, "train", size=32)
+    val = load_image_list(fix, "val", size=32, label_names=train.label_names)
+    data = RecoveryData.from_dataset(train, slice(None), None, val=val)
+    assert len(data.train_inputs[0]) == len(train) and len(data.val_inputs[0]) == len(val)
+    assert not isinstance(data.train_inputs[0], np.ndarray)  # rows, not a float32 copy of the set
+    np.testing.assert_array_equal(data.train_inputs[0][np.array([2, 0])], train.inputs([2, 0])[0])
+    model = tiny_cnn(num_classes=train.num_classes)
+    rec = recover_with_trainer(model, teacher_logits(model, data), data,
+                               RecoveryConfig(epochs=1, batch_size=4, device="cpu"))
+    assert rec["epochs"] == 1 and 0 <= rec["best_val_metric"] <= 1
+
+
+def test_batchnorm_recalibration_restores_the_statistics_of_the_data():
+    from edge_kd.prune.schedule import recalibrate_batchnorm
+
+    model = tiny_cnn(width=8).eval()
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns, "tiny_cnn must have BatchNorm for this test"
+    data = _random_data(48)
+    x = torch.from_numpy(data.train_inputs[0])
+    first = bns[0]
+    with torch.no_grad():
+        first.running_mean.fill_(5.0)
+        first.running_var.fill_(100.0)
+        # What the first BN sees: the output of the conv before it, over every row.
+        conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+        expected = conv(x).mean(dim=(0, 2, 3))
+    used = recalibrate_batchnorm(model, data.batches(16)(), max_batches=10)
+    assert used == 3  # 48 rows in batches of 16: every batch, fewer than the cap
+    assert not model.training  # left as it was
+    torch.testing.assert_close(first.running_mean, expected, atol=1e-4, rtol=1e-4)
+    assert float(first.running_var.max()) < 100.0
+    assert recalibrate_batchnorm(torch.nn.Linear(4, 2), iter([((torch.rand(2, 4),), None)]), 5) == 0
+
+
+def test_each_pruning_step_recalibrates_batchnorm_before_recovery():
+    x = TINY_SPECS["cnn"].example_inputs()
+    result = run_schedule(tiny_cnn(), x, PruneConfig(goal="macs", amount=0.5, steps=2, round_to=1),
+                          recovery_data=_random_data(), recovery=RecoveryConfig(max_batches=1, batch_size=8, bn_batches=2),
+                          evaluate=lambda m: 0.5)
+    assert [s.recovery.get("bn_recalibration_batches") for s in result.steps] == [None, 2, 2]
+    off = run_schedule(tiny_cnn(), x, PruneConfig(goal="macs", amount=0.5, steps=1, round_to=1),
+                       recovery_data=_random_data(), recovery=RecoveryConfig(max_batches=1, batch_size=8, bn_batches=0))
+    assert "bn_recalibration_batches" not in off.steps[1].recovery
+    with pytest.raises(InputError, match="bn_batches"):
+        RecoveryConfig(bn_batches=-1)
