@@ -177,7 +177,7 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
                    calibration_labels: Sequence[Any] | None = None, num_samples: int | None = None,
                    seed: int = 0, max_fallback_layers: int = MAX_FALLBACK_LAYERS,
                    auto_methods: Sequence[str] = AUTO_ORDER, ship: str | None = None,
-                   bundle_extra_bytes: tuple[int, int] = (0, 0),
+                   bundle_extra_bytes: tuple[int, int] = (0, 0), reference_metric: float | None = None,
                    latency_fn: Callable[..., dict[str, dict[str, Any]]] | None = None) -> QuantizeResult:
     """Static int8 for ``target``, checked in its runtime against the fp32 artifact.
 
@@ -190,6 +190,9 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
     ``max_accuracy_drop``: overrides the profile's ``budgets.accuracy_drop`` ("0.5pt", "2%", or a
     float in metric units). ``auto_methods``: the candidates ``auto`` builds and measures (each is one
     export and one evaluation in the runtime).
+
+    ``reference_metric``: the teacher's metric on the same evaluation rows; a candidate must then also stay
+    within the accuracy budget of it (the gate's contract), not only of the fp32 artifact.
 
     ``ship`` (default: the profile's ``quantization.ship``): which artifact becomes ``primary``.
     ``fastest-within-budget`` also builds the runtime's other schemes (:mod:`edge_kd.quantize.schemes`),
@@ -287,6 +290,13 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
         higher = not regression
         fp32_metric = score(fp32_out, len(fp32_out))
         min_allowed, allowed_text = _allowed_metric(target, fp32_metric, max_accuracy_drop, higher)
+        budget_reference = "fp32"
+        if reference_metric is not None and eval_labels is not None and math.isfinite(reference_metric):
+            # The stricter of the two lines: the fp32 student may already use part of the drop the gate
+            # allows below the teacher, and int8 gets only what is left.
+            teacher_line, _ = _allowed_metric(target, reference_metric, max_accuracy_drop, higher)
+            if (teacher_line > min_allowed) if higher else (teacher_line < min_allowed):
+                min_allowed, budget_reference = teacher_line, "teacher"
 
         def ok(metric: float) -> bool:
             return metric >= min_allowed - 1e-12 if higher else metric <= min_allowed + 1e-12
@@ -430,7 +440,9 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
             "method_search": search,
             "accuracy": {"metric": metric_name, "eval_samples": len(eval_inputs), "fp32": fp32_metric,
                          "int8": final["metric"], "drop_pt": round(lost * 100, 4), "higher_is_better": higher,
-                         "allowed_drop": allowed_text, "min_allowed": min_allowed, "within_budget": met,
+                         "allowed_drop": allowed_text, "min_allowed": min_allowed,
+                         "teacher_metric": reference_metric, "budget_reference": budget_reference,
+                         "within_budget": met,
                          "output_sqnr_db": final["output_sqnr_db"]},
             "size": {"fp32_bytes": fp32_primary_size(fp32_shipped, target),
                      "int8_bytes": _primary(shipped, target).stat().st_size},

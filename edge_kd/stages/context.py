@@ -109,6 +109,18 @@ class BuildContext:
             self._teacher.model.load_state_dict(self._teacher_state)
         return self._teacher
 
+    def teacher_outputs(self, split: str, batch_size: int = 64) -> np.ndarray:
+        """The teacher's outputs on a split of the build's data, cached by teacher weights and data
+        fingerprint (the same cache entries as the distill stage's)."""
+        from edge_kd.distill.cache import TeacherCache
+
+        ds = getattr(self.load_data(), split)
+        teacher = self.teacher()
+        cache = TeacherCache(self.cache_root / "teacher-outputs")
+        key = cache.key(self.teacher_fingerprint, ds.fingerprint(), "logits")
+        return np.asarray(cache.get_or_compute(key, lambda: iter([teacher.predict(ds, batch_size=batch_size)]),
+                                               n_rows=len(ds), meta={"teacher": teacher.name, "split": split}))
+
     def record_teacher(self, figures: dict[str, Any]) -> None:
         """Write the build's teacher (name, weights hash, PyTorch test metric) once, to
         ``<build>/_shared/teacher.json``; the per-target build.json files record the teacher measured

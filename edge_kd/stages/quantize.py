@@ -26,7 +26,7 @@ class QuantizeStage(BuildStage):
 
         # Bumped per runtime when its int8 export writes something different: older builds are redone.
         revision = runtime_spec(ctx["target"].runtime.name).export_revision
-        return content_hash(f"build-quantize-v{revision}", *_student_identity(ctx["student_spec"].path),
+        return content_hash(f"build-quantize-v{revision}", "teacher-referenced-budget", *_student_identity(ctx["student_spec"].path),
                             _recipe_part(ctx["recipe"], "quantize"),
                             _target_part(ctx["target"], "runtime", "quantization", "budgets"))
 
@@ -61,18 +61,35 @@ class QuantizeStage(BuildStage):
                             "(then checking accuracy through the runtime)")
             eval_idx = self.shared.eval_indices("val", recipe.quantize.eval_samples or None, recipe.seed)
             eval_x = self.shared.student_arrays("val", value, eval_idx)
+            task = self.shared.task if self.shared.task in ("regression", "ranking") else "classification"
             result = quantize_entry(model, example, target, calibration, out, build, record,
                                     method=recipe.quantize.method,
                                     eval_samples=_rows(eval_x, splits.val.labels[eval_idx]), seed=recipe.seed,
-                                    bundle_extra_bytes=_bundle_extras(build),
-                                    task=self.shared.task if self.shared.task in ("regression", "ranking")
-                                    else "classification")
+                                    bundle_extra_bytes=_bundle_extras(build), task=task,
+                                    reference_metric=self._teacher_reference(task, splits.val.labels, eval_idx))
             selection = result.report["selection"]
             self.shared.log(f"quantize: ships {selection['shipped']} ({Path(result.primary).name}): "
                             f"{selection['reason']}")
         else:
             result = export_entry(model, example, target, out, build, record)
         return {"artifact": Artifact(Path(result.primary), Path(result.primary).suffix.lstrip("."), "model")}
+
+
+    def _teacher_reference(self, task: str, labels: Any, rows: Any) -> float | None:
+        """The teacher's metric on the validation rows the candidates are judged on. The gate allows the
+        shipped student ``accuracy_drop`` below the teacher, so the quantize stage holds every candidate to
+        that same line (and to ``accuracy_drop`` below the fp32 student): an int8 artifact the fp32
+        student's own slack let through would fail the gate on the test split. None for a binary task (the
+        gate's ROC-AUC is not the top-1 the candidates are compared by)."""
+        if self.shared.task == "binary":
+            return None
+        import numpy as np
+
+        from edge_kd.metrics import metric_value
+
+        metric = {"regression": "wape", "ranking": "recall@10"}.get(task, "accuracy")
+        outputs = self.shared.teacher_outputs("val")
+        return float(metric_value(outputs[rows], np.asarray(labels)[rows], metric))
 
 
 def _stored_tensors(path: Path) -> list[dict[str, Any]]:
