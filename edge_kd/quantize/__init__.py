@@ -330,7 +330,12 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
             candidates += 1
             return backend.build(calibrated, m, torch_example, work / f"c{candidates}" / f"{name}.int8.{ext}")
 
+        # Modules the model itself asks to keep in float under every int8 scheme (``float_modules``, e.g.
+        # the forecasting student's multiply by the product's level, which works in units).
+        always_float = tuple(getattr(model, "float_modules", ()) or ())
+
         def calibrate(exclude: Sequence[str] = ()) -> Any:
+            exclude = [*always_float, *exclude]
             if backend.runtime == "onnxruntime":
                 return backend.calibrate(model, torch_example, calib, exclude, ranking)
             return backend.calibrate(model, torch_example, calib, exclude)
@@ -452,6 +457,7 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
             "layers": [{**{k: r[k] for k in ("layer", "type", "sqnr_db", "params", "input_range")},
                         "method": chosen, "quantized": r["layer"] not in float_layers} for r in ranking],
             "activation_ranges": final_ranges,
+            "float_modules": list(always_float),
             "fallback": {"needed": len(steps) > 1, "float_layers": final["float_layers"], "steps": steps,
                          "met_budget": met,
                          "missed_by_pt": 0.0 if met else round(abs(min_allowed - final["metric"]) * 100, 4),

@@ -167,6 +167,23 @@ def gather_tables(model: Any) -> list[dict[str, Any]]:
     return records
 
 
+def nodes_in_modules(model: Any, modules: Sequence[str]) -> list[str]:
+    """Names of the ONNX nodes exported from any of the torch ``modules`` (or their children), read from
+    the exporter's ``pkg.torch.onnx.name_scopes`` metadata."""
+    if not modules:
+        return []
+    found = []
+    for node in model.graph.node:
+        scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), None)
+        if not scopes:
+            continue
+        with contextlib.suppress(ValueError, SyntaxError):
+            names = ast.literal_eval(scopes)
+            if any(str(scope) == m or str(scope).startswith(m + ".") for scope in names for m in modules):
+                found.append(node.name)
+    return found
+
+
 def map_layers_to_nodes(model: Any, layers: Sequence[dict[str, Any]]) -> dict[str, str]:
     """torch layer name -> ONNX node name.
 
@@ -253,6 +270,9 @@ class OrtBackend:
         if exclude:
             mapping = map_layers_to_nodes(onnx.load(str(pre)), layers)
             nodes = [mapping[name] for name in exclude if name in mapping]
+            # Names that are not weighted layers (a model's float_modules): every node exported from them.
+            nodes += [n for n in nodes_in_modules(onnx.load(str(pre)), [e for e in exclude if e not in mapping])
+                      if n not in nodes]
         stats = collect_onnx_ranges(pre, samples)
         model_pre = onnx.load(str(pre))
         masked = sentinel_nodes(model_pre, stats)

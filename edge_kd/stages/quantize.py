@@ -26,7 +26,7 @@ class QuantizeStage(BuildStage):
 
         # Bumped per runtime when its int8 export writes something different: older builds are redone.
         revision = runtime_spec(ctx["target"].runtime.name).export_revision
-        return content_hash(f"build-quantize-v{revision}", "teacher-referenced-budget", *_student_identity(ctx["student_spec"].path),
+        return content_hash(f"build-quantize-v{revision}", "teacher-referenced-budget", "float-modules", *_student_identity(ctx["student_spec"].path),
                             _recipe_part(ctx["recipe"], "quantize"),
                             _target_part(ctx["target"], "runtime", "quantization", "budgets"))
 

@@ -6,7 +6,7 @@ the week's quantity as a multiple of the product's recent level (the second inpu
 
 Predicting a multiple of the level keeps the network's own output near 1 for products selling 5 or
 5,000 a week: int8 activations then resolve small and large sellers alike, and only the last
-multiply works in units.
+multiply works in units; that multiply stays float in every int8 artifact (``float_modules``).
 """
 from __future__ import annotations
 
@@ -19,7 +19,19 @@ from edge_kd.models.spec import InputSpec
 from edge_kd.models.students.base import FAMILIES, StudentFamily, knob_values
 
 
+class ToUnits(nn.Module):
+    """multiple x level: the one op in units (kept float by every int8 scheme, see ``float_modules``)."""
+
+    def forward(self, multiple: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        return multiple * level
+
+
 class ForecastStudent(nn.Module):
+    #: Kept in float by edge_kd.quantize: int8 of the level (1..700+ units, one scale) and of the product
+    #: would round a 5-unit seller's level to 4.2 or 7.0 and clip December's best-sellers at the
+    #: calibrated maximum (measured: output SQNR 15 dB, test WAPE +2.4 pt on XNNPACK).
+    float_modules = ("to_units",)
+
     def __init__(self, num_features: int, hidden: int = 64, layers: int = 2):
         super().__init__()
         mlp: list[nn.Module] = []
@@ -29,12 +41,13 @@ class ForecastStudent(nn.Module):
             width = int(hidden)
         mlp.append(nn.Linear(width, 1))
         self.mlp = nn.Sequential(*mlp)
+        self.to_units = ToUnits()
         with torch.no_grad():  # start at "same as the level": the naive forecast, not 0
             self.mlp[-1].weight.mul_(0.1)
             self.mlp[-1].bias.fill_(1.0)
 
     def forward(self, features: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
-        return self.mlp(features) * level
+        return self.to_units(self.mlp(features), level)
 
 
 def forecast_student(num_features: int, hidden: int = 64, layers: int = 2) -> ForecastStudent:
