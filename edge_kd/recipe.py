@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from edge_kd.config import from_dict, to_dict
+from edge_kd.config import from_dict, parsed, to_dict
 from edge_kd.distill import KD_ALPHA, KD_TEMPERATURE
 from edge_kd.errors import ConfigError, InputError
 
@@ -339,6 +339,71 @@ class QuantizeConfig:
             raise ValueError(f"percentile must be in (50, 100], got {self.percentile}")
 
 
+def _json_bytes(v: int) -> int:
+    return int(v)
+
+
+def _parse_drop(value: object) -> Any:
+    from edge_kd.units import parse_accuracy_drop
+
+    return parse_accuracy_drop(value)
+
+
+def _parse_bytes(value: object) -> int:
+    from edge_kd.units import parse_bytes
+
+    return parse_bytes(value)
+
+
+def _parse_ms(value: object) -> float:
+    from edge_kd.units import parse_ms
+
+    return parse_ms(value)
+
+
+@dataclass(frozen=True)
+class BudgetOverrides:
+    """``[budgets]``: this model's own limits within its target's, e.g. a 1 MiB share of an app's 4 MiB
+    model budget. Same keys and units as a profile's ``[budgets]``; each one given replaces the profile's
+    value for this build (sizing, the shipped-artifact choice and the gate all see it, and build.json
+    records it), and may only be tighter: the profile holds the device's and the app's hard limits."""
+
+    artifact_size: int | None = parsed(_parse_bytes, default=None, metadata={"to_json": _json_bytes})
+    download_size: int | None = parsed(_parse_bytes, default=None, metadata={"to_json": _json_bytes})
+    latency_p90: float | None = parsed(_parse_ms, default=None, metadata={"to_json": lambda v: f"{v:g}ms"})
+    accuracy_drop: Any = parsed(_parse_drop, default=None, metadata={"to_json": str})
+
+    def __post_init__(self) -> None:
+        for name in ("artifact_size", "download_size", "latency_p90"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"budgets.{name} must be positive")
+
+    def apply(self, profile: Any, source: str | None = None) -> Any:
+        """``profile`` with these budgets in place of its own; a looser value is a ConfigError."""
+        import dataclasses
+
+        changes: dict[str, Any] = {}
+        for name in ("artifact_size", "download_size", "latency_p90"):
+            mine, theirs = getattr(self, name), getattr(profile.budgets, name)
+            if mine is None:
+                continue
+            if mine > theirs:
+                raise ConfigError(f"{mine:g} is looser than the target {profile.name!r}'s {theirs:g}; a recipe's "
+                                  "[budgets] may only tighten its target's", source=source, key=f"budgets.{name}")
+            changes[name] = mine
+        if self.accuracy_drop is not None:
+            theirs = profile.budgets.accuracy_drop
+            if self.accuracy_drop.kind != theirs.kind or self.accuracy_drop.value > theirs.value:
+                raise ConfigError(f"{self.accuracy_drop} is not a tighter {theirs.kind} drop than the target "
+                                  f"{profile.name!r}'s {theirs}; a recipe's [budgets] may only tighten its target's",
+                                  source=source, key="budgets.accuracy_drop")
+            changes["accuracy_drop"] = self.accuracy_drop
+        if not changes:
+            return profile
+        return dataclasses.replace(profile, budgets=dataclasses.replace(profile.budgets, **changes))
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """Accuracy through the runtime: ``eval_samples`` test rows (stratified; None = all) and the
@@ -368,6 +433,7 @@ class Recipe:
     prune: PruneConfig = field(default_factory=PruneConfig)
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    budgets: BudgetOverrides = field(default_factory=BudgetOverrides)
     source: str | None = field(default=None, init=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:

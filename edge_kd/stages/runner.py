@@ -161,7 +161,8 @@ def plan_build(recipe_path: str | os.PathLike[str], targets: Sequence[str] | Non
     refs = list(targets or ([recipe.target] if recipe.target else []))
     if not refs:
         raise InputError(f"{recipe_path}: no target: pass --target NAME (repeatable) or set `target` in the recipe")
-    profiles = [load_target(ref) for ref in refs]
+    # A recipe's [budgets] tighten each target's for this model (build.json records the result).
+    profiles = [recipe.budgets.apply(load_target(ref), source=str(recipe.source)) for ref in refs]
     from edge_kd.pipeline.paths import check_output_dir, safe_name
 
     for p in profiles:  # each name becomes a folder under --out: it must not climb out of it

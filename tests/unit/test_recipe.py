@@ -199,3 +199,39 @@ def test_student_init_transfer_and_unlabeled_keys(tmp_path, capsys):
     assert main(["build", str(path), "--target", "ort-mobile", "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
     assert "unlabeled" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_recipe_budgets_tighten_each_target_and_are_recorded(tmp_path):
+    from edge_kd.stages.runner import plan_build
+    from edge_kd.targets import load_target
+
+    text = GOOD + '[budgets]\nartifact_size = "1MiB"\naccuracy_drop = "0.5pt"\n'
+    p = _write(tmp_path, text)
+    r = load_recipe(p)
+    assert r.budgets.artifact_size == 1 << 20 and str(r.budgets.accuracy_drop) == "0.5pt"
+    assert r.to_dict()["budgets"]["artifact_size"] == 1 << 20
+    plan = plan_build(p, ["ort-mobile", "tflite-int8"], tmp_path / "out")
+    for profile in plan.targets:
+        stock = load_target(profile.name).budgets
+        assert profile.budgets.artifact_size == 1 << 20 and profile.budgets.accuracy_drop.value == 0.005
+        assert profile.budgets.download_size == stock.download_size  # not given: the profile's
+        assert profile.to_dict()["budgets"]["artifact_size"] == 1 << 20  # what build.json records
+    # Without [budgets] the profiles are untouched.
+    plain = plan_build(_write(tmp_path, GOOD, "plain.toml"), ["ort-mobile"], tmp_path / "out2")
+    assert plain.targets[0].budgets == load_target("ort-mobile").budgets
+
+
+@pytest.mark.parametrize("line, key, words", [
+    ('artifact_size = "100MiB"', "budgets.artifact_size", "looser than the target 'ort-mobile'"),
+    ('accuracy_drop = "2%"', "budgets.accuracy_drop", "not a tighter absolute drop"),
+    ('latency_p90 = "-3ms"', "budgets.latency_p90", "must not be negative"),
+    ('artifact_sise = "1MiB"', "budgets.artifact_sise", "did you mean 'budgets.artifact_size'"),
+])
+def test_recipe_budgets_may_only_tighten(tmp_path, line, key, words):
+    from edge_kd.stages.runner import plan_build
+
+    p = _write(tmp_path, GOOD + f"[budgets]\n{line}\n")
+    with pytest.raises(ConfigError) as info:
+        plan_build(p, ["ort-mobile"], tmp_path / "out")
+    message = str(info.value)
+    assert message.startswith(str(p)) and f"'{key}'" in message and words in message, message
