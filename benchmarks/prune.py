@@ -56,26 +56,24 @@ NOTES = [
     "XNNPACK/LiteRT here, round_to 8 is no better than 1. The profiles' round_to 8 targets ARM NEON phones.",
     "The issue's reference (ExecuTorch at 45% no faster than at 30%) does not reproduce here: by CPU time 45% "
     "is 2.32x vs 1.62x at 30% (round_to 8); ExecuTorch delegates all 68 ops to one XNNPACK blob in both.",
-    "Grocery, end-to-end teacher (section efficientnet_lite0, run 2026-12-03 while the 2-core machine carried "
-    "load average ~20 from other jobs): the recipe's teacher, EfficientNet-Lite0 trained end to end at 192 px "
-    "(12 epochs, augmentation, label smoothing), reaches 77.0% test top-1 (66.0% for the earlier head-only "
-    "teacher at 224 px); its 12 epochs took 4,164 CPU s (69 CPU min; 52 min wall). Pruning it: one schedule "
-    "of 4 even steps toward 3x fewer MACs, each step recovered by the distillation trainer for at most 25 "
-    "batches of 32, then 1 whole epoch on the 2x model (1.5% test top-1). Right after a step top-1 "
-    "collapses (val 69.6% -> 15.5% at step 1), 25 batches bring back ~18 pt, and the next step then cuts a "
-    "model that has not recovered (val 33.1% -> 1.4% at step 2, 5.1% after its 25 batches): the final whole "
-    "epoch did not help either (val 2.0% -> 0.7%; not investigated in this session): each step needs "
-    "its recovery to converge before the next cut. On this machine under that load an epoch of recovery "
-    "costs ~14 CPU min (~10 CPU s per batch of 32 at 2x); the <= 1 pt (2x) and <= 3 pt (3x) goals need tens "
-    "of epochs, which did not fit the session (the 3x model's recovery did not finish; the step table gives "
-    "the CPU time of every step for planning). Not met: the accuracy goals.",
-    "Speed of the pruned architectures: channel counts follow from uniform per-group ratios, not from the "
-    "weights, so the CPU-time speed-ups of the earlier grocery run (section efficientnet_lite0_224_head_only, "
-    "224 px, quieter machine on 2026-11-30, its table below) describe the same 2x / 3x architectures at 224 "
-    "px: 2x fewer MACs ExecuTorch 1.95x, LiteRT 1.94x, ORT 1.66x (depthwise-bound; the latency-aware "
-    "selection work targets it); prune + int8 vs fp32 unpruned ORT 5.56x (2x) / 6.95x (3x), LiteRT 3.10x / "
-    "3.85x (its int8 kernels gain only ~1.8x over fp32 on this x86 host). The 192 px exports were not "
-    "re-measured in this session.",
+    "Grocery, end-to-end teacher (section efficientnet_lite0, run 2026-12-03 17:04-17:28 UTC with nothing else "
+    "heavy on the machine): the recipe's teacher, EfficientNet-Lite0 trained end to end at 192 px (12 epochs, "
+    "augmentation, label smoothing), reaches 77.0% test top-1 (66.0% for the earlier head-only teacher at 224 px); "
+    "its 12 epochs took 4,164 CPU s. Pruning it: one schedule of 4 even steps toward 3x fewer MACs, each step's "
+    "BatchNorm statistics re-estimated on 10 batches (no gradient step), then at most 40 batches of recovery at lr "
+    "1e-4, then 2 whole epochs on the 2x and on the 3x model. An earlier run without the re-estimation, at lr 5e-4, "
+    "collapsed (1.5% at 2x): one step to 0.82x MACs left val 4.7% that the re-estimation alone brings back to 55%, "
+    "and 25 batches at 5e-4 then took it to 16.9% (61.5% at 1e-4). Now: 41.5% test top-1 at 2x, 24.5% at 3x, with "
+    "20-29 CPU min of pruning + recovery. The steps after the first still lose most of the accuracy (val 62.5% -> "
+    "16.2% at 0.62x MACs): 40 batches per step is far from converged, and uniform l2 ranking is a weak criterion for "
+    "a network this fine-tuned. Not met: the <= 1 pt (2x) and <= 3 pt (3x) goals; the step table gives the CPU time "
+    "of each step for planning longer schedules.",
+    "Speed of the pruned 192 px grocery models (same run, p50 on one pinned core, nothing else heavy running): "
+    "2x fewer MACs ORT 1.65x, ExecuTorch 2.22x, LiteRT 2.12x; 3x fewer MACs 2.11x / 3.07x / 3.00x; prune + int8 "
+    "vs the fp32 unpruned model ORT 5.20x (2x) / 6.71x (3x), ExecuTorch 2.20x / 2.70x, LiteRT 2.24x / 2.78x. ORT "
+    "stays below 1.8x at 2x with MACs-uniform channels (depthwise-bound; benchmarks/prune_latency.py compares the "
+    "latency-aware selection and has not been run to completion), and LiteRT's int8 kernels gain only ~1.8x over "
+    "fp32 on this x86 host, short of the 5x prune + int8 goal there.",
     "ORT int8 .ort files are saved in fixed optimization style again (fused QLinearConv/QLinearMatMul in the "
     "file): the runtime-style files of the previous run kept the QDQ pairs, which a full ONNX Runtime does not "
     "re-fuse at load, so they ran at fp32 speed or slower (unpruned int8 p50 24.7 ms in a run stopped for this fix vs 7.4 ms now).",
@@ -770,7 +768,9 @@ def _grocery_lines(sec: dict) -> list[str]:
     for r in sec["rows"][1:]:
         out += ["", f"Steps of the {r['variant']} model (top-1 on the val split; CPU s = pruning + recovery + "
                     "evaluation of the step):", "",
-                "| step | MACs ratio | val top-1 before recovery | after | recovery epochs | CPU s |",
+                "| step | MACs ratio | val top-1 after pruning" + (" and BatchNorm re-estimation" if any(
+                    st.get("recovery", {}).get("bn_recalibration_batches") for st in r["steps"]) else "")
+                + " | after recovery | recovery epochs | CPU s |",
                 "|---:|---:|---:|---:|---:|---:|"]
         for st in r["steps"]:
             b, a = st.get("accuracy_before_recovery"), st.get("accuracy")
@@ -787,9 +787,9 @@ def render_markdown(data: dict) -> str:
     lines = ["# Structured pruning: MACs vs measured speed-up", "",
              "Produced by `benchmarks/prune.py` (all rows of a table measured in the same run; p50 from "
              "`edge_kd.bench.benchmark_artifact`, one thread, pinned core). Speed-up = unpruned fp32 / pruned "
-             "latency in the same runtime. The machine was shared by several jobs: the wall-clock tables "
-             "(p50 and fastest run) are noisy and kept for completeness; the **CPU time tables** further down "
-             "are the reliable speed-ups (see Notes).", ""]
+             "latency in the same runtime. Sections were measured in different runs, some while other jobs shared "
+             "the machine: the wall-clock tables (p50 and fastest run) are noisy; the **CPU time tables** further "
+             "down are the more reliable speed-ups (see Notes).", ""]
     ref = data.get("reference")
     if ref:
         lines += [f"## Reference: {ref['model']}, {ref['criterion']}, no recovery", "",
