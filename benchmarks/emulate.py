@@ -27,20 +27,27 @@ def _row(example: str, build_dir: Path, core: str) -> dict:
 
     m = read_manifest(build_dir)
     student = next(a for a in m["artifacts"] if a["role"] == "model")
-    teacher = m["teacher"]["artifact"]
-    paths = {"teacher": Path(teacher["path"]), "student": Path(student["path"])}
+    teacher = m["teacher"].get("artifact")
+    # A teacher with no runtime artifact (gradient-boosted trees) has nothing to emulate: student only.
+    paths = {"student": Path(student["path"])}
+    if teacher:
+        paths["teacher"] = Path(teacher["path"])
     row = {"example": example, "target": m["target"]["name"], "core": core,
-           "teacher_artifact": paths["teacher"].name, "student_artifact": paths["student"].name,
-           "teacher_host_p50_ms": m["teacher"]["latency_ms"]["p50"], "student_host_p50_ms": m["metrics"]["latency_ms"]["p50"]}
+           "teacher_artifact": paths["teacher"].name if teacher else None, "student_artifact": paths["student"].name,
+           "teacher_host_p50_ms": (m["teacher"].get("latency_ms") or {}).get("p50"),
+           "student_host_p50_ms": m["metrics"]["latency_ms"]["p50"], "teacher_arm": None}
     for role, path in paths.items():
         if not path.is_absolute():
             path = build_dir / path
         emu = emulate_artifact(path, core)
         row[f"{role}_arm"] = {k: emu[k] for k in ("instructions", "classes", "kinds", "estimate_ms", "run_instructions",
                                                   "compute_deterministic", "spread", "emulation_seconds")}
-    row["host_speedup"] = row["teacher_host_p50_ms"] / row["student_host_p50_ms"]
-    row["arm_speedup"] = row["teacher_arm"]["estimate_ms"] / row["student_arm"]["estimate_ms"]
-    row["arm_insn_ratio"] = row["teacher_arm"]["instructions"] / row["student_arm"]["instructions"]
+    if teacher:
+        row["host_speedup"] = row["teacher_host_p50_ms"] / row["student_host_p50_ms"]
+        row["arm_speedup"] = row["teacher_arm"]["estimate_ms"] / row["student_arm"]["estimate_ms"]
+        row["arm_insn_ratio"] = row["teacher_arm"]["instructions"] / row["student_arm"]["instructions"]
+    else:
+        row["host_speedup"] = row["arm_speedup"] = row["arm_insn_ratio"] = None
     return row
 
 
@@ -61,10 +68,16 @@ def _markdown(rows: list[dict], notes: list[str], env: dict) -> str:
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         t, s = r["teacher_arm"], r["student_arm"]
+        student = (f"{s['instructions'] / 1e6:.3f} ({_share(s, 'fp_fma')} / {_share(s, 'int8_dot')} / "
+                   f"{_share(s, 'int_mac')})")
+        if t is None:  # no runtime artifact for the teacher (trees): the student alone
+            lines.append(
+                f"| {r['example']} | {r['target']} | (no teacher artifact) / {r['student_artifact']} | n/a | {student} | "
+                f"n/a | {s['estimate_ms']:.4f} | n/a | n/a | n/a / {r['student_host_p50_ms']:.4f} | n/a |")
+            continue
         lines.append(
             f"| {r['example']} | {r['target']} | {r['teacher_artifact']} / {r['student_artifact']} | "
-            f"{t['instructions'] / 1e6:.3f} ({_share(t, 'fp_fma')} / {_share(t, 'int8_dot')}) | "
-            f"{s['instructions'] / 1e6:.3f} ({_share(s, 'fp_fma')} / {_share(s, 'int8_dot')} / {_share(s, 'int_mac')}) | "
+            f"{t['instructions'] / 1e6:.3f} ({_share(t, 'fp_fma')} / {_share(t, 'int8_dot')}) | {student} | "
             f"{t['estimate_ms']:.3f} | {s['estimate_ms']:.3f} | {r['arm_speedup']:.2f}x | {r['arm_insn_ratio']:.2f}x | "
             f"{r['teacher_host_p50_ms']:.3f} / {r['student_host_p50_ms']:.3f} | {r['host_speedup']:.2f}x |")
     return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
@@ -77,8 +90,10 @@ def _reestimate(out_dir: Path) -> int:
     data = json.loads((out_dir / "emulate.json").read_text())
     for row in data["rows"]:
         for role in ("teacher", "student"):
-            row[f"{role}_arm"]["estimate_ms"] = estimate(row[f"{role}_arm"]["kinds"], CORES[row["core"]])["ms"]
-        row["arm_speedup"] = row["teacher_arm"]["estimate_ms"] / row["student_arm"]["estimate_ms"]
+            if row.get(f"{role}_arm"):
+                row[f"{role}_arm"]["estimate_ms"] = estimate(row[f"{role}_arm"]["kinds"], CORES[row["core"]])["ms"]
+        if row.get("teacher_arm"):
+            row["arm_speedup"] = row["teacher_arm"]["estimate_ms"] / row["student_arm"]["estimate_ms"]
     atomic_write_json(out_dir / "emulate.json", data)
     atomic_write_text(out_dir / "emulate.md", _markdown(data["rows"], data["notes"], data["environment"]))
     return 0
@@ -92,6 +107,8 @@ def main() -> int:
     parser.add_argument("--data", help="shared data root (default: ../shared/data beside the repository)")
     parser.add_argument("--work", default=str(REPO / "builds" / "bench"), help="build output root")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--keep-others", action="store_true",
+                        help="keep the rows of examples this run does not emulate from the existing emulate.json")
     parser.add_argument("--reestimate", action="store_true",
                         help="recompute the estimates of the committed emulate.json from its per-kind counts with the "
                              "current cost model (after a constant changed); no build, no emulation")
@@ -108,23 +125,36 @@ def main() -> int:
     env = ensure_environment()
     data_root = Path(args.data) if args.data else default_shared_data()
     rows, notes = [], []
-    for example in args.examples.split(","):
+    examples = args.examples.split(",")
+    kept_rows, kept_notes = [], []
+    previous = Path(args.out) / "emulate.json"
+    if args.keep_others and previous.is_file():
+        old = json.loads(previous.read_text(encoding="utf-8"))
+        kept_rows = [r for r in old.get("rows", []) if r["example"] not in examples]
+        kept = {r["example"] for r in kept_rows}
+        kept_notes = [n if "earlier run" in n else f"{n} (earlier run, not redone by this one)"
+                      for n in old.get("notes", []) if n.split(":", 1)[0] in kept]
+    for example in examples:
         start = time.perf_counter()
         try:
             summaries = build(REPO / "examples" / f"{example}.toml", args.targets.split(","), Path(args.work) / example,
                               resume=True, shared_data=str(data_root))
             for s in summaries:
                 rows.append(_row(example, s.build_dir, args.core))
-                print(f"{example} {rows[-1]['target']}: ARM speed-up {rows[-1]['arm_speedup']:.2f}x, "
-                      f"x86 {rows[-1]['host_speedup']:.2f}x", flush=True)
+                r = rows[-1]
+                print(f"{example} {r['target']}: student {r['student_arm']['instructions']:,} instructions, "
+                      f"est {r['student_arm']['estimate_ms']:.4f} ms"
+                      + (f"; ARM speed-up {r['arm_speedup']:.2f}x, x86 {r['host_speedup']:.2f}x" if r["teacher_arm"]
+                         else " (no teacher artifact)"), flush=True)
         except EdgeKDError as exc:
             notes.append(f"{example}: failed: {exc}")
             print(f"{example}: {exc}", file=sys.stderr)
             continue
         notes.append(f"{example}: built and emulated in {time.perf_counter() - start:.0f} s")
         out_dir = Path(args.out)
-        atomic_write_json(out_dir / "emulate.json", {"rows": rows, "notes": notes, "environment": env.versions})
-        atomic_write_text(out_dir / "emulate.md", _markdown(rows, notes, env.versions))
+        atomic_write_json(out_dir / "emulate.json", {"rows": rows + kept_rows, "notes": notes + kept_notes,
+                                                     "environment": env.versions})
+        atomic_write_text(out_dir / "emulate.md", _markdown(rows + kept_rows, notes + kept_notes, env.versions))
     if not rows:
         return 2
     print(_markdown(rows, notes, env.versions))
