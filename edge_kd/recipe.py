@@ -47,6 +47,7 @@ from typing import Any, Literal, Mapping
 from edge_kd.config import from_dict, parsed, to_dict
 from edge_kd.distill import KD_ALPHA, KD_TEMPERATURE
 from edge_kd.errors import ConfigError, InputError
+from edge_kd.units import AccuracyDrop, parse_accuracy_drop, parse_bytes, parse_ms
 
 #: The repository root (examples and benchmarks read ``<repo>/../shared/data`` by default).
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -339,28 +340,6 @@ class QuantizeConfig:
             raise ValueError(f"percentile must be in (50, 100], got {self.percentile}")
 
 
-def _json_bytes(v: int) -> int:
-    return int(v)
-
-
-def _parse_drop(value: object) -> Any:
-    from edge_kd.units import parse_accuracy_drop
-
-    return parse_accuracy_drop(value)
-
-
-def _parse_bytes(value: object) -> int:
-    from edge_kd.units import parse_bytes
-
-    return parse_bytes(value)
-
-
-def _parse_ms(value: object) -> float:
-    from edge_kd.units import parse_ms
-
-    return parse_ms(value)
-
-
 @dataclass(frozen=True)
 class BudgetOverrides:
     """``[budgets]``: this model's own limits within its target's, e.g. a 1 MiB share of an app's 4 MiB
@@ -368,10 +347,10 @@ class BudgetOverrides:
     value for this build (sizing, the shipped-artifact choice and the gate all see it, and build.json
     records it), and may only be tighter: the profile holds the device's and the app's hard limits."""
 
-    artifact_size: int | None = parsed(_parse_bytes, default=None, metadata={"to_json": _json_bytes})
-    download_size: int | None = parsed(_parse_bytes, default=None, metadata={"to_json": _json_bytes})
-    latency_p90: float | None = parsed(_parse_ms, default=None, metadata={"to_json": lambda v: f"{v:g}ms"})
-    accuracy_drop: Any = parsed(_parse_drop, default=None, metadata={"to_json": str})
+    artifact_size: int | None = parsed(parse_bytes, default=None, metadata={"to_json": int})
+    download_size: int | None = parsed(parse_bytes, default=None, metadata={"to_json": int})
+    latency_p90: float | None = parsed(parse_ms, default=None, metadata={"to_json": lambda v: f"{v:g}ms"})
+    accuracy_drop: AccuracyDrop | None = parsed(parse_accuracy_drop, default=None, metadata={"to_json": str})
 
     def __post_init__(self) -> None:
         for name in ("artifact_size", "download_size", "latency_p90"):
