@@ -26,7 +26,9 @@ class QuantizeStage(BuildStage):
 
         # Bumped per runtime when its int8 export writes something different: older builds are redone.
         revision = runtime_spec(ctx["target"].runtime.name).export_revision
-        return content_hash(f"build-quantize-v{revision}", "teacher-referenced-budget", "float-modules", *_student_identity(ctx["student_spec"].path),
+        # (also bumped when the stage's own decision changes: the teacher's line, float_modules)
+        return content_hash(f"build-quantize-v{revision}", "teacher-referenced-budget", "float-modules",
+                            *_student_identity(ctx["student_spec"].path),
                             _recipe_part(ctx["recipe"], "quantize"),
                             _target_part(ctx["target"], "runtime", "quantization", "budgets"))
 
@@ -73,7 +75,6 @@ class QuantizeStage(BuildStage):
         else:
             result = export_entry(model, example, target, out, build, record)
         return {"artifact": Artifact(Path(result.primary), Path(result.primary).suffix.lstrip("."), "model")}
-
 
     def _teacher_reference(self, task: str, labels: Any, rows: Any) -> float | None:
         """The teacher's metric on the validation rows the candidates are judged on. The gate allows the
