@@ -409,7 +409,8 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
             for scheme in alternative_schemes(backend.runtime):
                 try:
                     alt = scheme.build(model, torch_example, calib, fp32_files,
-                                       work / scheme.name / f"{name}.{scheme.name}.{ext}")
+                                       work / scheme.name / f"{name}.{scheme.name}.{ext}",
+                                       embeddings=getattr(settings, "embeddings", "int8"))
                 except Exception as exc:  # noqa: BLE001 - an optional candidate; static int8 and fp32 remain
                     log.warning("%s: %s candidate failed: %s", target.name, scheme.name, exc)
                     skipped.append({"name": scheme.name, "reason": f"build failed: {type(exc).__name__}: {exc}"[:300]})

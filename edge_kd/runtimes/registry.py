@@ -156,7 +156,8 @@ register_runtime(RuntimeSpec(
     embedding_schemes=("int8", "float"),
     # 3: Linear as MatMul + float bias, int8 embedding rows gathered before dequantizing.
     # 4: the shipped artifact is chosen among fp32, static int8 and dynamic int8.
-    export_revision=4,
+    # 5: the dynamic int8 candidate stores embedding tables (Gather) as 8-bit too.
+    export_revision=5,
     layer_latency="edge_kd.prune.latency:profile_onnxruntime"))
 register_runtime(RuntimeSpec(
     name="litert", formats=("tflite",), primary_format="tflite",
