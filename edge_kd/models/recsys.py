@@ -24,6 +24,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from edge_kd.models.early_stop import BestWeights
+
 
 def _token_mask(num_items: int) -> torch.Tensor:
     mask = torch.ones(num_items + 1, 1)
@@ -149,7 +151,7 @@ def train_sequence_teacher(model: SequenceRecommender, train: Any, val: Any, *, 
     labels = torch.from_numpy(train.labels)
     steps = epochs * math.ceil(len(train) / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
-    best, best_state, stale, log_rows = -1.0, None, 0, []
+    keeper, log_rows = BestWeights(model, patience, start=-1.0), []
     for epoch in range(epochs):
         model.train()
         perm = torch.from_numpy(rng.permutation(len(train)))
@@ -167,18 +169,12 @@ def train_sequence_teacher(model: SequenceRecommender, train: Any, val: Any, *, 
         log_rows.append({"epoch": epoch + 1, "train_loss": total / len(train), "val_recall@10": rec})
         if log is not None:
             log(f"teacher sasrec: epoch {epoch + 1}/{epochs} loss {total / len(train):.4f} val recall@10 {rec:.4f}")
-        if rec > best:
-            best, stale = rec, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-            if stale >= patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        if keeper.update(rec):
+            break
+    keeper.restore()
     model.eval()
     val_scores = _scores(model, val.history)
-    metrics = {"val_recall@10": best, "val_ndcg@10": ndcg_at_k(val.labels, val_scores, 10), "epochs": len(log_rows),
+    metrics = {"val_recall@10": keeper.best, "val_ndcg@10": ndcg_at_k(val.labels, val_scores, 10), "epochs": len(log_rows),
                "train_cpu_seconds": round(time.process_time() - cpu0, 1),
                "train_wall_seconds": round(time.perf_counter() - wall0, 1), "history": log_rows}
     return model, metrics

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from edge_kd.errors import InputError
+from edge_kd.models.early_stop import BestWeights
 
 
 def embedding_dim(cardinality: int, cap: int = 16) -> int:
@@ -118,7 +119,7 @@ def train_tabular_mlp(train: Any, val: Any, *, epochs: int = 30, lr: float = 2e-
     rng = np.random.default_rng(seed)
     arrays = [torch.from_numpy(a) for a in train.inputs()]
     labels = torch.from_numpy(train.labels)
-    best, best_state, stale = -math.inf, None, 0
+    keeper = BestWeights(model, patience)
     history = []
     for epoch in range(epochs):
         model.train()
@@ -133,14 +134,8 @@ def train_tabular_mlp(train: Any, val: Any, *, epochs: int = 30, lr: float = 2e-
             opt.step()
         score = evaluate(model, val)[key] if len(val) else -float(loss)
         history.append(score)
-        if score > best:
-            best, stale = score, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-            if stale >= patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        if keeper.update(score):
+            break
+    keeper.restore()
     model.eval()
-    return model, {f"val_{key}": best, "epochs": len(history)}
+    return model, {f"val_{key}": keeper.best, "epochs": len(history)}
