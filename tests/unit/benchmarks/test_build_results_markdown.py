@@ -2,18 +2,10 @@
 
 The script writes build.json before build.md: a renderer that fails on one kind of row loses the
 markdown of a whole (long) run, as a forecasting table without its return value once did."""
-import importlib.util
 import json
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-def _build_script():
-    spec = importlib.util.spec_from_file_location("bench_build", REPO / "benchmarks" / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _row(example: str, target: str, **extra) -> dict:
@@ -26,8 +18,8 @@ def _row(example: str, target: str, **extra) -> dict:
     return row
 
 
-def test_markdown_has_a_forecasting_section_and_every_row():
-    build = _build_script()
+def test_markdown_has_a_forecasting_section_and_every_row(benchmark_script):
+    build = benchmark_script("build")
     forecast = _row("demand_online_retail", "ort-mobile", metric="wape", teacher_metric=0.5275,
                     student_metric=0.5255, higher_is_better=False, teacher_mae=10.0, student_mae=9.9,
                     baselines={"seasonal_naive": {"wape": 0.6602, "mae": 12.5}},
@@ -41,9 +33,9 @@ def test_markdown_has_a_forecasting_section_and_every_row():
     assert "| intent_bitext | ort-mobile | accuracy |" in text and "- intent_bitext: built in 1 s" in text
 
 
-def test_markdown_renders_the_committed_results():
+def test_markdown_renders_the_committed_results(benchmark_script):
     """The committed results file (whatever examples it holds) renders without error."""
-    build = _build_script()
+    build = benchmark_script("build")
     data = json.loads((REPO / "benchmarks" / "results" / "build.json").read_text(encoding="utf-8"))
     text = build._markdown(data["rows"], data["notes"])
     for row in data["rows"]:

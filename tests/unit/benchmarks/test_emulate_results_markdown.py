@@ -1,15 +1,4 @@
 """benchmarks/emulate.py renders a row whose teacher has no runtime artifact (gradient-boosted trees)."""
-import importlib.util
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[3]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("bench_emulate", REPO / "benchmarks" / "emulate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _arm(insn: int, ms: float) -> dict:
@@ -17,8 +6,8 @@ def _arm(insn: int, ms: float) -> dict:
     return {"instructions": insn, "classes": classes, "estimate_ms": ms}
 
 
-def test_rows_with_and_without_a_teacher_artifact():
-    emulate = _script()
+def test_rows_with_and_without_a_teacher_artifact(benchmark_script):
+    emulate = benchmark_script("emulate")
     with_teacher = {"example": "next_purchase_online_retail", "target": "ort-mobile", "teacher_artifact": "teacher.ort",
                     "student_artifact": "model.fp32.ort", "teacher_arm": _arm(4_000_000, 1.0),
                     "student_arm": _arm(400_000, 0.1), "arm_speedup": 10.0, "arm_insn_ratio": 10.0,
