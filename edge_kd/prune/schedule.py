@@ -59,7 +59,8 @@ class RecoveryConfig:
     #: Training batches whose forward passes re-estimate every BatchNorm's statistics after a pruning step,
     #: before any training (0: off). Removing channels shifts the inputs of the next layers, so the stored
     #: statistics are stale: on the grocery EfficientNet-Lite0 one step to 0.82x MACs left 4.7% val top-1
-    #: that 10 batches of re-estimation brought back to 55%, with no gradient step (EagleEye's adaptive BN).
+    #: that 10 batches of re-estimation brought back to 55%, with no gradient step (EagleEye's adaptive BN;
+    #: benchmarks/prune_bn_diagnosis.py).
     bn_batches: int = 10
 
     def __post_init__(self) -> None:
