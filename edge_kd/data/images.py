@@ -85,13 +85,17 @@ class _PixelStore:
             self.loaded = np.zeros(len(paths), dtype=bool)
 
     def _key(self) -> str:
+        """A hash of the files' names and bytes (about 1 s for 5,000 photos), not of their paths and
+        modification times: a fresh copy of the same photos (a CI checkout, another folder) keeps its
+        decoded pixels and, through the data set's fingerprint, its fitted teacher, which is an hour of
+        CPU for an end-to-end image teacher."""
         h = hashlib.sha256(f"size={self.size}".encode())
         for p in self.paths:
             try:
-                st = p.stat()
-                h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+                digest = hashlib.sha256(p.read_bytes()).hexdigest()
             except OSError:
-                h.update(f"{p}|missing\n".encode())
+                digest = "missing"
+            h.update(f"{p.name}|{digest}\n".encode())
         return h.hexdigest()[:16]
 
     def get(self, rows: np.ndarray) -> np.ndarray:

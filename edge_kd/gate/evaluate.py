@@ -233,26 +233,22 @@ def _check_accuracy(manifest: Mapping[str, Any], profile: TargetProfile) -> Chec
         return Check("accuracy.drop", title, False, value, None,
                      f"student measured {name!r} but teacher {tname!r}: not comparable", name, comparator=">=")
     where = _teacher_measured_in(manifest)
-    if not higher_is_better(name):
-        # An error metric (WAPE, MAE): the allowed degradation is a rise of the error.
-        maximum = drop.max_allowed(teacher)
-        worse = value - teacher
-        if value <= maximum + _EPS:
-            reason = (f"{worse * 100:.2f}pt above teacher {teacher:.4f}{where}; allowed degradation {drop}" if worse > 0
-                      else f"matches or beats the teacher ({teacher:.4f}{where}); allowed degradation {drop}")
-            return Check("accuracy.drop", title, True, value, maximum, reason, name, comparator="<=")
-        return Check("accuracy.drop", title, False, value, maximum,
-                     f"{name} {worse * 100:.2f}pt worse than teacher {teacher:.4f}{where} (lower is better); allowed "
-                     f"degradation {drop}, over by {(value - maximum) * 100:.2f}pt", name, comparator="<=")
-    minimum = drop.min_allowed(teacher)
-    lost = teacher - value
-    if value >= minimum - _EPS:
-        reason = (f"{lost * 100:.2f}pt below teacher {teacher:.4f}; allowed drop {drop}" if lost > 0
-                  else f"matches or beats the teacher ({teacher:.4f}); allowed drop {drop}")
-        return Check("accuracy.drop", title, True, value, minimum, reason, name, comparator=">=")
-    return Check("accuracy.drop", title, False, value, minimum,
-                 f"drops {lost * 100:.2f}pt from teacher {teacher:.4f}; allowed drop {drop}, "
-                 f"short by {(minimum - value) * 100:.2f}pt", name, comparator=">=")
+    higher = higher_is_better(name)
+    # For an error metric (WAPE, MAE) the allowed degradation is a rise of the error.
+    bound = drop.min_allowed(teacher) if higher else drop.max_allowed(teacher)
+    lost = teacher - value if higher else value - teacher
+    comparator, allowed = (">=", f"allowed drop {drop}") if higher else ("<=", f"allowed degradation {drop}")
+    if (value >= bound - _EPS) if higher else (value <= bound + _EPS):
+        reason = (f"{lost * 100:.2f}pt {'below' if higher else 'above'} teacher {teacher:.4f}{where}; {allowed}"
+                  if lost > 0 else f"matches or beats the teacher ({teacher:.4f}{where}); {allowed}")
+        return Check("accuracy.drop", title, True, value, bound, reason, name, comparator=comparator)
+    if higher:
+        reason = f"drops {lost * 100:.2f}pt from teacher {teacher:.4f}{where}; {allowed}, short by"
+    else:
+        reason = (f"{name} {lost * 100:.2f}pt worse than teacher {teacher:.4f}{where} (lower is better); "
+                  f"{allowed}, over by")
+    return Check("accuracy.drop", title, False, value, bound, f"{reason} {abs(value - bound) * 100:.2f}pt", name,
+                 comparator=comparator)
 
 
 def _teacher_measured_in(manifest: Mapping[str, Any]) -> str:

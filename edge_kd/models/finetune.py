@@ -36,6 +36,7 @@ from torch import nn
 
 from edge_kd.data.base import Dataset
 from edge_kd.errors import InputError
+from edge_kd.models.early_stop import BestWeights
 
 
 def default_cache_dir() -> Path:
@@ -196,7 +197,7 @@ def train_linear_head(head: nn.Linear, train_feats: np.ndarray, train_labels: np
     opt = torch.optim.AdamW(head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     steps_per_epoch = math.ceil(len(x) / settings.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=settings.epochs * steps_per_epoch)
-    best, best_epoch, best_state = -1.0, 0, None
+    keeper = BestWeights(head, patience=settings.epochs, start=-1.0)   # every epoch runs: the schedule decays to 0
     for epoch in range(settings.epochs):
         perm = torch.from_numpy(gen.permutation(len(x)))
         for start in range(0, len(x), settings.batch_size):
@@ -206,13 +207,10 @@ def train_linear_head(head: nn.Linear, train_feats: np.ndarray, train_labels: np
             loss.backward()
             opt.step()
             sched.step()
-        acc = _accuracy(head, val_feats, val_labels)
-        if acc > best:
-            best, best_epoch = acc, epoch + 1
-            best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
-    if best_state is not None:
-        head.load_state_dict(best_state)
-    return {"val_accuracy": best, "best_epoch": best_epoch, "train_accuracy": _accuracy(head, train_feats, train_labels)}
+        keeper.update(_accuracy(head, val_feats, val_labels))
+    keeper.restore()
+    return {"val_accuracy": keeper.best, "best_epoch": keeper.best_epoch,
+            "train_accuracy": _accuracy(head, train_feats, train_labels)}
 
 
 def _unfreeze_and_train(model: nn.Module, train: Dataset, settings: FinetuneSettings) -> None:

@@ -205,8 +205,9 @@ class _Layer:
     input_shape: tuple[int, ...]
 
 
-def _layers_in_order(model: Any, example_inputs: tuple) -> list[_Layer]:
-    """Conv/Linear modules in execution order with the shape of their input."""
+def layers_in_order(model: Any, example_inputs: tuple) -> list[_Layer]:
+    """Conv/Linear modules in the order a forward pass first runs them, with the shape of their input
+    (the latency table's layers; the last one is the classifier that pruning keeps whole)."""
     import torch
     from torch import nn
 
@@ -530,7 +531,7 @@ def measure_table(model: Any, example_inputs: tuple, target: Any, config: Any, p
     levels = tuple(levels or DEFAULT_LEVELS)
     start = time.perf_counter()
     groups, out_group, in_group, key = structure(model, example_inputs, config, protected)
-    base_layers = _layers_in_order(model, example_inputs)
+    base_layers = layers_in_order(model, example_inputs)
     costs = {layer.name: LayerCost(layer.name, _kind(layer.module),
                                    int(getattr(layer.module, "in_channels", getattr(layer.module, "in_features", 0))),
                                    int(getattr(layer.module, "out_channels", getattr(layer.module, "out_features", 0))),
@@ -545,7 +546,7 @@ def measure_table(model: Any, example_inputs: tuple, target: Any, config: Any, p
     with tempfile.TemporaryDirectory(prefix="edge-kd-latency-", dir=work_dir) as tmp:
         for li, level in enumerate(levels):
             variant = _uniform(model, example_inputs, config, level, protected)
-            layers = _layers_in_order(variant, example_inputs)
+            layers = layers_in_order(variant, example_inputs)
             # the whole model (slow to export) calibrates scale and other_ms: its ends are enough
             kwargs = {"cache": bench_cache, "whole": li in (0, len(levels) - 1)} if micro else {}
             per_layer, whole_ms = measure(variant, example_inputs, layers, target, Path(tmp) / f"level{li}", **kwargs)

@@ -106,21 +106,10 @@ class PruneInfo:
 # ---- protection -------------------------------------------------------------------------------------
 def find_classifier(model: Any, example_inputs: tuple) -> str | None:
     """Name of the last Conv/Linear executed in a forward pass: the layer whose outputs are the classes."""
-    import torch
-    from torch import nn
+    from edge_kd.prune.latency import layers_in_order
 
-    names = {m: n for n, m in model.named_modules()}
-    order: list[str] = []
-    hooks = [m.register_forward_hook(lambda mod, _i, _o: order.append(names[mod]))
-             for m in model.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))
-             and not isinstance(m, nn.modules.linear.NonDynamicallyQuantizableLinear)]
-    try:
-        with torch.no_grad():
-            model(*example_inputs)
-    finally:
-        for h in hooks:
-            h.remove()
-    return order[-1] if order else None
+    layers = layers_in_order(model, example_inputs)
+    return layers[-1].name if layers else None
 
 
 def resolve_protected(model: Any, example_inputs: tuple, config: PruneConfig) -> list[str]:

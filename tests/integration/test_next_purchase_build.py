@@ -36,7 +36,7 @@ val = "{spec}val"
 test = "{spec}test"
 [student]
 family = "item_bag"
-options = {{ low = 8, high = 8 }}
+options = {{ low = 8, high = 8, tied = true }}
 [distill]
 losses = ["listwise"]
 epochs = 2

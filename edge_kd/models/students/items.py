@@ -20,10 +20,12 @@ def _inputs(value: Any, kwargs: dict[str, Any]) -> tuple[InputSpec, ...]:
 
 @FAMILIES.register("item_bag")
 def item_bag_family(num_items: int, history: int, *, knob: str = "dim", low: int = 16, high: int = 256,
-                    step: int = 8, dropout: float = 0.1) -> StudentFamily:
-    """Knob ``dim`` (the embedding and hidden width), ``low``..``high`` by ``step``."""
+                    step: int = 8, dropout: float = 0.1, tied: bool = False) -> StudentFamily:
+    """Knob ``dim`` (the embedding and hidden width), ``low``..``high`` by ``step``; ``tied`` scores items
+    with their own embedding rows (``ItemBagStudent``)."""
     if knob != "dim":
         raise InputError(f"item_bag student: the knob is 'dim', got {knob!r}")
     return StudentFamily("item_bag", "edge_kd.models.recsys:item_bag_student", "dim", knob_values(low, high, step),
-                         {"num_items": int(num_items), "history": int(history), "dropout": float(dropout)},
+                         {"num_items": int(num_items), "history": int(history), "dropout": float(dropout),
+                          "tied": bool(tied)},
                          input_fn=_inputs)

@@ -78,3 +78,21 @@ def test_class_folder_layout(tmp_path):
     assert ds.label_names == ["cat", "dog"] and ds.inputs()[0].shape == (2, 3, 8, 8)
     swapped = load_image_list(tmp_path, "train", size=8, label_names=["dog", "cat"])
     assert swapped.labels.tolist() == [1, 0]
+
+
+def test_fingerprint_follows_the_photos_not_their_folder_or_mtime(tmp_path):
+    import os
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(ROOT, copy)
+    for f in copy.rglob("*"):
+        os.utime(f, (1_000_000_000, 1_000_000_000))
+    original = load_image_list(ROOT, "train", size=16)
+    moved = load_image_list(copy, "train", size=16)
+    assert moved.fingerprint() == original.fingerprint()   # a CI checkout keeps its cached teacher
+    photo = moved._store.paths[0]
+    data = bytearray(photo.read_bytes())
+    data[-3] ^= 0xFF
+    photo.write_bytes(bytes(data))
+    assert load_image_list(copy, "train", size=16).fingerprint() != original.fingerprint()

@@ -17,12 +17,12 @@ X = (torch.rand(1, 3, 32, 32),)
 def _table(model, config, *, expensive: str, target: str = "ort-mobile", runtime: str = "onnxruntime") -> LatencyTable:
     """A table of tiny_depthwise in which layer ``expensive`` costs 10x per channel what the others do
     (MACs are the real ones, so a MACs target means what it says)."""
-    from edge_kd.prune.latency import _layer_macs, _layers_in_order
+    from edge_kd.prune.latency import _layer_macs, layers_in_order
 
     protected = resolve_protected(model, X, config)
     groups, out_group, in_group, key = structure(model, X, config, protected)
     layers = []
-    for layer in _layers_in_order(model, X):
+    for layer in layers_in_order(model, X):
         m = layer.module
         depthwise = isinstance(m, torch.nn.Conv2d) and m.groups > 1
         og = out_group.get(layer.name)
