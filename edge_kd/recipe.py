@@ -202,7 +202,9 @@ class TransferConfig:
     (``edge_kd.distill.transfer``): ``augment_copies`` meaning-keeping copies of every training sentence
     (per word: dropped with ``word_dropout``, replaced by one of its ``neighbours`` nearest words in the
     teacher's wordpiece embedding space with ``substitute``; then cut to a 1-5 word window with
-    ``ngram_sample``) plus ``[data] unlabeled`` text, deduplicated, at most ``max_rows`` rows."""
+    ``ngram_sample``) plus ``[data] unlabeled`` text, deduplicated, at most ``max_rows`` rows. For a
+    next-purchase student the copies are of the purchase histories instead: each product dropped with
+    ``item_dropout``, then cut to its most recent products with ``recent_crop``."""
 
     enabled: bool = True
     augment_copies: int = 2
@@ -211,13 +213,15 @@ class TransferConfig:
     substitute: float = 0.1
     ngram_sample: float = 0.25
     neighbours: int = 8
+    item_dropout: float = 0.2
+    recent_crop: float = 0.3
 
     def __post_init__(self) -> None:
         if self.augment_copies < 0 or self.augment_copies > 100:
             raise ValueError(f"augment_copies must be in 0..100, got {self.augment_copies}")
         if self.max_rows is not None and self.max_rows < 1:
             raise ValueError(f"max_rows must be >= 1, got {self.max_rows}")
-        for key in ("word_dropout", "substitute", "ngram_sample"):
+        for key in ("word_dropout", "substitute", "ngram_sample", "item_dropout", "recent_crop"):
             if not 0 <= getattr(self, key) < 1:
                 raise ValueError(f"{key} must be in [0, 1), got {getattr(self, key)}")
         if self.word_dropout + self.substitute >= 1:

@@ -515,8 +515,12 @@ def _with_transfer_set(shared: Any, recipe: Any, teacher: Any, teacher_fp: str, 
     train_ds, val_ds, test_ds = splits
     cfg = recipe.distill.transfer
     unlabeled = shared.unlabeled_texts()
+    if sdata.kind == "items" and cfg.enabled and cfg.augment_copies > 0:
+        return _with_history_transfer_set(recipe, teacher, teacher_fp, train_ds, train_logits, cache, options, log)
     if sdata.kind != "text" or not isinstance(train_ds, TextDataset):
-        return train_ds, train_logits, {"rows": 0, "reason": "the transfer set is built for text students"}
+        reason = ("[distill.transfer] is off" if sdata.kind == "items" else
+                  "the transfer set is built for text students and next-purchase histories")
+        return train_ds, train_logits, {"rows": 0, "reason": reason}
     if not cfg.enabled:
         if unlabeled:
             raise InputError("[data].unlabeled is given but [distill.transfer].enabled is false: the teacher would "
@@ -560,6 +564,53 @@ def _with_transfer_set(shared: Any, recipe: Any, teacher: Any, teacher_fp: str, 
            f" labelled by the teacher in {spent[0]:.0f} s of CPU" if spent else ""))
     fit = TextDataset(list(train_ds.texts) + ts.texts, np.concatenate([train_ds.labels, labels]),
                       train_ds.label_names, source=f"{train_ds.source} + transfer set")
+    return fit, np.concatenate([np.asarray(train_logits, np.float32), logits.astype(np.float32)]), details
+
+
+def _with_history_transfer_set(recipe: Any, teacher: Any, teacher_fp: str, train_ds: Any, train_logits: np.ndarray,
+                               cache: Any, options: DistillOptions, log: Callable[[str], None]
+                               ) -> tuple[Any, np.ndarray, dict[str, Any]]:
+    """The next-purchase transfer set: augmented copies of the training histories
+    (``edge_kd.distill.transfer.augment_histories``), scored by the teacher over every product (cached
+    like the splits' outputs), appended to the training rows."""
+    from edge_kd.data.transactions import NextPurchaseDataset
+    from edge_kd.distill.transfer import augment_histories
+
+    cfg = recipe.distill.transfer
+    history, labels = augment_histories(train_ds.history, train_ds.labels, cfg.augment_copies,
+                                        seed=recipe.distill.seed, item_dropout=cfg.item_dropout,
+                                        recent_crop=cfg.recent_crop)
+    if cfg.max_rows is not None and len(history) > cfg.max_rows:
+        keep = np.sort(np.random.default_rng(recipe.distill.seed).choice(len(history), cfg.max_rows, replace=False))
+        history, labels = history[keep], labels[keep]
+    details: dict[str, Any] = {"rows": int(len(history)), "augmented": int(len(history)), "unlabeled": 0,
+                               "augment_copies": cfg.augment_copies, "max_rows": cfg.max_rows,
+                               "item_dropout": cfg.item_dropout, "recent_crop": cfg.recent_crop}
+    if not len(history):
+        return train_ds, train_logits, {**details, "teacher_cpu_seconds": 0.0}
+    raw = [row[row > 0].astype(np.int32) - 1 for row in history]
+    copies = NextPurchaseDataset(history, labels, train_ds.label_names, raw, source=f"{train_ds.source} (augmented)",
+                                 facts=train_ds.facts, untrained=train_ds.untrained,
+                                 history_length=train_ds.history_length)
+    key = cache.key(teacher_fp, copies.fingerprint(), "transfer-logits")
+    cached = cache.has(key)
+    spent: list[float] = []
+
+    def batches():
+        cpu0 = time.process_time()
+        out = teacher.predict(copies, batch_size=options.teacher_batch_size)
+        spent.append(time.process_time() - cpu0)
+        yield out
+
+    logits = np.asarray(cache.get_or_compute(key, batches, n_rows=len(copies),
+                                             meta={"teacher": teacher.name, "split": "transfer"}))
+    details.update(teacher_cpu_seconds=round(spent[0], 2) if spent else 0.0, teacher_outputs_cached=cached)
+    log(f"transfer set: {len(copies):,} augmented histories"
+        + (" scored by the teacher (cached)" if cached else f" scored by the teacher in {spent[0]:.0f} s of CPU"))
+    fit = NextPurchaseDataset(np.concatenate([train_ds.history, history]), np.concatenate([train_ds.labels, labels]),
+                              train_ds.label_names, list(train_ds.raw) + raw,
+                              source=f"{train_ds.source} + transfer set", facts=train_ds.facts,
+                              untrained=train_ds.untrained, history_length=train_ds.history_length)
     return fit, np.concatenate([np.asarray(train_logits, np.float32), logits.astype(np.float32)]), details
 
 

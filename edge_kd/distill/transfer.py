@@ -9,6 +9,12 @@ all there is. So the distill stage lets the teacher label (soft targets, compute
   word is dropped with probability ``word_dropout`` or replaced, with probability ``substitute``, by one
   of its ``neighbours`` nearest words in the teacher's wordpiece embedding space; with probability
   ``ngram_sample`` the copy is then cut to a random window of 1-5 words. A copy keeps its sentence's label;
+* **augmented purchase histories** for a next-purchase student (Tang et al.'s recipe carried over to item
+  sequences): each earlier product is dropped with probability ``item_dropout`` and, with probability
+  ``recent_crop``, the copy keeps only its most recent 1..n products (a customer seen earlier in their
+  life). A copy keeps its row's next items; the teacher scores every product for it. On the online-retail
+  recipe the teacher's scores on such copies are where distillation beats training on the next items
+  (benchmarks/results/build.md, the next-purchase table);
 * **unlabeled in-domain text** the user points at (``[data] unlabeled = "csv:PATH?text=COLUMN"``), e.g.
   search queries or chat messages of the shop; such a row's hard label is the teacher's top-1.
 
@@ -101,6 +107,39 @@ def augment_texts(texts: Sequence[str], labels: Sequence[int], copies: int, *, s
                                                    ngram_sample=ngram_sample, neighbours=neighbours)))
             out_y.append(int(y))
     return out_t, out_y
+
+
+def augment_histories(history: np.ndarray, labels: np.ndarray, copies: int, *, seed: int = 0,
+                      item_dropout: float = 0.2, recent_crop: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """``copies`` augmented copies of every purchase history (``int64 [N, L]``, input ids = 1 + catalog
+    index, 0 = padding, left-padded, newest last) with their rows' next items (``labels``, repeated).
+    A copy keeps at least the newest product; copies identical to their source row are dropped (they
+    would only weigh that row twice).
+
+    >>> h, y = augment_histories(np.array([[0, 0, 5, 9, 3]]), np.array([[7, -1]]), 2, seed=0)  # doctest: +SKIP
+    """
+    rng = np.random.default_rng(seed)
+    n, length = history.shape
+    out_h, out_y = [], []
+    for _ in range(copies):
+        for i in range(n):
+            items = history[i][history[i] > 0]
+            if len(items) == 0:
+                continue
+            keep = items[rng.random(len(items)) >= item_dropout]
+            if len(keep) == 0:
+                keep = items[-1:]
+            if len(keep) > 1 and rng.random() < recent_crop:
+                keep = keep[-int(rng.integers(1, len(keep) + 1)):]
+            if len(keep) == len(items):
+                continue
+            row = np.zeros(length, dtype=history.dtype)
+            row[length - len(keep):] = keep
+            out_h.append(row)
+            out_y.append(labels[i])
+    if not out_h:
+        return np.zeros((0, length), history.dtype), np.zeros((0,) + labels.shape[1:], labels.dtype)
+    return np.stack(out_h), np.stack(out_y)
 
 
 def read_unlabeled(spec: str) -> list[str]:

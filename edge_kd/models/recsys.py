@@ -5,13 +5,15 @@
   position's state scored against every item's embedding (tied output table) plus a per-item bias.
   Attention is written with Linear/matmul/softmax so it exports to .pte, .onnx and .tflite alike.
 * ``item_bag_student``: the student, a recency-weighted bag of item embeddings and a residual MLP,
-  one output per item. Its masked mean is the hashed text student's (see
-  ``edge_kd.models.students.text``), so XNNPACK delegates every op; the embedding table is stored int8
-  on every runtime (``[quantization] embeddings``).
+  one output per item, or with ``tied=True`` each item scored by its own embedding row (as the
+  teacher). Its masked mean is the hashed text student's (see ``edge_kd.models.students.text``), so
+  XNNPACK delegates every op; the embedding table is stored int8 on every runtime (``[quantization]
+  embeddings``).
 
 Both read ``history`` int64 ``[B, L]``: input id = 1 + the item's output index, 0 = padding, newest
 last (left-padded). ``train_sequence_teacher`` fits the teacher with the multi-target softmax loss
-(``edge_kd.distill.losses.next_items_loss``) and keeps the epoch with the best validation recall@10.
+(``edge_kd.distill.losses.next_items_loss``) and keeps the epoch with the best validation recall@10;
+the fit depends on its seed only (initial weights included), not on what ran before in the process.
 """
 from __future__ import annotations
 

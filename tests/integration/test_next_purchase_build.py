@@ -81,6 +81,9 @@ def test_ranking_metrics_through_each_runtime(built):
         assert data["test"]["cold_targets"] == 80 and data["train"]["cold_customers"] == 24
         assert stages["distill"]["details"]["teacher"]["fit"]["train_cpu_seconds"] > 0
         assert stages["distill"]["details"]["student"]["family"] == "item_bag"
+        # The transfer set (on by default): augmented copies of the histories, scored by the teacher.
+        transfer = stages["distill"]["details"]["transfer"]
+        assert transfer["augmented"] == transfer["rows"] > 0 and transfer["augment_copies"] == 2
         checks = {c["name"]: c["passed"] for c in m["gate"]["checks"]}
         assert checks["ops.policy"] is True and checks["bundle.contract"] is True
 

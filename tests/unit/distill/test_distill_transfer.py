@@ -4,8 +4,8 @@ embedding space."""
 import numpy as np
 import pytest
 
-from edge_kd.distill.transfer import (NO_LABEL, augment_texts, build_transfer_set, embedding_neighbours,
-                                      read_unlabeled)
+from edge_kd.distill.transfer import (NO_LABEL, augment_histories, augment_texts, build_transfer_set,
+                                      embedding_neighbours, read_unlabeled)
 from edge_kd.errors import InputError
 from edge_kd.recipe import TransferConfig
 
@@ -86,6 +86,29 @@ def test_unlabeled_spec_is_read_and_checked(tmp_path):
 
 def test_transfer_config_checks_its_values():
     for bad in ({"augment_copies": -1}, {"max_rows": 0}, {"word_dropout": 1.0}, {"word_dropout": 0.6, "substitute": 0.5},
-                {"neighbours": 0}):
+                {"neighbours": 0}, {"item_dropout": 1.0}, {"recent_crop": -0.1}):
         with pytest.raises(ValueError):
             TransferConfig(**bad)
+
+
+def test_history_copies_are_subsequences_with_their_rows_next_items():
+    history = np.array([[0, 0, 5, 9, 3, 7], [0, 0, 0, 0, 0, 4], [2, 8, 6, 5, 1, 3]], dtype=np.int64)
+    labels = np.array([[10, 11], [12, -1], [13, -1]], dtype=np.int64)
+    h, y = augment_histories(history, labels, 20, seed=0, item_dropout=0.3, recent_crop=0.5)
+    assert h.dtype == history.dtype and h.shape[1] == 6 and len(h) == len(y) > 0
+    sources = {tuple(r) for r in labels}
+    for row, target in zip(h, y):
+        items = row[row > 0]
+        assert len(items) >= 1 and np.all(row[:6 - len(items)] == 0)      # left-padded, never empty
+        src = next(i for i in range(3) if tuple(labels[i]) == tuple(target))
+        assert tuple(target) in sources
+        full = list(history[src][history[src] > 0])
+        it = iter(full)
+        assert all(any(x == v for v in it) for x in items)                  # order kept: a subsequence
+        assert len(items) < len(full)                                       # identical copies dropped
+        assert items[-1] in full
+    # The one-product history cannot change, so it has no copies; the rest are seeded.
+    assert not any(tuple(t) == (12, -1) for t in y)
+    h2, y2 = augment_histories(history, labels, 20, seed=0, item_dropout=0.3, recent_crop=0.5)
+    assert np.array_equal(h, h2) and np.array_equal(y, y2)
+    assert not np.array_equal(h, augment_histories(history, labels, 20, seed=1, item_dropout=0.3, recent_crop=0.5)[0])

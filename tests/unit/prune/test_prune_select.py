@@ -129,3 +129,19 @@ def test_schedule_with_a_table_steps_toward_a_fraction_budget():
     assert result.steps[1].target_fraction == pytest.approx(0.8) and result.steps[2].target_fraction == pytest.approx(0.6)
     assert result.steps[1].selection["removed"] and result.steps[2].p50_ms <= 0.6 * result.steps[0].p50_ms
     assert result.steps[2].macs < result.steps[1].macs < result.steps[0].macs
+
+
+def test_importance_scale_of_one_group_does_not_decide_the_selection():
+    """Channel norms are not comparable between layers (fan-in, BatchNorm scale): a group whose channels
+    merely have small norms must not be emptied first. Each group's importance counts as the share of the
+    group's own total, so scaling one group's importance changes nothing."""
+    model = tiny_depthwise()
+    cfg = PruneConfig(goal="macs", amount=0.5, round_to=8)
+    table = _table(model, cfg, expensive="depthwise.0")
+    gen = torch.Generator().manual_seed(0)
+    importance = {g.id: (torch.rand(g.channels, generator=gen) + 0.5).tolist() for g in table.groups}
+    macs_target = 0.6 * table.predict_macs({g.id: g.channels for g in table.groups})
+    base = select_channels(table, importance, target_macs=macs_target, round_to=8)
+    for gid in importance:
+        scaled = {**importance, gid: [v * 1e-3 for v in importance[gid]]}
+        assert select_channels(table, scaled, target_macs=macs_target, round_to=8).keep == base.keep, gid
