@@ -543,28 +543,38 @@ def _with_transfer_set(shared: Any, recipe: Any, teacher: Any, teacher_fp: str, 
         return train_ds, train_logits, {**details, "teacher_cpu_seconds": 0.0}
     key = cache.key(teacher_fp, TextDataset(ts.texts, ts.labels.clip(min=0), train_ds.label_names).fingerprint(),
                     "transfer-logits")
+    logits, scored = _teacher_outputs_cached(
+        cache, key, lambda: teacher_soft_targets(teacher, ts.texts, batch_size=options.teacher_batch_size),
+        len(ts), teacher.name)
+    labels = np.where(ts.labels == NO_LABEL, logits.argmax(axis=1), ts.labels)
+    details.update(scored)
+    log(f"transfer set: {len(ts):,} rows ({ts.stats['augmented']:,} augmented, {ts.stats['unlabeled']:,} unlabeled)"
+        + (" labelled by the teacher (cached)" if scored["teacher_outputs_cached"] else
+           f" labelled by the teacher in {scored['teacher_cpu_seconds']:.0f} s of CPU"))
+    fit = TextDataset(list(train_ds.texts) + ts.texts, np.concatenate([train_ds.labels, labels]),
+                      train_ds.label_names, source=f"{train_ds.source} + transfer set")
+    return fit, np.concatenate([np.asarray(train_logits, np.float32), logits.astype(np.float32)]), details
+
+
+def _teacher_outputs_cached(cache: Any, key: str, score: Callable[[], tuple[np.ndarray, float]], n_rows: int,
+                            teacher_name: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """The teacher's outputs on transfer rows (``score()`` -> (outputs, CPU seconds)), computed once and
+    cached like the splits'; with the figures build.json records."""
     cached = cache.has(key)
     spent: list[float] = []
 
     def batches():
-        out, cpu = teacher_soft_targets(teacher, ts.texts, batch_size=options.teacher_batch_size)
+        out, cpu = score()
         spent.append(cpu)
         yield out
 
     t0 = time.perf_counter()
-    logits = np.asarray(cache.get_or_compute(key, batches, n_rows=len(ts), meta={"teacher": teacher.name,
-                                                                               "split": "transfer"}))
-    wall = time.perf_counter() - t0
-    labels = np.where(ts.labels == NO_LABEL, logits.argmax(axis=1), ts.labels)
-    details.update(teacher_cpu_seconds=round(spent[0], 2) if spent else 0.0, teacher_wall_seconds=round(wall, 2),
-                   teacher_outputs_cached=cached,
-                   teacher_rows_per_cpu_second=round(len(ts) / spent[0], 1) if spent and spent[0] > 0 else None)
-    log(f"transfer set: {len(ts):,} rows ({ts.stats['augmented']:,} augmented, {ts.stats['unlabeled']:,} unlabeled)"
-        + (" labelled by the teacher (cached)" if cached else
-           f" labelled by the teacher in {spent[0]:.0f} s of CPU" if spent else ""))
-    fit = TextDataset(list(train_ds.texts) + ts.texts, np.concatenate([train_ds.labels, labels]),
-                      train_ds.label_names, source=f"{train_ds.source} + transfer set")
-    return fit, np.concatenate([np.asarray(train_logits, np.float32), logits.astype(np.float32)]), details
+    logits = np.asarray(cache.get_or_compute(key, batches, n_rows=n_rows,
+                                             meta={"teacher": teacher_name, "split": "transfer"}))
+    cpu = spent[0] if spent else 0.0
+    return logits, {"teacher_cpu_seconds": round(cpu, 2), "teacher_wall_seconds": round(time.perf_counter() - t0, 2),
+                    "teacher_outputs_cached": cached,
+                    "teacher_rows_per_cpu_second": round(n_rows / cpu, 1) if cpu > 0 else None}
 
 
 def _with_history_transfer_set(recipe: Any, teacher: Any, teacher_fp: str, train_ds: Any, train_logits: np.ndarray,
@@ -592,21 +602,18 @@ def _with_history_transfer_set(recipe: Any, teacher: Any, teacher_fp: str, train
     copies = NextPurchaseDataset(history, labels, train_ds.label_names, raw, source=f"{train_ds.source} (augmented)",
                                  facts=train_ds.facts, untrained=train_ds.untrained,
                                  history_length=train_ds.history_length)
-    key = cache.key(teacher_fp, copies.fingerprint(), "transfer-logits")
-    cached = cache.has(key)
-    spent: list[float] = []
 
-    def batches():
+    def score() -> tuple[np.ndarray, float]:
         cpu0 = time.process_time()
         out = teacher.predict(copies, batch_size=options.teacher_batch_size)
-        spent.append(time.process_time() - cpu0)
-        yield out
+        return out, time.process_time() - cpu0
 
-    logits = np.asarray(cache.get_or_compute(key, batches, n_rows=len(copies),
-                                             meta={"teacher": teacher.name, "split": "transfer"}))
-    details.update(teacher_cpu_seconds=round(spent[0], 2) if spent else 0.0, teacher_outputs_cached=cached)
+    logits, scored = _teacher_outputs_cached(cache, cache.key(teacher_fp, copies.fingerprint(), "transfer-logits"),
+                                             score, len(copies), teacher.name)
+    details.update(scored)
     log(f"transfer set: {len(copies):,} augmented histories"
-        + (" scored by the teacher (cached)" if cached else f" scored by the teacher in {spent[0]:.0f} s of CPU"))
+        + (" scored by the teacher (cached)" if scored["teacher_outputs_cached"] else
+           f" scored by the teacher in {scored['teacher_cpu_seconds']:.0f} s of CPU"))
     fit = NextPurchaseDataset(np.concatenate([train_ds.history, history]), np.concatenate([train_ds.labels, labels]),
                               train_ds.label_names, list(train_ds.raw) + raw,
                               source=f"{train_ds.source} + transfer set", facts=train_ds.facts,
