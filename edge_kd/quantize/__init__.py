@@ -418,7 +418,13 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
                 if alt is None:
                     skipped.append({"name": scheme.name, "reason": "does not apply to this model"})
                     continue
-                ev_alt = evaluate(alt)
+                try:
+                    ev_alt = evaluate(alt)
+                except Exception as exc:  # noqa: BLE001 - built but the runtime cannot run it: skip it, as above
+                    log.warning("%s: %s candidate does not run: %s", target.name, scheme.name, exc)
+                    skipped.append({"name": scheme.name,
+                                    "reason": f"does not run in {backend.runtime}: {type(exc).__name__}: {exc}"[:300]})
+                    continue
                 ev_alt.pop("_runner")
                 built[scheme.name] = (scheme.description, alt, ev_alt)
         selection, shipped_name = _select(built, target, policy, min_allowed, bundle_extra_bytes, eval_inputs[0],

@@ -97,7 +97,10 @@ def _xnnpack_dynamic_linear(model: Any, example_inputs: tuple, samples: Sequence
     if not any(isinstance(m, torch.nn.Linear) for m in model.modules()):
         return None
     config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True)
-    quantizer = XNNPACKQuantizer().set_global(config)
+    # Linear layers only, as the scheme says: a global dynamic config also quantizes convolutions, and
+    # XNNPACK then refuses EfficientNet-Lite0's at run time ("Propagating input shapes failed:
+    # xnn_status_invalid_parameter"), which stopped the grocery build in its quantize stage.
+    quantizer = XNNPACKQuantizer().set_module_type(torch.nn.Linear, config)
     calibrated = PT2ECalibration(model, example_inputs, quantizer, list(samples)[:2])
     with _without_qdq_metadata_port():
         converted, _ = calibrated.convert(None)
