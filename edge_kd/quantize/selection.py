@@ -135,8 +135,13 @@ def choose(candidates: Sequence[Candidate], policy: str, budgets: Budgets, *,
             fits = [c for c in candidates if not any(f.startswith(("size", "download")) for f in c.failed_budgets)]
             if fits:
                 sign = 1.0 if budgets.higher_is_better else -1.0
-                shipped = max(fits, key=lambda c: (sign * c.metric if c.metric is not None else -math.inf, -c.bytes))
+                # Equal metrics: the faster, then the smaller (the grocery LiteRT build shipped a 2x slower
+                # candidate with the same validation accuracy because it was smaller).
+                shipped = max(fits, key=lambda c: (sign * c.metric if c.metric is not None else -math.inf,
+                                                   -(c.p50_ms if c.p50_ms is not None else math.inf), -c.bytes))
                 why = "no candidate meets every budget; the best metric among those that fit the size budget"
+                if sum(1 for c in fits if c.metric == shipped.metric) > 1:
+                    why += ", the fastest of those with that metric"
             else:
                 shipped = min(candidates, key=lambda c: c.bytes)
                 why = "no candidate meets every budget; the smallest"
