@@ -115,4 +115,7 @@ def test_a_runtime_added_in_one_place_exports_runs_benchmarks_and_quantizes(flav
 
     calibration = [(rng.uniform(-1, 1, (1, 12)).astype(np.float32),) for _ in range(32)]
     q = quantize_model(model, spec.example_inputs(), target, calibration, tmp_path / "int8", method="minmax")
-    assert q.primary.suffix == ".onnx" and q.primary.name.startswith("model.int8")
+    # Every candidate was built in the flavour's format; which ships depends on measured speed (the
+    # flavour's strict op policy fails them all, and equal metrics go to the fastest), so not asserted.
+    assert q.primary.suffix == ".onnx" and q.candidates["int8"][0].name == "model.int8.onnx"
+    assert {c["name"] for c in q.report["selection"]["candidates"]} == {"fp32", "int8", "int8-dynamic"}
