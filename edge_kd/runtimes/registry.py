@@ -144,7 +144,8 @@ register_runtime(RuntimeSpec(
     # quantized_decomposed::embedding_byte and embedding_4bit ship in ExecuTorch's quantized kernels.
     embedding_schemes=("int8", "int4", "float"),
     # 3: the shipped artifact is chosen among fp32, static int8 and XNNPACK dynamic linear.
-    export_revision=3,
+    # 4: the dynamic candidate quantizes Linear layers only (convolutions stay float).
+    export_revision=4,
     # the pip runtime has no per-op profile of a delegated XNNPACK graph: layers are timed alone
     layer_latency="edge_kd.prune.latency:microbench_layers"))
 register_runtime(RuntimeSpec(

@@ -26,8 +26,10 @@ class QuantizeStage(BuildStage):
 
         # Bumped per runtime when its int8 export writes something different: older builds are redone.
         revision = runtime_spec(ctx["target"].runtime.name).export_revision
-        # (also bumped when the stage's own decision changes: the teacher's line, float_modules)
+        # (also bumped when the stage's own decision changes: the teacher's line, float_modules, equal
+        # metrics going to the fastest candidate)
         return content_hash(f"build-quantize-v{revision}", "teacher-referenced-budget", "float-modules",
+                            "ties-to-fastest",
                             *_student_identity(ctx["student_spec"].path),
                             _recipe_part(ctx["recipe"], "quantize"),
                             _target_part(ctx["target"], "runtime", "quantization", "budgets"))
