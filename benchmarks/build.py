@@ -140,7 +140,7 @@ def _ranking_raw_targets(recipe_path: Path, data_root: Path, value: int) -> dict
 
     from edge_kd.distill.run import _options, build_recipe_loss, make_student_family
     from edge_kd.distill.trainer import DistillData, EvalData, TrainConfig, predict, train_student
-    from edge_kd.distill.transfer import augment_histories
+    from edge_kd.distill.transfer import history_transfer_rows
     from edge_kd.metrics import metric_value
     from edge_kd.recipe import load_recipe, load_splits
 
@@ -154,8 +154,8 @@ def _ranking_raw_targets(recipe_path: Path, data_root: Path, value: int) -> dict
     history = sdata.inputs(splits.train, value)[0]
     fits = {"": (history, splits.train.labels)}
     if tcfg.enabled and tcfg.augment_copies > 0:
-        aug_h, aug_y = augment_histories(splits.train.history, splits.train.labels, tcfg.augment_copies, seed=d.seed,
-                                         item_dropout=tcfg.item_dropout, recent_crop=tcfg.recent_crop)
+        # the distill stage's own rows (edge_kd.distill.run), with their next items instead of the teacher
+        aug_h, aug_y = history_transfer_rows(splits.train.history, splits.train.labels, tcfg, seed=d.seed)
         fits["_augmented"] = (np.concatenate([history, aug_h]), np.concatenate([splits.train.labels, aug_y]))
     out_row: dict = {"value": value}
     start = time.perf_counter()

@@ -584,15 +584,10 @@ def _with_history_transfer_set(recipe: Any, teacher: Any, teacher_fp: str, train
     (``edge_kd.distill.transfer.augment_histories``), scored by the teacher over every product (cached
     like the splits' outputs), appended to the training rows."""
     from edge_kd.data.transactions import NextPurchaseDataset
-    from edge_kd.distill.transfer import augment_histories
+    from edge_kd.distill.transfer import history_transfer_rows
 
     cfg = recipe.distill.transfer
-    history, labels = augment_histories(train_ds.history, train_ds.labels, cfg.augment_copies,
-                                        seed=recipe.distill.seed, item_dropout=cfg.item_dropout,
-                                        recent_crop=cfg.recent_crop)
-    if cfg.max_rows is not None and len(history) > cfg.max_rows:
-        keep = np.sort(np.random.default_rng(recipe.distill.seed).choice(len(history), cfg.max_rows, replace=False))
-        history, labels = history[keep], labels[keep]
+    history, labels = history_transfer_rows(train_ds.history, train_ds.labels, cfg, seed=recipe.distill.seed)
     details: dict[str, Any] = {"rows": int(len(history)), "augmented": int(len(history)), "unlabeled": 0,
                                "augment_copies": cfg.augment_copies, "max_rows": cfg.max_rows,
                                "item_dropout": cfg.item_dropout, "recent_crop": cfg.recent_crop}

@@ -142,6 +142,18 @@ def augment_histories(history: np.ndarray, labels: np.ndarray, copies: int, *, s
     return np.stack(out_h), np.stack(out_y)
 
 
+def history_transfer_rows(history: np.ndarray, labels: np.ndarray, config: Any, *, seed: int = 0
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """The next-purchase transfer set's rows for ``config`` (``edge_kd.recipe.TransferConfig``):
+    :func:`augment_histories` with its settings, then at most ``config.max_rows`` (a seeded sample)."""
+    out_h, out_y = augment_histories(history, labels, config.augment_copies, seed=seed,
+                                     item_dropout=config.item_dropout, recent_crop=config.recent_crop)
+    if config.max_rows is not None and len(out_h) > config.max_rows:
+        keep = np.sort(np.random.default_rng(seed).choice(len(out_h), config.max_rows, replace=False))
+        out_h, out_y = out_h[keep], out_y[keep]
+    return out_h, out_y
+
+
 def read_unlabeled(spec: str) -> list[str]:
     """Texts of an unlabeled data spec ``csv:PATH?text=COLUMN`` (blank rows skipped).
 

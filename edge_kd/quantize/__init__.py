@@ -407,23 +407,21 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
             from edge_kd.quantize.schemes import alternative_schemes
 
             for scheme in alternative_schemes(backend.runtime):
+                # An optional candidate: one that fails to build or to run is skipped with its reason
+                # (static int8 and fp32 remain).
+                failure = "build failed"
                 try:
                     alt = scheme.build(model, torch_example, calib, fp32_files,
                                        work / scheme.name / f"{name}.{scheme.name}.{ext}",
                                        embeddings=getattr(settings, "embeddings", "int8"))
-                except Exception as exc:  # noqa: BLE001 - an optional candidate; static int8 and fp32 remain
-                    log.warning("%s: %s candidate failed: %s", target.name, scheme.name, exc)
-                    skipped.append({"name": scheme.name, "reason": f"build failed: {type(exc).__name__}: {exc}"[:300]})
-                    continue
-                if alt is None:
-                    skipped.append({"name": scheme.name, "reason": "does not apply to this model"})
-                    continue
-                try:
+                    if alt is None:
+                        skipped.append({"name": scheme.name, "reason": "does not apply to this model"})
+                        continue
+                    failure = f"does not run in {backend.runtime}"
                     ev_alt = evaluate(alt)
-                except Exception as exc:  # noqa: BLE001 - built but the runtime cannot run it: skip it, as above
-                    log.warning("%s: %s candidate does not run: %s", target.name, scheme.name, exc)
-                    skipped.append({"name": scheme.name,
-                                    "reason": f"does not run in {backend.runtime}: {type(exc).__name__}: {exc}"[:300]})
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("%s: %s candidate: %s: %s", target.name, scheme.name, failure, exc)
+                    skipped.append({"name": scheme.name, "reason": f"{failure}: {type(exc).__name__}: {exc}"[:300]})
                     continue
                 ev_alt.pop("_runner")
                 built[scheme.name] = (scheme.description, alt, ev_alt)

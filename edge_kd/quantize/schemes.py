@@ -17,7 +17,8 @@ fp32 and static int8 and ship the fastest one that meets the budgets
   per-call activation quantization, lowered to XNNPACK's ``qd8`` kernels.
 
 Each builder returns the files it wrote (primary first), or None when the scheme does not apply
-(no MatMul/Linear in the model); ``embeddings`` is the profile's ``[quantization] embeddings``. Torch and the runtimes are imported when a builder runs.
+(no MatMul/Linear in the model); ``embeddings`` is the profile's ``[quantization] embeddings``. Torch
+and the runtimes are imported when a builder runs.
 """
 from __future__ import annotations
 

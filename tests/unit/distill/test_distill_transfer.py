@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from edge_kd.distill.transfer import (NO_LABEL, augment_histories, augment_texts, build_transfer_set,
-                                      embedding_neighbours, read_unlabeled)
+                                      embedding_neighbours, history_transfer_rows, read_unlabeled)
 from edge_kd.errors import InputError
 from edge_kd.recipe import TransferConfig
 
@@ -112,3 +112,15 @@ def test_history_copies_are_subsequences_with_their_rows_next_items():
     h2, y2 = augment_histories(history, labels, 20, seed=0, item_dropout=0.3, recent_crop=0.5)
     assert np.array_equal(h, h2) and np.array_equal(y, y2)
     assert not np.array_equal(h, augment_histories(history, labels, 20, seed=1, item_dropout=0.3, recent_crop=0.5)[0])
+
+
+def test_history_transfer_rows_follow_the_config_and_its_cap():
+    history = np.array([[0, 3, 5, 9, 2, 7], [4, 8, 6, 5, 1, 3]], dtype=np.int64)
+    labels = np.array([[10, -1], [11, -1]], dtype=np.int64)
+    cfg = TransferConfig(augment_copies=10, item_dropout=0.3, recent_crop=0.5)
+    h, y = history_transfer_rows(history, labels, cfg, seed=0)
+    full = augment_histories(history, labels, 10, seed=0, item_dropout=0.3, recent_crop=0.5)
+    assert np.array_equal(h, full[0]) and np.array_equal(y, full[1]) and len(h) > 5
+    capped, capped_y = history_transfer_rows(history, labels, TransferConfig(augment_copies=10, item_dropout=0.3,
+                                                                             recent_crop=0.5, max_rows=5), seed=0)
+    assert len(capped) == 5 and all(any(np.array_equal(r, f) for f in h) for r in capped) and len(capped_y) == 5
