@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--criterion", default="l2", help="l1 | l2 | bn | taylor (taylor needs --data)")
     parser.add_argument("--protect", nargs="+", default=[], metavar="NAME",
                         help="module names kept whole (the classifier and embeddings are kept by default)")
+    parser.add_argument("--protect-residual", action="store_true",
+                        help="keep the width of residual streams (channels joined by an add); prune only inside "
+                             "blocks (much less damage per step on MobileNet/EfficientNet-style networks)")
     parser.add_argument("--prune-embeddings", action="store_true", help="also shrink embedding dimensions")
     parser.add_argument("--steps", type=int, default=1, help="pruning steps (recovery fine-tune after each)")
     parser.add_argument("--round-to", type=int, default=None,
@@ -43,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--final-epochs", type=int, default=None,
                         help="KD epochs after the last step (default: --recovery-epochs)")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--augment", action="store_true",
+                        help="recover on random views of the photos (crops, flips, jitter), each scored by the "
+                             "unpruned model, instead of its outputs on the unaugmented rows (image --data only)")
     parser.add_argument("--no-latency", action="store_true",
                         help="skip the per-step export + benchmark (not allowed with --latency-budget)")
     parser.add_argument("--lowrank", type=float, default=None, metavar="ENERGY",
@@ -114,7 +120,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from edge_kd.prune.pruner import PruneConfig
 
     config = PruneConfig(goal=goal, amount=amount, latency_unit=unit, criterion=args.criterion,
-                         protect=tuple(args.protect),
+                         protect=tuple(args.protect), protect_residual=args.protect_residual,
                          protect_embeddings=not args.prune_embeddings, steps=args.steps,
                          round_to=args.round_to if args.round_to is not None else target.pruning.round_to)
     spec = model_spec(args)
@@ -138,7 +144,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     # The recovery after each step is the distillation trainer's, as in `edge-kd build`: --recovery-epochs
     # epochs (--final-epochs after the last step) of at most --recovery-batches batches.
     recovery = RecoveryConfig(epochs=args.recovery_epochs, final_epochs=args.final_epochs,
-                              max_batches=args.recovery_batches, batch_size=args.batch_size) \
+                              max_batches=args.recovery_batches, batch_size=args.batch_size,
+                              augment=args.augment) \
         if args.recovery_batches else RecoveryConfig(epochs=0, final_epochs=0, batch_size=args.batch_size)
 
     # Fail on an untraceable model, a bad --protect or nothing-to-prune BEFORE the build folder exists.

@@ -3,12 +3,16 @@ stopping on the task metric, an atomic checkpoint every epoch, resume after inte
 under torchrun.
 
 Teacher outputs are precomputed (see :mod:`edge_kd.distill.cache`), so a training step runs only
-the student. A checkpoint (``last.pt``) holds model + loss parameters, optimizer, scheduler, RNG
-state, the epoch and the early-stopping state as tensors and plain containers; it is written
-atomically and read with ``torch.load(weights_only=True)``. Ctrl-C therefore leaves the last
-complete epoch's checkpoint, never a half-written one, and ``resume=True`` continues from it with
-the same result as an uninterrupted run (shuffling is a function of seed and epoch, and the RNG
-state is restored).
+the student. With random training views (``DistillData.views``, e.g. crops and flips of photos) the
+teacher runs instead on the very view the student sees (``DistillData.teacher_model``): consistent
+teaching, "function matching" (Beyer et al. 2022, "Knowledge distillation: A good teacher is patient and
+consistent"); cached logits of the unaugmented rows would teach the student the wrong targets.
+
+A checkpoint (``last.pt``) holds model + loss parameters, optimizer, scheduler, RNG state, the epoch
+and the early-stopping state as tensors and plain containers; it is written atomically and read with
+``torch.load(weights_only=True)``. Ctrl-C therefore leaves the last complete epoch's checkpoint, never a
+half-written one, and ``resume=True`` continues from it with the same result as an uninterrupted run
+(shuffling and random views are functions of seed and epoch, and the RNG state is restored).
 
     data = DistillData(inputs=(ids,), labels=y, teacher=logits)
     result = train_student(student, build_loss("hinton"), data, EvalData((val_ids,), val_y),
@@ -81,11 +85,22 @@ class DistillData:
     labels: np.ndarray
     teacher: np.ndarray | None = None
     teacher_features: dict[str, np.ndarray] = field(default_factory=dict)
+    #: ``views(rows, generator) -> [tensors]``: a random training view of the inputs of ``rows`` (replaces
+    #: reading ``inputs``); drawn from a generator seeded by (seed, epoch), so a resumed run sees the same views.
+    views: Callable[[np.ndarray, np.random.Generator], list[torch.Tensor]] | None = None
+    #: The teacher itself, run (eval mode, no gradient) on every batch the student sees; needed with ``views``.
+    teacher_model: nn.Module | None = None
 
     def __post_init__(self) -> None:
         n = len(self.labels)
         if n == 0:
             raise InputError("the training split is empty")
+        if self.views is not None and self.teacher is not None and self.teacher_model is None:
+            raise InputError("random training views need the teacher model (teacher_model): cached teacher outputs "
+                             "were computed on the unaugmented rows, not on the views the student sees")
+        if self.views is not None and self.teacher_features:
+            raise InputError("hints read cached teacher features of the unaugmented rows: they cannot be combined "
+                             "with random training views")
         for i, a in enumerate(self.inputs):
             if len(a) != n:
                 raise InputError(f"training input {i} has {len(a)} rows but there are {n} labels")
@@ -231,7 +246,7 @@ def train_student(student: nn.Module, loss: nn.Module, train: DistillData, val: 
     env = env or init_distributed(config.device)
     device = resolve_device(config.device, env)
     torch.manual_seed(config.seed)
-    if train.teacher is None and not _is_hard_label(loss):
+    if train.teacher is None and train.teacher_model is None and not _is_hard_label(loss):
         raise InputError("this KD loss needs teacher outputs, but none were given")
     if train.teacher is not None and train.teacher.ndim == 2 and train.teacher.shape[1] > 1:
         n_classes = int(train.teacher.shape[1])
@@ -241,6 +256,7 @@ def train_student(student: nn.Module, loss: nn.Module, train: DistillData, val: 
                              f"only {n_classes} classes: labels the teacher does not know")
 
     student.to(device)
+    teacher_model = train.teacher_model.to(device).eval() if train.teacher_model is not None else None
     hint_losses = nn.ModuleDict()
     if hints:
         missing = [h.teacher_feature for h in hints if h.teacher_feature not in train.teacher_features]
@@ -305,11 +321,19 @@ def train_student(student: nn.Module, loss: nn.Module, train: DistillData, val: 
                 bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False,
                            file=bar_stream())
             running, seen = 0.0, 0
+            view_gen = np.random.default_rng([config.seed, 11, epoch])
             for start in (bar if bar is not None else batches):
                 idx = order[start:start + config.batch_size]
-                inputs = [_gather(a, idx).to(device) for a in train.inputs]
+                if train.views is not None:
+                    inputs = [t.to(device) for t in train.views(idx, view_gen)]
+                else:
+                    inputs = [_gather(a, idx).to(device) for a in train.inputs]
                 labels = torch.as_tensor(np.asarray(train.labels)[idx]).to(device)
-                teacher = _gather(train.teacher, idx).to(device) if train.teacher is not None else None
+                if teacher_model is not None:
+                    with torch.no_grad():
+                        teacher = teacher_model(*inputs).float()
+                else:
+                    teacher = _gather(train.teacher, idx).to(device) if train.teacher is not None else None
                 feats = {h.teacher_feature: _gather(train.teacher_features[h.teacher_feature], idx).to(device)
                          for h in hints}
                 value = model(inputs, teacher, labels, feats)

@@ -288,7 +288,7 @@ def augment_images(pixels: np.ndarray, gen: np.random.Generator, *, min_area: fl
     return out.clamp_(0, 255)
 
 
-def _scale_torch(x: torch.Tensor, preprocessing: str) -> torch.Tensor:
+def scale_pixels_torch(x: torch.Tensor, preprocessing: str) -> torch.Tensor:
     """``edge_kd.data.images.scale_pixels`` on a float NCHW tensor in pixel units."""
     from edge_kd.data.images import IMAGENET_MEAN, IMAGENET_STD
 
@@ -368,7 +368,7 @@ def train_end_to_end(model: nn.Module, train: Dataset, val: Dataset, settings: F
         for b, start in enumerate(range(0, len(perm), batch)):
             idx = np.sort(perm[start:start + batch])
             if images:
-                inputs = [_scale_torch(augment_images(train.pixels(idx), gen), train.preprocessing)]
+                inputs = [scale_pixels_torch(augment_images(train.pixels(idx), gen), train.preprocessing)]
             else:
                 inputs = _trim_padding([torch.from_numpy(np.ascontiguousarray(a)) for a in train.inputs(idx)], names)
             for group in opt.param_groups:

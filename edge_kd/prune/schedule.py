@@ -62,6 +62,12 @@ class RecoveryConfig:
     #: that 10 batches of re-estimation brought back to 55%, with no gradient step (EagleEye's adaptive BN;
     #: benchmarks/prune_bn_diagnosis.py).
     bn_batches: int = 10
+    #: Train on random views of the rows (photos: the teacher fine-tune's crops, flips and jitter) with the
+    #: unpruned model run on each view, instead of its logits of the unaugmented rows computed once (see
+    #: edge_kd.distill.trainer: consistent teaching). A teacher that was trained on these rows is nearly
+    #: one-hot on them; on new views its outputs carry what the student still has to learn. Each epoch costs
+    #: the teacher's forward passes too. Needs rows that have views (RecoveryData.views; image data sets).
+    augment: bool = False
 
     def __post_init__(self) -> None:
         if self.bn_batches < 0:
@@ -84,6 +90,8 @@ class RecoveryData:
     val_inputs: tuple[Any, ...]
     val_labels: Any
     metric: str = "accuracy"
+    #: ``views(rows, generator) -> [tensors]``: random training views of ``rows`` (None: the data has none).
+    views: Callable[[Any, Any], list] | None = None
 
     @classmethod
     def from_dataset(cls, ds: Any, train_idx: Any, val_idx: Any, metric: str = "accuracy", *,
@@ -100,7 +108,8 @@ class RecoveryData:
             val.preload()
         n_inputs = len(train.inputs(slice(0, 1)))
         return cls(tuple(_Rows(train, k) for k in range(n_inputs)), train.labels,
-                   tuple(_Rows(val, k) for k in range(n_inputs)), val.labels, metric)
+                   tuple(_Rows(val, k) for k in range(n_inputs)), val.labels, metric,
+                   views=_image_views(train) if hasattr(train, "pixels") else None)
 
     def batches(self, batch_size: int, seed: int = 0) -> Batches:
         """``train_batches`` over these arrays (for Taylor importance), shuffled by ``seed``."""
@@ -119,6 +128,18 @@ class RecoveryData:
         from edge_kd.distill.trainer import metric_value, predict
 
         return metric_value(predict(model, self.val_inputs, batch_size=64), self.val_labels, self.metric)
+
+
+def _image_views(ds: Any) -> Callable[[Any, Any], list]:
+    """Random views of an image data set's rows: the teacher fine-tune's augmentation (random resized crop,
+    flip, brightness/contrast), scaled as the data set scales its pixels."""
+    import numpy as np
+
+    from edge_kd.models.finetune import augment_images, scale_pixels_torch
+
+    def views(rows: Any, gen: Any) -> list:
+        return [scale_pixels_torch(augment_images(ds.pixels(np.asarray(rows)), gen), ds.preprocessing)]
+    return views
 
 
 class _Rows:
@@ -185,16 +206,21 @@ def teacher_logits(teacher: Any, data: RecoveryData, batch_size: int = 64) -> An
 
 def recover_with_trainer(student: Any, soft_targets: Any | None, data: RecoveryData, config: RecoveryConfig,
                          *, epochs: int | None = None, checkpoint_dir: str | Path | None = None,
-                         seed: int = 0) -> dict[str, Any]:
+                         seed: int = 0, teacher: Any | None = None) -> dict[str, Any]:
     """Fine-tune ``student`` in place with edge_kd.distill's trainer for ``epochs`` (default
     ``config.epochs``) epochs against ``soft_targets`` (hard labels only when None); the best validation
     epoch's weights are kept. The one recovery path of pruning (and of training a model from labels).
+    With ``config.augment`` the student trains on random views of the rows and ``teacher`` (required
+    then) scores each view instead of ``soft_targets``.
     Returns {epochs, best_epoch, batches, best_val_metric, seconds, cpu_seconds, history}; each history
     entry carries the epoch's CPU seconds."""
     from edge_kd.distill.losses import build_loss
     from edge_kd.distill.trainer import DistillData, EvalData, TrainConfig, train_student
 
     epochs = config.epochs if epochs is None else epochs
+    if config.augment and (data.views is None or teacher is None):
+        raise InputError("recovery augment needs rows with random views (image data) and the teacher model"
+                         if data.views is None else "recovery augment needs the teacher model to score each view")
     start, cpu_start = time.perf_counter(), time.process_time()
     loss = _kd_loss(config) if soft_targets is not None else build_loss("ce")
     train_config = TrainConfig(epochs=epochs, batch_size=config.batch_size, lr=config.lr,
@@ -208,10 +234,18 @@ def recover_with_trainer(student: Any, soft_targets: Any | None, data: RecoveryD
         record["cpu_seconds"] = round(now - cpu_marks[-1], 2)
         cpu_marks.append(now)
 
-    result = train_student(student, loss, DistillData(tuple(data.train_inputs), data.train_labels, soft_targets),
+    if config.augment:  # the teacher scores every view; soft_targets of the unaugmented rows are not used
+        loss = _kd_loss(config)
+        train = DistillData(tuple(data.train_inputs), data.train_labels, views=data.views,
+                            teacher_model=teacher)
+    else:
+        train = DistillData(tuple(data.train_inputs), data.train_labels, soft_targets)
+    result = train_student(student, loss, train,
                            EvalData(tuple(data.val_inputs), data.val_labels), train_config,
                            checkpoint_dir=checkpoint_dir, on_epoch_end=on_epoch_end)
     student.cpu().eval()
+    if config.augment:
+        teacher.cpu()  # the trainer moved it to the training device
     return {"epochs": result.epochs_run, "best_epoch": result.best_epoch, "batches": result.steps,
             "best_val_metric": round(float(result.best_metric), 6), "device": result.device,
             "seconds": round(time.perf_counter() - start, 2),
@@ -320,6 +354,8 @@ def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teac
         raise InputError("a latency goal needs a latency measurement (a target runtime to export to)")
     if _needs_grads(config) and train_batches is None:
         raise InputError(f"criterion {config.criterion!r} needs labelled batches (pass --data)")
+    if recovery.augment and recovery_data is not None and recovery_data.views is None:
+        raise InputError("recovery augment needs data with random views (photos); this data has none")
     teacher = teacher if teacher is not None else copy.deepcopy(model).eval()
     original = copy.deepcopy(model).eval()
     protected = resolve_protected(original, example_inputs, config)
@@ -329,8 +365,10 @@ def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teac
     recovery_info: dict[str, Any] = {"epochs_per_step": recovery.epochs, "final_epochs": final_epochs,
                                      "max_batches": recovery.max_batches, "lr": recovery.lr,
                                      "batch_size": recovery.batch_size, "loss": recovery.loss,
-                                     "temperature": recovery.temperature, "alpha": recovery.alpha}
-    if soft_targets is None and recovery_data is not None and (recovery.epochs > 0 or final_epochs > 0):
+                                     "temperature": recovery.temperature, "alpha": recovery.alpha,
+                                     "augment": recovery.augment}
+    if soft_targets is None and recovery_data is not None and (recovery.epochs > 0 or final_epochs > 0) \
+            and not recovery.augment:
         cpu0 = time.process_time()
         soft_targets = teacher_logits(teacher, recovery_data)
         recovery_info["teacher_logits_cpu_seconds"] = round(time.process_time() - cpu0, 2)
@@ -393,7 +431,8 @@ def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teac
         # (its final recovery runs after the loop).
         epochs = final_epochs if (k == max_steps and config.goal != "latency") else recovery.epochs
         if recovery_data is not None and epochs > 0:
-            rec = recover_with_trainer(pruned, soft_targets, recovery_data, recovery, epochs=epochs, seed=k)
+            rec = recover_with_trainer(pruned, soft_targets, recovery_data, recovery, epochs=epochs, seed=k,
+                                       teacher=teacher)
         if bn_batches:
             rec = {**rec, "bn_recalibration_batches": bn_batches}
         report = measure_step(k, pruned, round(fraction, 4), info.channel_ratio, t0, cpu0, acc_before, rec,
@@ -411,7 +450,7 @@ def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teac
             and final_epochs != recovery.epochs):
         last, t0, cpu0 = steps[-1], time.perf_counter(), time.process_time()
         last.recovery["final"] = recover_with_trainer(current, soft_targets, recovery_data, recovery,
-                                                      epochs=final_epochs, seed=len(steps))
+                                                      epochs=final_epochs, seed=len(steps), teacher=teacher)
         last.accuracy = evaluate(current) if evaluate else None
         last.seconds = round(last.seconds + time.perf_counter() - t0, 2)
         last.cpu_seconds = round(last.cpu_seconds + time.process_time() - cpu0, 2)

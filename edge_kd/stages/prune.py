@@ -52,13 +52,14 @@ class PruneStage(BuildStage):
                                 self.shared.student_arrays("val", value), splits.val.labels, metric)
         distill_cfg = ctx["recipe"].distill
         recovery = RecoveryConfig(epochs=cfg.finetune_epochs, final_epochs=cfg.final_epochs, lr=cfg.finetune_lr,
+                                  augment=cfg.augment,
                                   batch_size=int(distill_cfg.batch_size),
                                   temperature=distill_cfg.temperature, alpha=distill_cfg.alpha,
                                   device=self.shared.device)
         amount, unit = cfg.latency_budget() if cfg.goal == "latency" else (cfg.amount, "ms")
         config = PruneConfig(goal=cfg.goal, amount=amount, latency_unit=unit, criterion=cfg.criterion,
                              round_to=cfg.round_to or target.pruning.round_to, protect=tuple(cfg.protect),
-                             steps=cfg.steps)
+                             protect_residual=cfg.protect_residual, steps=cfg.steps)
         result = prune_entry(model, example, config, target, recovery=recovery, recovery_data=data,
                              measure_latency=cfg.goal == "latency",
                              latency_cache=self.shared.cache_root / "latency", log=self.shared.log,

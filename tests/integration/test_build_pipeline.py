@@ -246,3 +246,14 @@ def test_console_shows_only_edge_kd_lines_and_a_time_per_stage(built):
     assert all(p.is_file() for p in logs)
     assert any("[threadpool.cpp" in p.read_text() for p in logs)  # kept, not lost
     assert not (work / "out" / ".edge-kd.lock").exists()  # the lock went with the run
+
+
+def test_prune_augment_on_data_without_views_is_a_one_line_error(tmp_path):
+    """[prune] augment needs photos (random views scored by the teacher); a tabular build exits 2 with one line."""
+    _write_data(tmp_path)
+    recipe = RECIPE.replace("[quantize]", "[prune]\nenabled = true\ngoal = \"macs\"\namount = 0.5\nsteps = 1\n"
+                                          "finetune_epochs = 1\naugment = true\nprotect_residual = true\n\n[quantize]")
+    (tmp_path / "recipe.toml").write_text(recipe)
+    result = _cli("build", "recipe.toml", "--target", "ort-mobile", "--out", "out", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "random views" in result.stderr and "Traceback" not in result.stderr

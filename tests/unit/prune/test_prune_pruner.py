@@ -206,3 +206,47 @@ def test_bias_compensation_into_following_batchnorm():
     prune_channels(model, (x[:1],), cfg, 0.125, protected=resolve_protected(model, (x[:1],), cfg), stats=stats)
     assert model[0].out_channels == 7 and float(model[0].bias.max()) < 3.0  # the constant channel went
     torch.testing.assert_close(model(x), ref, atol=1e-5, rtol=1e-5)
+
+
+class InvertedResidual(nn.Module):
+    """A stem, two inverted-residual blocks joined by adds (the residual width: 8), and a head."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Conv2d(8, 32, 1), nn.ReLU6(),
+                                                  nn.Conv2d(32, 32, 3, padding=1, groups=32), nn.ReLU6(),
+                                                  nn.Conv2d(32, 8, 1)) for _ in range(2))
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.stem(x)
+        for block in self.blocks:
+            x = x + block(x)
+        return self.head(x.mean((2, 3)))
+
+
+def test_protect_residual_keeps_the_stream_width_and_prunes_inside_blocks():
+    example = (torch.rand(1, 3, 16, 16),)
+    base = dict(goal="macs", amount=0.4, criterion="l2", round_to=1)
+    plain, _ = prune_to_goal(InvertedResidual(), example, PruneConfig(**base))
+    kept, info = prune_to_goal(InvertedResidual(), example, PruneConfig(**base, protect_residual=True))
+    assert plain.stem.out_channels < 8  # without the option the residual stream loses channels ...
+    assert kept.stem.out_channels == 8 and all(b[4].out_channels == 8 for b in kept.blocks)  # ... with it, none
+    assert all(b[0].out_channels < 32 for b in kept.blocks)  # the expansion width carries the whole goal
+    assert info.macs_after <= 0.62 * info.macs_before
+
+
+def test_protect_residual_on_a_model_that_is_all_residual_is_an_error():
+    class AllResidual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.head = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 2)
+
+        def forward(self, x):
+            x = self.a(x)
+            return self.head(x + self.b(x))
+
+    with pytest.raises(InputError, match="residual widths kept"):
+        prune_to_goal(AllResidual(), (torch.rand(1, 4),), PruneConfig(goal="params", amount=0.3, round_to=1,
+                                                                      protect_residual=True))

@@ -207,3 +207,59 @@ def test_each_pruning_step_recalibrates_batchnorm_before_recovery():
     assert "bn_recalibration_batches" not in off.steps[1].recovery
     with pytest.raises(InputError, match="bn_batches"):
         RecoveryConfig(bn_batches=-1)
+
+
+class _Recorder(torch.nn.Module):
+    """Wraps a model and keeps every input batch it was called on (training only for the student)."""
+
+    def __init__(self, inner, only_training=False):
+        super().__init__()
+        self.inner, self.only_training, self.seen = inner, only_training, []
+
+    def forward(self, x):
+        if self.training or not self.only_training:
+            self.seen.append(x.detach().clone())
+        return self.inner(x)
+
+
+def test_augmented_recovery_teacher_scores_the_very_views_the_student_trains_on():
+    from pathlib import Path
+
+    from edge_kd.data import load_image_list
+
+    fix = Path(__file__).resolve().parents[2] / "fixtures" / "images"
+    train = load_image_list(fix, "train", size=32)
+    val = load_image_list(fix, "val", size=32, label_names=train.label_names)
+    data = RecoveryData.from_dataset(train, slice(None), None, val=val)
+    assert data.views is not None
+    rows = np.arange(min(4, len(train)))
+    a, b = (data.views(rows, np.random.default_rng(s))[0] for s in (0, 1))
+    plain = torch.from_numpy(train.inputs(rows)[0])
+    assert a.shape == plain.shape and not torch.equal(a, b) and not torch.equal(a, plain)  # random views
+    torch.manual_seed(0)
+    teacher = _Recorder(tiny_cnn(num_classes=train.num_classes)).eval()
+    student = _Recorder(tiny_cnn(num_classes=train.num_classes), only_training=True)
+    rec = recover_with_trainer(student, None, data, RecoveryConfig(epochs=2, batch_size=4, device="cpu", augment=True),
+                               teacher=teacher)
+    assert rec["epochs"] == 2
+    assert len(teacher.seen) == len(student.seen) > 0
+    for t, s in zip(teacher.seen, student.seen):
+        torch.testing.assert_close(t, s)  # the same view, not the unaugmented rows
+    assert not any(torch.equal(s, plain[:len(s)]) for s in student.seen)
+
+
+def test_augmented_recovery_needs_views_and_a_teacher():
+    data = _random_data()  # arrays: no random views
+    with pytest.raises(InputError, match="random views"):
+        recover_with_trainer(tiny_cnn(), None, data, RecoveryConfig(epochs=1, augment=True), teacher=tiny_cnn())
+    with pytest.raises(InputError, match="random views"):
+        run_schedule(tiny_cnn(), TINY_SPECS["cnn"].example_inputs(), PruneConfig(goal="macs", amount=0.5, round_to=1),
+                     recovery_data=data, recovery=RecoveryConfig(augment=True))
+
+
+def test_trainer_refuses_cached_teacher_outputs_with_random_views():
+    from edge_kd.distill.trainer import DistillData
+
+    x, y = np.zeros((4, 3), np.float32), np.zeros(4, np.int64)
+    with pytest.raises(InputError, match="teacher model"):
+        DistillData((x,), y, teacher=np.zeros((4, 2), np.float32), views=lambda rows, gen: [torch.zeros(len(rows), 3)])
