@@ -276,7 +276,8 @@ class PruneConfig:
     ``steps`` iterative rounds; ``finetune_epochs`` of recovery after each step (the distillation
     trainer against the unpruned model, at ``finetune_lr`` peak learning rate, batch ``[distill].batch_size``)
     and ``final_epochs`` after the last one (default: ``finetune_epochs``; many small steps with a short
-    recovery each and a long final one converge best on a CPU); ``round_to`` overrides the target profile's channel multiple; ``protect``: module names kept whole;
+    recovery each and a long final one converge best on a CPU); ``round_to`` overrides the target profile's
+    channel multiple; ``protect``: module names kept whole;
     ``protect_residual``: keep the width of residual streams, prune only inside blocks (far less damage
     per step on inverted-residual convnets, see ``edge_kd.prune.pruner.PruneConfig``); ``augment``: recover
     on random views of the photos, each scored by the unpruned model (``edge_kd.prune.schedule.RecoveryConfig``).

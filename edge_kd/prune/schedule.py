@@ -222,7 +222,8 @@ def recover_with_trainer(student: Any, soft_targets: Any | None, data: RecoveryD
         raise InputError("recovery augment needs rows with random views (image data) and the teacher model"
                          if data.views is None else "recovery augment needs the teacher model to score each view")
     start, cpu_start = time.perf_counter(), time.process_time()
-    loss = _kd_loss(config) if soft_targets is not None else build_loss("ce")
+    # With augment the teacher scores every view (soft_targets of the unaugmented rows are not used).
+    loss = _kd_loss(config) if (soft_targets is not None or config.augment) else build_loss("ce")
     train_config = TrainConfig(epochs=epochs, batch_size=config.batch_size, lr=config.lr,
                                weight_decay=config.weight_decay, warmup_fraction=config.warmup_fraction,
                                patience=epochs + 1, metric=data.metric, device=config.device,
@@ -234,8 +235,7 @@ def recover_with_trainer(student: Any, soft_targets: Any | None, data: RecoveryD
         record["cpu_seconds"] = round(now - cpu_marks[-1], 2)
         cpu_marks.append(now)
 
-    if config.augment:  # the teacher scores every view; soft_targets of the unaugmented rows are not used
-        loss = _kd_loss(config)
+    if config.augment:
         train = DistillData(tuple(data.train_inputs), data.train_labels, views=data.views,
                             teacher_model=teacher)
     else:

@@ -182,12 +182,16 @@ def test_bad_input_fails_before_any_work(tmp_path):
     assert not (tmp_path / "theirs" / "ort-mobile").exists()
 
 
+def _write_pruning_recipe(tmp_path, prune_keys: str) -> None:
+    """The data and RECIPE with a [prune] table (``enabled``, a 0.5 MACs goal and ``prune_keys``)."""
+    _write_data(tmp_path)
+    (tmp_path / "recipe.toml").write_text(RECIPE.replace(
+        "[quantize]", f"[prune]\nenabled = true\ngoal = \"macs\"\namount = 0.5\n{prune_keys}\n[quantize]"))
+
+
 def test_build_with_pruning_stage(tmp_path):
     """[prune].enabled adds a prune stage between distill and quantize; the shipped model is the pruned one."""
-    _write_data(tmp_path)
-    recipe = RECIPE.replace("[quantize]", "[prune]\nenabled = true\ngoal = \"macs\"\namount = 0.5\nsteps = 2\n"
-                                          "finetune_epochs = 1\n\n[quantize]")
-    (tmp_path / "recipe.toml").write_text(recipe)
+    _write_pruning_recipe(tmp_path, "steps = 2\nfinetune_epochs = 1\n")
     result = _cli("build", "recipe.toml", "--target", "ort-mobile", "--out", "out", cwd=tmp_path)
     assert result.returncode in (0, 1), result.stderr[-3000:]
     manifest = json.loads((tmp_path / "out" / "ort-mobile" / "build.json").read_text())
@@ -250,10 +254,7 @@ def test_console_shows_only_edge_kd_lines_and_a_time_per_stage(built):
 
 def test_prune_augment_on_data_without_views_is_a_one_line_error(tmp_path):
     """[prune] augment needs photos (random views scored by the teacher); a tabular build exits 2 with one line."""
-    _write_data(tmp_path)
-    recipe = RECIPE.replace("[quantize]", "[prune]\nenabled = true\ngoal = \"macs\"\namount = 0.5\nsteps = 1\n"
-                                          "finetune_epochs = 1\naugment = true\nprotect_residual = true\n\n[quantize]")
-    (tmp_path / "recipe.toml").write_text(recipe)
+    _write_pruning_recipe(tmp_path, "steps = 1\nfinetune_epochs = 1\naugment = true\nprotect_residual = true\n")
     result = _cli("build", "recipe.toml", "--target", "ort-mobile", "--out", "out", cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "random views" in result.stderr and "Traceback" not in result.stderr
