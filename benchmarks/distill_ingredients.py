@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -79,41 +80,59 @@ def prep(args) -> int:
 def train(args) -> int:
     import torch
 
-    from edge_kd.distill.losses import build_loss
-    from edge_kd.distill.trainer import DistillData, EvalData, TrainConfig, metric_value, predict, train_student
-    from edge_kd.models.students.text import hashed_text_student
-
     torch.set_num_threads(1)
     use_init, use_transfer, loss_name = VARIANTS[args.variant]
     out = args.cache / "ingredients"
     a = np.load(out / "inputs.npz")
     n = len(a["y"]) if use_transfer else int(a["n_train"])
     rows = []
-    for buckets, dim in SIZES:
-        t0, c0 = time.time(), time.process_time()
-        student = hashed_text_student(buckets=buckets, dim=dim, num_classes=77, max_ids=args.max_ids)
-        if use_init:
-            key = "with" if use_transfer else "without"
-            filled = torch.from_numpy(a[f"filled_{key}_{buckets}"])
-            with torch.no_grad():
-                student.embed.weight[filled] = torch.from_numpy(a[f"rows_{key}_{buckets}"][filled.numpy()])
-                student.embed.weight[0].zero_()
-        loss = build_loss("ce") if loss_name == "ce" else build_loss("hinton", temperature=1.0, alpha=0.5)
-        cfg = TrainConfig(epochs=args.epochs, batch_size=256, lr=1e-2, weight_decay=1e-4, patience=4, seed=0,
-                          device="cpu", progress=False)
-        res = train_student(student, loss, DistillData((a[f"ids_train_{buckets}"][:n],), a["y"][:n], a["teacher"][:n]),
-                            EvalData((a[f"ids_val_{buckets}"],), a["y_val"]), cfg)
-        acc = metric_value(predict(student, (a[f"ids_test_{buckets}"],)), a["y_test"], "accuracy")
-        from edge_kd.models.spec import save_state_dict
-
-        save_state_dict(student, out / f"student-{args.variant}-{buckets}x{dim}.safetensors")
-        rows.append({"variant": args.variant, "buckets": buckets, "dim": dim, "train_rows": int(n),
-                     "best_val": res.best_metric, "best_epoch": res.best_epoch, "epochs": res.epochs_run,
-                     "test_accuracy": acc, "cpu_seconds": round(time.process_time() - c0, 1),
-                     "seconds": round(time.time() - t0, 1)})
-        print(json.dumps(rows[-1]), flush=True)
-        (out / f"rows-{args.variant}.json").write_text(json.dumps(rows, indent=1))
+    for seed in args.seeds:
+        for buckets, dim in SIZES:
+            rows.append(_train_one(a, args, seed, buckets, dim, n, use_init, use_transfer, loss_name, out))
+            print(json.dumps(rows[-1]), flush=True)
+            (out / f"rows-{args.variant}.json").write_text(json.dumps(rows, indent=1))
     return 0
+
+
+def _train_one(a, args, seed: int, buckets: int, dim: int, n: int, use_init: bool, use_transfer: bool,
+               loss_name: str, out: Path) -> dict:
+    """One student of one variant and size, trained from ``seed`` (its initial rows and the data order)."""
+    import torch
+
+    from edge_kd.distill.losses import build_loss
+    from edge_kd.distill.trainer import DistillData, EvalData, TrainConfig, metric_value, predict, train_student
+    from edge_kd.models.spec import save_state_dict
+    from edge_kd.models.students.text import hashed_text_student
+
+    t0, c0 = time.time(), time.process_time()
+    torch.manual_seed(seed)
+    student = hashed_text_student(buckets=buckets, dim=dim, num_classes=77, max_ids=args.max_ids)
+    if use_init:
+        key = "with" if use_transfer else "without"
+        filled = torch.from_numpy(a[f"filled_{key}_{buckets}"])
+        with torch.no_grad():
+            student.embed.weight[filled] = torch.from_numpy(a[f"rows_{key}_{buckets}"][filled.numpy()])
+            student.embed.weight[0].zero_()
+    loss = build_loss("ce") if loss_name == "ce" else build_loss("hinton", temperature=1.0, alpha=0.5)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=256, lr=1e-2, weight_decay=1e-4, patience=4, seed=seed,
+                      device="cpu", progress=False)
+    res = train_student(student, loss, DistillData((a[f"ids_train_{buckets}"][:n],), a["y"][:n], a["teacher"][:n]),
+                        EvalData((a[f"ids_val_{buckets}"],), a["y_val"]), cfg)
+    acc = metric_value(predict(student, (a[f"ids_test_{buckets}"],)), a["y_test"], "accuracy")
+    save_state_dict(student, out / f"student-{args.variant}-{buckets}x{dim}-seed{seed}.safetensors")
+    return {"variant": args.variant, "seed": seed, "buckets": buckets, "dim": dim, "train_rows": int(n),
+            "best_val": res.best_metric, "best_epoch": res.best_epoch, "epochs": res.epochs_run,
+            "test_accuracy": acc, "cpu_seconds": round(time.process_time() - c0, 1),
+            "seconds": round(time.time() - t0, 1)}
+
+
+def _mean_cell(values: list[float], teacher: float | None) -> str:
+    """``mean ± sd`` over seeds (sample sd), the teacher share of the mean in brackets."""
+    if not values:
+        return "-"
+    mean = statistics.fmean(values)
+    cell = f"{mean:.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 else f"{mean:.4f}"
+    return cell + (f" ({100 * mean / teacher:.1f}%)" if teacher else "")
 
 
 def report(args) -> int:
@@ -126,14 +145,15 @@ def report(args) -> int:
     teacher = meta["teacher_pytorch_test_accuracy"]
     tr = meta.get("transfer") or {}
     res = {"finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "meta": meta, "rows": rows,
-           "epochs": args.epochs}
+           "epochs": args.epochs, "seeds": sorted({r.get("seed", 0) for r in rows})}
     atomic_write_json(RESULTS / "distill_ingredients.json", res)
     lines = ["# What each distillation ingredient buys: banking77 (77 intents), PyTorch", "",
              f"Measured {res['finished']} by `benchmarks/distill_ingredients.py` (prep, one process per variant side "
              "by side, report) on the shared 2-core development machine. Test accuracy on the 3,080 test rows in "
              f"PyTorch (fp32 students; % of the teacher's PyTorch test accuracy {teacher:.4f} in brackets). Same "
              f"optimiser, {args.epochs} epochs max with early stopping on the validation split, Hinton KD T=1 "
-             "alpha=0.5, seed 0 for every cell.", "",
+             f"alpha=0.5. Each cell: mean ± sample sd over seeds {res['seeds']} (the seed draws the student's "
+             "initial rows and the data order; every variant uses the same seeds).", "",
              f"- teacher init: each bucket's row from the teacher's wordpiece input embeddings (mean over the pieces "
              f"of the {meta['init_words']:,} words of the teacher's vocabulary and the training texts, PCA to the "
              "student width, collisions averaged);",
@@ -150,16 +170,16 @@ def report(args) -> int:
     for buckets, dim in SIZES:
         cells = []
         for v in VARIANTS:
-            r = next((r for r in rows if r["variant"] == v and r["buckets"] == buckets), None)
-            cells.append("-" if r is None else f"{r['test_accuracy']:.4f} ({100 * r['test_accuracy'] / teacher:.1f}%)")
+            accs = [r["test_accuracy"] for r in rows if r["variant"] == v and r["buckets"] == buckets]
+            cells.append(_mean_cell(accs, teacher))
         lines.append(f"| {buckets}x{dim} | {(buckets + 1) * dim / 1024:.0f} KiB | " + " | ".join(cells) + " |")
-    lines += ["", "Validation accuracy (what a size search would see):", "",
+    lines += ["", "Validation accuracy, best epoch (what a size search would see), mean ± sd over the same seeds:", "",
               "| buckets x dim | " + " | ".join(NAMES[v] for v in VARIANTS) + " |", "|---|" + "---:|" * len(VARIANTS)]
     for buckets, dim in SIZES:
         cells = []
         for v in VARIANTS:
-            r = next((r for r in rows if r["variant"] == v and r["buckets"] == buckets), None)
-            cells.append("-" if r is None else f"{r['best_val']:.4f} (epoch {r['best_epoch']})")
+            vals = [r["best_val"] for r in rows if r["variant"] == v and r["buckets"] == buckets]
+            cells.append(_mean_cell(vals, None))
         lines.append(f"| {buckets}x{dim} | " + " | ".join(cells) + " |")
     atomic_write_text(RESULTS / "distill_ingredients.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -175,7 +195,10 @@ def main() -> int:
     p.add_argument("--aug-copies", type=int, default=2)
     p.add_argument("--max-ids", type=int, default=128)
     p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--seeds", default="0,1,2,3,4",
+                   help="train: one student per seed (initial rows and data order); report: mean and spread")
     args = p.parse_args()
+    args.seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     if args.step == "train" and not args.variant:
         p.error("train needs a variant: " + ", ".join(VARIANTS))
     return {"prep": prep, "train": train, "report": report}[args.step](args)
