@@ -107,7 +107,8 @@ def transfer_set(t: dict, args, report: dict) -> dict:
     if not args.aug_copies:
         report["transfer"] = {"rows": 0}
         return {"texts": [], "labels": np.zeros(0, np.int64), "logits": np.zeros((0, train.num_classes), np.float32)}
-    cfg = TransferConfig(augment_copies=args.aug_copies)
+    # ``args.transfer``: other [distill.transfer] settings (benchmarks/distill_ingredients.py compares them).
+    cfg = TransferConfig(augment_copies=args.aug_copies, **getattr(args, "transfer", {}))
     teacher = Teacher("minilm-l6", t["model"], (), None,  # type: ignore[arg-type]
                       {"kind": "tokenizer", "tokenizer": "minilm", "max_len": t["max_len"],
                        "name": f"minilm-l6-{t['max_len']}"}, list(train.label_names))

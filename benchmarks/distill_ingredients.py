@@ -30,10 +30,16 @@ RESULTS = REPO / "benchmarks" / "results"
 #: (buckets, dim): the ORT students the size search chose for 1 MiB and 256 KiB bundles (benchmarks/distill.py),
 #: and a table of about 48 KiB int8 (3,073 x 16) for the 64 KiB budget.
 SIZES = ((3072, 16), (6912, 32), (15104, 64))
-VARIANTS = {"kd": (False, False, "hinton"), "kd+init": (True, False, "hinton"), "kd+transfer": (False, True, "hinton"),
-            "distilled": (True, True, "hinton"), "hard-label": (True, True, "ce")}
-NAMES = {"kd": "KD only", "kd+init": "KD + teacher init", "kd+transfer": "KD + transfer set",
-         "distilled": "KD + both (shipped)", "hard-label": "hard labels + both"}
+#: variant -> (teacher init, transfer rows, loss). Transfer rows: None, "library" (edge_kd.distill.transfer with
+#: ngram_sample 0.25, its default until this comparison) or "dropswap" (the simpler copies of the earlier benchmark, distill_teacher.augment:
+#: word dropout 0.15 and one adjacent swap, every sentence twice, no dedup) or "nongram" (the library's with
+#: ngram_sample 0, its default now: no copy cut to a 1-5 word window), all labelled by the teacher.
+VARIANTS = {"kd": (False, None, "hinton"), "kd+init": (True, None, "hinton"), "kd+transfer": (False, "library", "hinton"),
+            "distilled": (True, "library", "hinton"), "hard-label": (True, "library", "ce"),
+            "kd+dropswap": (False, "dropswap", "hinton"), "kd+transfer-nongram": (False, "nongram", "hinton")}
+NAMES = {"kd": "KD only", "kd+init": "KD + teacher init", "kd+transfer": "KD + transfer set (n-gram cuts 0.25)",
+         "distilled": "KD + both (n-gram cuts 0.25)", "hard-label": "hard labels + both (n-gram cuts 0.25)",
+         "kd+dropswap": "KD + dropout/swap copies", "kd+transfer-nongram": "KD + transfer set, no n-gram cuts (default)"}
 
 
 def prep(args) -> int:
@@ -47,13 +53,20 @@ def prep(args) -> int:
 
     torch.set_num_threads(1)
     t0 = time.time()
-    t = teacher_logits(args.data, args.cache, aug_copies=0, threads=1, log=print)
+    t = teacher_logits(args.data, args.cache, aug_copies=args.aug_copies, threads=1, log=print)
     train, val, test = t["train"], t["val"], t["test"]
     info: dict = {}
-    tr = transfer_set(t, argparse.Namespace(aug_copies=args.aug_copies, cache=args.cache), info)
+    # The transfer set as the library built it until n-gram cuts were switched off (ngram_sample 0.25), and
+    # as it builds it now (0): the comparison that switched them off.
+    tr = transfer_set(t, argparse.Namespace(aug_copies=args.aug_copies, cache=args.cache,
+                                            transfer={"ngram_sample": 0.25}), info)
+    nongram_info: dict = {}
+    nongram = transfer_set(t, argparse.Namespace(aug_copies=args.aug_copies, cache=args.cache,
+                                                 transfer={"ngram_sample": 0.0}), nongram_info)
     base = TextPreprocessSpec(buckets=1, max_ids=args.max_ids)
     texts = list(train.texts) + tr["texts"]
-    hashes = {"train": hash_texts(base, texts), "val": hash_texts(base, val.texts), "test": hash_texts(base, test.texts)}
+    hashes = {"train": hash_texts(base, texts), "val": hash_texts(base, val.texts), "test": hash_texts(base, test.texts),
+              "dropswap": hash_texts(base, t["aug_texts"]), "nongram": hash_texts(base, nongram["texts"])}
     emb = t["model"].encoder.get_input_embeddings().weight.detach().float().numpy()
     inits = {"with": HashedInit.from_embeddings(base, emb, get_tokenizer(), texts),
              "without": HashedInit.from_embeddings(base, emb, get_tokenizer(), train.texts)}
@@ -61,15 +74,19 @@ def prep(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     arrays = {"y": np.concatenate([train.labels, tr["labels"]]).astype(np.int64),
               "teacher": np.concatenate([t["logits_train"], tr["logits"]]).astype(np.float32),
-              "y_val": val.labels, "y_test": test.labels, "n_train": np.array(len(train))}
+              "y_val": val.labels, "y_test": test.labels, "n_train": np.array(len(train)),
+              "y_dropswap": np.concatenate([train.labels] * args.aug_copies).astype(np.int64),
+              "teacher_dropswap": t["logits_aug"].astype(np.float32),
+              "y_nongram": np.asarray(nongram["labels"], np.int64), "teacher_nongram": nongram["logits"]}
     for buckets, dim in SIZES:
-        for split in ("train", "val", "test"):
+        for split in ("train", "val", "test", "dropswap", "nongram"):
             arrays[f"ids_{split}_{buckets}"] = ids_from_hashes(hashes[split], buckets, args.max_ids)
         for key, init in inits.items():
             rows, filled = init.rows(buckets, dim)
             arrays[f"rows_{key}_{buckets}"], arrays[f"filled_{key}_{buckets}"] = rows, filled
     np.savez(out / "inputs.npz", **arrays)
-    meta = {"transfer": info.get("transfer"), "teacher_pytorch_test_accuracy": t["teacher_pytorch_test_accuracy"],
+    meta = {"transfer": info.get("transfer"), "dropswap_rows": len(t["aug_texts"]),
+            "nongram_transfer": nongram_info.get("transfer"), "teacher_pytorch_test_accuracy": t["teacher_pytorch_test_accuracy"],
             "teacher_pytorch_val_accuracy": t["teacher_pytorch_val_accuracy"], "n_train": len(train),
             "init_words": len(inits["with"].words), "seconds": round(time.time() - t0, 1)}
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
@@ -81,20 +98,19 @@ def train(args) -> int:
     import torch
 
     torch.set_num_threads(1)
-    use_init, use_transfer, loss_name = VARIANTS[args.variant]
+    use_init, transfer, loss_name = VARIANTS[args.variant]
     out = args.cache / "ingredients"
     a = np.load(out / "inputs.npz")
-    n = len(a["y"]) if use_transfer else int(a["n_train"])
     rows = []
     for seed in args.seeds:
         for buckets, dim in SIZES:
-            rows.append(_train_one(a, args, seed, buckets, dim, n, use_init, use_transfer, loss_name, out))
+            rows.append(_train_one(a, args, seed, buckets, dim, use_init, transfer, loss_name, out))
             print(json.dumps(rows[-1]), flush=True)
             (out / f"rows-{args.variant}.json").write_text(json.dumps(rows, indent=1))
     return 0
 
 
-def _train_one(a, args, seed: int, buckets: int, dim: int, n: int, use_init: bool, use_transfer: bool,
+def _train_one(a, args, seed: int, buckets: int, dim: int, use_init: bool, transfer: str | None,
                loss_name: str, out: Path) -> dict:
     """One student of one variant and size, trained from ``seed`` (its initial rows and the data order)."""
     import torch
@@ -108,7 +124,7 @@ def _train_one(a, args, seed: int, buckets: int, dim: int, n: int, use_init: boo
     torch.manual_seed(seed)
     student = hashed_text_student(buckets=buckets, dim=dim, num_classes=77, max_ids=args.max_ids)
     if use_init:
-        key = "with" if use_transfer else "without"
+        key = "with" if transfer == "library" else "without"
         filled = torch.from_numpy(a[f"filled_{key}_{buckets}"])
         with torch.no_grad():
             student.embed.weight[filled] = torch.from_numpy(a[f"rows_{key}_{buckets}"][filled.numpy()])
@@ -116,11 +132,16 @@ def _train_one(a, args, seed: int, buckets: int, dim: int, n: int, use_init: boo
     loss = build_loss("ce") if loss_name == "ce" else build_loss("hinton", temperature=1.0, alpha=0.5)
     cfg = TrainConfig(epochs=args.epochs, batch_size=256, lr=1e-2, weight_decay=1e-4, patience=4, seed=seed,
                       device="cpu", progress=False)
-    res = train_student(student, loss, DistillData((a[f"ids_train_{buckets}"][:n],), a["y"][:n], a["teacher"][:n]),
+    n = len(a["y"]) if transfer == "library" else int(a["n_train"])
+    ids, y, teacher = a[f"ids_train_{buckets}"][:n], a["y"][:n], a["teacher"][:n]
+    if transfer in ("dropswap", "nongram"):
+        ids = np.concatenate([ids, a[f"ids_{transfer}_{buckets}"]])
+        y, teacher = np.concatenate([y, a[f"y_{transfer}"]]), np.concatenate([teacher, a[f"teacher_{transfer}"]])
+    res = train_student(student, loss, DistillData((ids,), y, teacher),
                         EvalData((a[f"ids_val_{buckets}"],), a["y_val"]), cfg)
     acc = metric_value(predict(student, (a[f"ids_test_{buckets}"],)), a["y_test"], "accuracy")
     save_state_dict(student, out / f"student-{args.variant}-{buckets}x{dim}-seed{seed}.safetensors")
-    return {"variant": args.variant, "seed": seed, "buckets": buckets, "dim": dim, "train_rows": int(n),
+    return {"variant": args.variant, "seed": seed, "buckets": buckets, "dim": dim, "train_rows": int(len(y)),
             "best_val": res.best_metric, "best_epoch": res.best_epoch, "epochs": res.epochs_run,
             "test_accuracy": acc, "cpu_seconds": round(time.process_time() - c0, 1),
             "seconds": round(time.time() - t0, 1)}
@@ -163,8 +184,13 @@ def report(args) -> int:
              f"{tr.get('dropped_duplicates', 0):,} duplicates and {tr.get('dropped_held_out', 0)} copies equal to a "
              f"validation/test sentence dropped), labelled by the teacher in {tr.get('teacher_cpu_seconds', '-')} "
              f"CPU-seconds ({tr.get('teacher_rows_per_cpu_second', '-')} sentences per CPU-second, one thread);",
+             f"- dropout/swap copies (KD + dropout/swap copies): the simpler transfer rows of the earlier distill "
+             f"benchmark ({meta.get('dropswap_rows', 0):,} rows: every training sentence twice, word dropout 0.15 and "
+             "one adjacent swap, no dedup), labelled by the same teacher;",
+             f"- no n-gram cuts: the library's transfer set with ngram_sample 0, its default since this comparison "
+             f"({(meta.get('nongram_transfer') or {}).get('rows', 0):,} rows);",
              "- the hard-label student has both ingredients (its copies keep their sentence's label): only the loss "
-             "differs from the shipped one.", "",
+             "differs from KD + both.", "",
              "| buckets x dim | int8 table | " + " | ".join(NAMES[v] for v in VARIANTS) + " |",
              "|---|---:|" + "---:|" * len(VARIANTS)]
     for buckets, dim in SIZES:
