@@ -212,7 +212,7 @@ class TransferConfig:
     word_dropout: float = 0.1
     substitute: float = 0.1
     # 0.25 (Tang et al. 2019's n-gram sampling) cost 0.6-0.85 pt on Banking77 at every student size
-    # (benchmarks/results/distill_ingredients.md, five seeds): fragments are not the sentences a student sees.
+    # (benchmarks/results/distill_ingredients.md, five seeds), so copies keep whole sentences by default.
     ngram_sample: float = 0.0
     neighbours: int = 8
     item_dropout: float = 0.2
