@@ -8,7 +8,8 @@ the teacher-initialized rows, all cached as .npz), then trains one variant per p
 the variants can run side by side on a shared machine, and writes one table (``report``).
 
     python benchmarks/distill_ingredients.py prep
-    for v in kd kd+init kd+transfer distilled hard-label; do python benchmarks/distill_ingredients.py train $v & done; wait
+    for v in kd kd+init kd+transfer distilled hard-label kd+dropswap kd+transfer-nongram; do
+        python benchmarks/distill_ingredients.py train $v & done; wait
     python benchmarks/distill_ingredients.py report
 """
 from __future__ import annotations
@@ -30,16 +31,18 @@ RESULTS = REPO / "benchmarks" / "results"
 #: (buckets, dim): the ORT students the size search chose for 1 MiB and 256 KiB bundles (benchmarks/distill.py),
 #: and a table of about 48 KiB int8 (3,073 x 16) for the 64 KiB budget.
 SIZES = ((3072, 16), (6912, 32), (15104, 64))
-#: variant -> (teacher init, transfer rows, loss). Transfer rows: None, "library" (edge_kd.distill.transfer with
-#: ngram_sample 0.25, its default until this comparison) or "dropswap" (the simpler copies of the earlier benchmark, distill_teacher.augment:
-#: word dropout 0.15 and one adjacent swap, every sentence twice, no dedup) or "nongram" (the library's with
-#: ngram_sample 0, its default now: no copy cut to a 1-5 word window), all labelled by the teacher.
-VARIANTS = {"kd": (False, None, "hinton"), "kd+init": (True, None, "hinton"), "kd+transfer": (False, "library", "hinton"),
-            "distilled": (True, "library", "hinton"), "hard-label": (True, "library", "ce"),
-            "kd+dropswap": (False, "dropswap", "hinton"), "kd+transfer-nongram": (False, "nongram", "hinton")}
+#: variant -> (teacher init, transfer rows, loss). Transfer rows, all labelled by the teacher: None; "library"
+#: (edge_kd.distill.transfer with ngram_sample 0.25, its default until this comparison); "dropswap" (the simpler
+#: copies of the earlier benchmark, distill_teacher.augment: word dropout 0.15 and one adjacent swap, every
+#: sentence twice, no dedup); "nongram" (the library's with ngram_sample 0, its default now: whole sentences).
+VARIANTS = {"kd": (False, None, "hinton"), "kd+init": (True, None, "hinton"),
+            "kd+transfer": (False, "library", "hinton"), "distilled": (True, "library", "hinton"),
+            "hard-label": (True, "library", "ce"), "kd+dropswap": (False, "dropswap", "hinton"),
+            "kd+transfer-nongram": (False, "nongram", "hinton")}
 NAMES = {"kd": "KD only", "kd+init": "KD + teacher init", "kd+transfer": "KD + transfer set (n-gram cuts 0.25)",
          "distilled": "KD + both (n-gram cuts 0.25)", "hard-label": "hard labels + both (n-gram cuts 0.25)",
-         "kd+dropswap": "KD + dropout/swap copies", "kd+transfer-nongram": "KD + transfer set, no n-gram cuts (default)"}
+         "kd+dropswap": "KD + dropout/swap copies",
+         "kd+transfer-nongram": "KD + transfer set, no n-gram cuts (default)"}
 
 
 def prep(args) -> int:
@@ -65,8 +68,9 @@ def prep(args) -> int:
                                                  transfer={"ngram_sample": 0.0}), nongram_info)
     base = TextPreprocessSpec(buckets=1, max_ids=args.max_ids)
     texts = list(train.texts) + tr["texts"]
-    hashes = {"train": hash_texts(base, texts), "val": hash_texts(base, val.texts), "test": hash_texts(base, test.texts),
-              "dropswap": hash_texts(base, t["aug_texts"]), "nongram": hash_texts(base, nongram["texts"])}
+    hashes = {"train": hash_texts(base, texts), "val": hash_texts(base, val.texts),
+              "test": hash_texts(base, test.texts), "dropswap": hash_texts(base, t["aug_texts"]),
+              "nongram": hash_texts(base, nongram["texts"])}
     emb = t["model"].encoder.get_input_embeddings().weight.detach().float().numpy()
     inits = {"with": HashedInit.from_embeddings(base, emb, get_tokenizer(), texts),
              "without": HashedInit.from_embeddings(base, emb, get_tokenizer(), train.texts)}
@@ -86,7 +90,8 @@ def prep(args) -> int:
             arrays[f"rows_{key}_{buckets}"], arrays[f"filled_{key}_{buckets}"] = rows, filled
     np.savez(out / "inputs.npz", **arrays)
     meta = {"transfer": info.get("transfer"), "dropswap_rows": len(t["aug_texts"]),
-            "nongram_transfer": nongram_info.get("transfer"), "teacher_pytorch_test_accuracy": t["teacher_pytorch_test_accuracy"],
+            "nongram_transfer": nongram_info.get("transfer"),
+            "teacher_pytorch_test_accuracy": t["teacher_pytorch_test_accuracy"],
             "teacher_pytorch_val_accuracy": t["teacher_pytorch_val_accuracy"], "n_train": len(train),
             "init_words": len(inits["with"].words), "seconds": round(time.time() - t0, 1)}
     (out / "meta.json").write_text(json.dumps(meta, indent=1))

@@ -73,8 +73,9 @@ NOTES = [
     "epochs: 78.1% test top-1 at 2.02x fewer MACs, 1.0 pt ABOVE the unpruned teacher (77.0%): the <= 1 pt "
     "goal at 2x is met. Each step now leaves val top-1 at 68.6-74.7% after its epoch (the 4-step schedule "
     "fell to 39.9% at 2x); the best final epoch was 9 of 12 (val 76.4%, teacher 69.6%: the 18 KD epochs from "
-    "the unpruned model are more training than the teacher's own 12, and the pruned network ends above it). 4,623 CPU s (77 CPU min) of "
-    "pruning + recovery, about 2.6x the 4-step schedule's 2x model. 3x with this schedule not run yet.",
+    "the unpruned model are more training than the teacher's own 12, and the pruned network ends above it). "
+    "4,623 CPU s (77 CPU min) of pruning + recovery, about 2.6x the 4-step schedule's 2x model. 3x with this "
+    "schedule not run yet.",
     "Recovery on augmented views (section efficientnet_lite0_augment, run 23:16-23:32 UTC, --augment): the same "
     "schedule to 2x, every recovery batch a random crop/flip/jitter of the photos scored by the unpruned model "
     "(consistent teaching): 72.2% test top-1 against 73.3% without, at about the same CPU time (1,668 vs 1,773 s; "
@@ -970,7 +971,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--work", default="/tmp/edge_kd_prune_bench", help="scratch folder (artifacts, caches)")
     parser.add_argument("--sections", nargs="+", default=["reference", "efficientnet_lite0", "resnet18"],
-                        choices=["reference", "efficientnet_lite0", "efficientnet_lite0_augment", "efficientnet_lite0_2x", "grocery_measure", "resnet18", "remeasure", "cputime",
+                        choices=["reference", "efficientnet_lite0", "efficientnet_lite0_augment",
+                                 "efficientnet_lite0_2x", "grocery_measure", "resnet18", "remeasure", "cputime",
                                  "ortprofile", "sensitivity", "compensated"])
     parser.add_argument("--eval-images", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=4,
