@@ -123,10 +123,14 @@ class QuantizationSettings:
     percentile: float = 99.99
     onnx_format: Literal["qdq"] = "qdq"
     #: Which artifact ships: the fastest that meets the budgets, or always int8 / fp32 (edge_kd.quantize.selection).
-    ship: Literal["fastest-within-budget", "int8", "fp32"] = "fastest-within-budget"
+    ship: Literal["fastest-within-budget", "smallest-within-budget", "int8", "fp32"] = "fastest-within-budget"
     #: Embedding tables: int8 rows with per-row scales (default), int4 group-wise, or kept float. Which
     #: runtime runs which scheme is checked when quantizing (edge_kd.quantize.embeddings).
     embeddings: Literal["int8", "int4", "float"] = "int8"
+    #: Which latency decides the ship choice: the host's interleaved timings, or the ARM cost-model
+    #: estimate of ``[bench] emulate`` (each candidate counted under emulation); ``auto`` = emulated
+    #: when the profile emulates a core (x86 kernels say little about a phone's), else host.
+    ship_latency: Literal["auto", "host", "emulated"] = "auto"
 
     def __post_init__(self) -> None:
         known = calibration_methods()
@@ -188,6 +192,16 @@ class TargetProfile:
             able = [spec.name for spec in RUNTIMES.values() if scheme in spec.embedding_schemes]
             raise ValueError(f"quantization.embeddings = {scheme!r} cannot run on runtime {runtime!r} (it runs "
                              f"{', '.join(allowed)}); runtimes that run {scheme}: {', '.join(able)}")
+        if self.quantization.ship_latency == "emulated" and self.bench.emulate is None:
+            raise ValueError("quantization.ship_latency = \"emulated\" needs bench.emulate (the core to estimate for)")
+
+    @property
+    def ship_core(self) -> str | None:
+        """The ARM core whose cost-model estimate decides the quantize stage's ship choice, or None when the
+        host's measured latency decides (``[quantization] ship_latency``)."""
+        if self.quantization.ship_latency == "host":
+            return None
+        return self.bench.emulate
 
     @property
     def primary_format(self) -> str:

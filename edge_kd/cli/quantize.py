@@ -38,9 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=calibration_methods(), help="range method (default: the profile's calibration_method)")
     p.add_argument("--samples", type=int, metavar="N", help="calibration samples (default: the profile's)")
     p.add_argument("--max-drop", metavar="DROP", help="override the profile's accuracy_drop (e.g. 0.5pt, 2%%)")
-    p.add_argument("--ship", choices=("fastest-within-budget", "int8", "fp32"),
+    p.add_argument("--ship", choices=("fastest-within-budget", "smallest-within-budget", "int8", "fp32"),
                    help="which artifact becomes the model: the fastest that meets the budgets (measured side by "
-                        "side in the runtime), or always int8 / fp32 (default: the profile's quantization.ship)")
+                        "side in the runtime), the smallest that meets them, or always int8 / fp32 (default: the "
+                        "profile's quantization.ship)")
     p.add_argument("--seed", type=int, default=0, help="calibration sampling seed")
     p.add_argument("--name", default="model", help="file stem of the artifacts")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="build directory")

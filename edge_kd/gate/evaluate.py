@@ -359,17 +359,23 @@ def _check_choice(manifest: Mapping[str, Any]) -> Check:
         slower, ratio = slower_beyond_noise(rounds, c["rounds_ms"], margin=margin)
         if slower:
             faster.append((ratio, c))
-    what = f"{ship.get('name')} (p50 {ship.get('p50_ms')} ms)"
+    # An emulated choice compares the ARM cost-model estimates (one per candidate), not host rounds.
+    latency = selection.get("latency") if isinstance(selection.get("latency"), Mapping) else {}
+    emulated = latency.get("source") == "emulated"
+    label, how = ((f"{latency.get('core')} estimate", "ARM cost-model estimates") if emulated
+                  else ("p50", "interleaved rounds"))
+    what = f"{ship.get('name')} ({label} {ship.get('p50_ms')} ms)"
     if not faster:
         others = len([c for c in candidates if c is not ship])
         return Check(name, title, True, 0, 0, f"ships {what}; no budget-meeting alternative of {others} is faster "
                      f"beyond the {margin:.0%} noise margin (policy {policy})", "faster alternatives")
     ratio, best = max(faster, key=lambda rc: rc[0])
     reason = (f"ships {what} but {best.get('name')} meets every budget and runs {ratio:.2f}x faster "
-              f"(p50 {best.get('p50_ms')} ms, interleaved rounds, noise margin {margin:.0%})")
+              f"({label} {best.get('p50_ms')} ms, {how}, noise margin {margin:.0%})")
     if policy != "fastest-within-budget":
-        return Check(name, title, True, len(faster), 0, f"{reason}; shipped anyway: ship = {policy!r} in the "
-                     "profile", "faster alternatives")
+        source = selection.get("policy_from")
+        return Check(name, title, True, len(faster), 0, f"{reason}; shipped anyway: ship = {policy!r} "
+                     + (f"({source})" if source else "in the profile"), "faster alternatives")
     return Check(name, title, False, len(faster), 0, reason, "faster alternatives")
 
 

@@ -178,7 +178,9 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
                    seed: int = 0, max_fallback_layers: int = MAX_FALLBACK_LAYERS,
                    auto_methods: Sequence[str] = AUTO_ORDER, ship: str | None = None,
                    bundle_extra_bytes: tuple[int, int] = (0, 0), reference_metric: float | None = None,
-                   latency_fn: Callable[..., dict[str, dict[str, Any]]] | None = None) -> QuantizeResult:
+                   latency_fn: Callable[..., dict[str, dict[str, Any]]] | None = None,
+                   emulate_fn: Callable[[Path, tuple], dict[str, Any]] | None = None,
+                   ship_from: str | None = None) -> QuantizeResult:
     """Static int8 for ``target``, checked in its runtime against the fp32 artifact.
 
     ``calibration``: samples, each a tuple with one array/tensor per model input shaped like
@@ -194,13 +196,19 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
     ``reference_metric``: the teacher's metric on the same evaluation rows; a candidate must then also stay
     within the accuracy budget of it (the gate's contract), not only of the fp32 artifact.
 
-    ``ship`` (default: the profile's ``quantization.ship``): which artifact becomes ``primary``.
-    ``fastest-within-budget`` also builds the runtime's other schemes (:mod:`edge_kd.quantize.schemes`),
+    ``ship`` (default: the profile's ``quantization.ship``): which artifact becomes ``primary``;
+    ``ship_from`` says who chose it, for the record (default: the profile, or the caller when ``ship``
+    is given).
+    ``fastest-within-budget`` (and ``smallest-within-budget``, which ships the smallest instead) also
+    builds the runtime's other schemes (:mod:`edge_kd.quantize.schemes`),
     times every candidate interleaved in one process, and ships the fastest that meets the size
     budgets (``bundle_extra_bytes``: bytes and gzip bytes of the files shipped beside the model), the
     accuracy budget and the op policy; ``int8`` / ``fp32`` ship that one. ``report["selection"]``
     records every candidate and the decision. ``latency_fn(paths, inputs=..., threads=...)`` replaces
     the interleaved measurement (:func:`edge_kd.bench.compare.interleaved_latency`, same return shape).
+    When the profile's ship choice is emulated (:meth:`TargetProfile.ship_core`), each candidate is also
+    counted on that ARM core and the estimates decide; ``emulate_fn(path, inputs)`` replaces
+    :func:`edge_kd.emulate.emulate_artifact` (same return shape).
 
     >>> result = quantize_model(tiny_cnn(), (torch.rand(1, 3, 32, 32),), load_target("ort-mobile"),
     ...                         [(np.random.rand(1, 3, 32, 32).astype("float32"),) for _ in range(32)],
@@ -221,7 +229,7 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
                          "'regression' (WAPE of the one output) and 'ranking' (recall@10)")
     regression = task == "regression"
     method = method or settings.calibration_method
-    from edge_kd.quantize.selection import SHIP_POLICIES
+    from edge_kd.quantize.selection import CHOOSING_POLICIES, SHIP_POLICIES
 
     policy = ship or getattr(settings, "ship", "fastest-within-budget")
     if policy not in SHIP_POLICIES:
@@ -403,7 +411,7 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
                                                              if final["float_layers"] else ")"), final_files,
                           {"metric": final["metric"], "output_sqnr_db": final["output_sqnr_db"]})}
         skipped: list[dict[str, str]] = []
-        if policy == "fastest-within-budget":
+        if policy in CHOOSING_POLICIES:
             from edge_kd.quantize.schemes import alternative_schemes
 
             for scheme in alternative_schemes(backend.runtime):
@@ -426,8 +434,9 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
                 ev_alt.pop("_runner")
                 built[scheme.name] = (scheme.description, alt, ev_alt)
         selection, shipped_name = _select(built, target, policy, min_allowed, bundle_extra_bytes, eval_inputs[0],
-                                          latency_fn, higher)
+                                          latency_fn, higher, emulate_fn=emulate_fn)
         selection["skipped"] = skipped
+        selection["policy_from"] = ship_from or ("the caller" if ship else f"profile {target.name}")
 
         # ---- write the candidates' files; ``primary`` is the shipped one ----------------------
         moved = {cname: [_move(f, out_dir) for f in files] for cname, (_, files, _) in built.items()}
@@ -483,12 +492,13 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
 
 def _select(built: dict[str, tuple[str, list[Path], dict[str, Any]]], target: "TargetProfile", policy: str,
             min_allowed: float, extra: tuple[int, int], sample: tuple[np.ndarray, ...],
-            latency_fn: Callable[..., dict[str, dict[str, Any]]] | None, higher: bool = True
-            ) -> tuple[dict[str, Any], str]:
-    """Measure every built candidate (size, op policy, interleaved latency) and pick the one to ship."""
+            latency_fn: Callable[..., dict[str, dict[str, Any]]] | None, higher: bool = True, *,
+            emulate_fn: Callable[[Path, tuple], dict[str, Any]] | None = None) -> tuple[dict[str, Any], str]:
+    """Measure every built candidate (size, op policy, interleaved latency; the ARM estimate when the
+    profile's ship choice is emulated) and pick the one to ship."""
     from edge_kd.bench.compare import interleaved_latency
     from edge_kd.pipeline.files import file_facts
-    from edge_kd.quantize.selection import Budgets, Candidate, choose, selection_record
+    from edge_kd.quantize.selection import Budgets, Candidate, choose, selection_record, use_arm_estimates
     from edge_kd.runtimes import open_runner
 
     candidates = []
@@ -509,11 +519,40 @@ def _select(built: dict[str, tuple[str, list[Path], dict[str, Any]]], target: "T
     for c in candidates:
         if c.name in timed:
             c.p50_ms, c.rounds_ms = timed[c.name]["p50_ms"], list(timed[c.name]["rounds_ms"])
+    meta = {**(timed.get("_meta") or {}), "source": "host"}
+    core = target.ship_core
+    if core is not None:
+        estimates = _arm_estimates({c.name: c.primary for c in candidates}, core, target, sample, emulate_fn)
+        use_arm_estimates(candidates, estimates, core)
+        meta.update({"source": "emulated", "core": core})
     budgets = Budgets(target.budgets.artifact_size, target.budgets.download_size, min_allowed,
                       int(extra[0]), int(extra[1]), higher)
-    shipped, why = choose(candidates, policy, budgets)
+    shipped, why = choose(candidates, policy, budgets, latency=f"{core} estimate" if core else "p50")
     log.info("%s: ships %s: %s", target.name, shipped.name, why)
-    return selection_record(candidates, shipped, policy, why, budgets, timed.get("_meta")), shipped.name
+    return selection_record(candidates, shipped, policy, why, budgets, meta), shipped.name
+
+
+def _arm_estimates(paths: dict[str, Path], core: str, target: "TargetProfile", sample: tuple[np.ndarray, ...],
+                   emulate_fn: Callable[[Path, tuple], dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """Each candidate counted on the emulated ``core`` (``edge_kd.emulate``): name -> figures, or
+    ``{"error": ...}`` for one its aarch64 runtime cannot run (that candidate then cannot ship). A missing
+    emulation environment is the user's to fix (InputError saying how), not a candidate's failure."""
+    if emulate_fn is None:
+        from edge_kd.emulate import emulate_artifact, environment
+
+        env = environment()  # InputError: how to build it
+
+        def emulate_fn(path: Path, inputs: tuple) -> dict[str, Any]:
+            return emulate_artifact(path, core, threads=target.runtime.threads, inputs=inputs, env=env)
+    out: dict[str, dict[str, Any]] = {}
+    for name, path in paths.items():
+        try:
+            out[name] = emulate_fn(path, sample)
+        except InputError as exc:
+            out[name] = {"error": str(exc)}
+        log.info("%s: %s on %s: %s", target.name, name, core,
+                 out[name].get("error") or f"{out[name]['estimate_ms']:.4g} ms estimated")
+    return out
 
 
 def _latency_summary(selection: dict[str, Any], quick_fp32: float, quick_int8: float) -> dict[str, Any]:

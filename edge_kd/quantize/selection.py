@@ -10,8 +10,17 @@ accuracy through the runtime, operator policy and latency (interleaved in one pr
   the noise margin of the fastest count as equally fast, and the smallest of them ships (fewer bytes
   to download at the same speed). When none meets every budget: the one that fits the size budget
   with the best metric (else the smallest), so the gate reports what is missed;
+* ``smallest-within-budget``: among the candidates that meet every budget, the smallest file (gzip
+  bytes break ties, then speed): for app teams who pay for every downloaded byte more than for a few
+  microseconds. A build whose recipe asks for the smallest student (``[student] objective =
+  "smallest-within-drop"``) ships by it unless the profile forces ``int8``/``fp32``;
 * ``int8``: static int8 (also when slower; the record shows by how much);
 * ``fp32``: the fp32 artifact.
+
+Latency is the host's (interleaved, above) unless the profile's ship choice is emulated
+(``[quantization] ship_latency``, :meth:`edge_kd.targets.TargetProfile.ship_core`): then each candidate
+is counted on the emulated ARM core and its cost-model estimate decides (:func:`use_arm_estimates`);
+the host p50 stays in the record beside it.
 
 Every candidate is recorded (bytes, gzip bytes, metric, p50 and per-round medians, violations,
 which budgets it misses, why it was not shipped) with the decision, in the quantize report and so in
@@ -28,7 +37,9 @@ from typing import Any, Sequence
 
 from edge_kd.bench.compare import NOISE_MARGIN, slower_beyond_noise
 
-SHIP_POLICIES = ("fastest-within-budget", "int8", "fp32")
+SHIP_POLICIES = ("fastest-within-budget", "smallest-within-budget", "int8", "fp32")
+#: Policies that build and measure the runtime's other schemes and choose among every candidate.
+CHOOSING_POLICIES = ("fastest-within-budget", "smallest-within-budget")
 DEFAULT_SHIP = "fastest-within-budget"
 
 
@@ -45,8 +56,14 @@ class Candidate:
     metric: float | None = None
     output_sqnr_db: float | None = None
     violations: list[str] = field(default_factory=list)
+    #: The latency the choice compares: host p50 and per-round medians, or, when the profile's ship choice
+    #: is emulated, the ARM estimate (one deterministic figure per candidate: ``rounds_ms == [p50_ms]``).
     p50_ms: float | None = None
     rounds_ms: list[float] = field(default_factory=list)
+    #: The host's interleaved p50, kept beside an ARM-decided choice (None when the host decided).
+    host_p50_ms: float | None = None
+    #: ARM figures of an emulated choice: core, instructions per inference, estimate_ms (or error).
+    arm: dict[str, Any] | None = None
     failed_budgets: list[str] = field(default_factory=list)
     reason: str = ""
 
@@ -60,7 +77,8 @@ class Candidate:
                 "output_sqnr_db": self.output_sqnr_db, "violations": len(self.violations),
                 "violation_ops": self.violations[:10], "p50_ms": self.p50_ms, "rounds_ms": self.rounds_ms,
                 "within_budget": self.within_budget, "failed_budgets": self.failed_budgets,
-                "shipped": shipped, "reason": self.reason}
+                "shipped": shipped, "reason": self.reason,
+                **({"host_p50_ms": self.host_p50_ms, "arm": self.arm} if self.arm is not None else {})}
 
 
 @dataclass(frozen=True)
@@ -97,11 +115,12 @@ def _ms(v: float | None) -> str:
 
 
 def choose(candidates: Sequence[Candidate], policy: str, budgets: Budgets, *,
-           margin: float = NOISE_MARGIN) -> tuple[Candidate, str]:
+           margin: float = NOISE_MARGIN, latency: str = "p50") -> tuple[Candidate, str]:
     """The candidate to ship and why; fills each candidate's ``failed_budgets`` and ``reason``.
 
     ``candidates`` must include ``fp32`` and ``int8`` (static); ``p50_ms``/``rounds_ms`` come from one
-    interleaved measurement.
+    interleaved measurement, or are ARM estimates (:func:`use_arm_estimates`; ``latency`` then names
+    them in the reasons, e.g. ``"cortex-a76 estimate"``).
     """
     if policy not in SHIP_POLICIES:
         raise ValueError(f"unknown ship policy {policy!r}; known: {', '.join(SHIP_POLICIES)}")
@@ -117,6 +136,16 @@ def choose(candidates: Sequence[Candidate], policy: str, budgets: Budgets, *,
             slower, ratio = slower_beyond_noise(shipped.rounds_ms, fastest.rounds_ms, margin=margin)
             if slower:
                 why += f" ({fastest.name} meets the budgets and runs {ratio:.2f}x faster)"
+    elif policy == "smallest-within-budget" and any(c.within_budget for c in candidates):
+        eligible = [c for c in candidates if c.within_budget]
+        fastest = min((c for c in eligible if c.p50_ms is not None), key=lambda c: c.p50_ms, default=None)
+        shipped = min(eligible, key=lambda c: (c.bytes, c.gzip_bytes,
+                                               c.p50_ms if c.p50_ms is not None else math.inf))
+        why = f"smallest artifact that meets every budget ({shipped.bytes} B)"
+        if fastest is not None and fastest is not shipped and shipped.rounds_ms:
+            slower, ratio = slower_beyond_noise(shipped.rounds_ms, fastest.rounds_ms, margin=margin)
+            if slower:
+                why += f"; {fastest.name} is {ratio:.2f}x faster at {fastest.bytes} B"
     else:
         eligible = [c for c in candidates if c.within_budget and c.p50_ms is not None]
         fastest = None
@@ -127,7 +156,7 @@ def choose(candidates: Sequence[Candidate], policy: str, budgets: Budgets, *,
                 c.rounds_ms, fastest.rounds_ms, margin=margin)[0]]
             shipped = min(tied, key=lambda c: (c.bytes, c.p50_ms))
             if shipped is fastest:
-                why = f"fastest artifact that meets every budget (p50 {_ms(shipped.p50_ms)})"
+                why = f"fastest artifact that meets every budget ({latency} {_ms(shipped.p50_ms)})"
             else:
                 why = (f"within the noise margin ({margin:.0%}) of the fastest, {fastest.name} "
                        f"({_ms(fastest.p50_ms)} vs {_ms(shipped.p50_ms)}), and smaller")
@@ -150,19 +179,44 @@ def choose(candidates: Sequence[Candidate], policy: str, budgets: Budgets, *,
             c.reason = "shipped: " + why
         elif not c.within_budget:
             c.reason = "misses " + "; ".join(c.failed_budgets)
+        elif policy == "smallest-within-budget":
+            c.reason = f"larger: {c.bytes} B vs {shipped.bytes} B"
         elif c.p50_ms is not None and shipped.p50_ms is not None and c.rounds_ms and shipped.rounds_ms:
             slower, ratio = slower_beyond_noise(c.rounds_ms, shipped.rounds_ms, margin=margin)
             if slower:
-                c.reason = f"slower: p50 {_ms(c.p50_ms)} vs {_ms(shipped.p50_ms)} ({ratio:.2f}x)"
+                c.reason = f"slower: {latency} {_ms(c.p50_ms)} vs {_ms(shipped.p50_ms)} ({ratio:.2f}x)"
             elif policy != DEFAULT_SHIP:
-                c.reason = f"not the profile's choice ({ratio:.2f}x the shipped p50)"
+                c.reason = f"not the profile's choice ({ratio:.2f}x the shipped {latency})"
             elif fastest is not None and slower_beyond_noise(c.rounds_ms, fastest.rounds_ms, margin=margin)[0]:
-                c.reason = f"slower than {fastest.name} beyond the noise margin (p50 {_ms(c.p50_ms)})"
+                c.reason = f"slower than {fastest.name} beyond the noise margin ({latency} {_ms(c.p50_ms)})"
             else:
-                c.reason = f"as fast within noise ({ratio:.2f}x the shipped p50) but larger"
+                c.reason = f"as fast within noise ({ratio:.2f}x the shipped {latency}) but larger"
+        elif c.arm is not None and "error" in c.arm:
+            c.reason = f"not measured on {c.arm['core']}: {c.arm['error']}"
         else:
             c.reason = "not measured"
     return shipped, why
+
+
+def use_arm_estimates(candidates: Sequence[Candidate], estimates: dict[str, dict[str, Any]], core: str) -> None:
+    """Make each candidate's ARM estimate the latency the choice compares; keep the host p50 beside it.
+
+    ``estimates``: candidate name -> ``edge_kd.emulate.emulate_artifact`` result (``estimate_ms``,
+    ``instructions``) or ``{"error": ...}`` for one the aarch64 runtime could not run. Such a candidate is
+    left unmeasured (``p50_ms`` None), so it cannot ship under ``fastest-within-budget``. Counts repeat
+    exactly, so one figure stands for the rounds: the noise margin then only absorbs the cost model's
+    own error (two estimates within it count as equally fast, and the smaller file ships).
+    """
+    for c in candidates:
+        c.host_p50_ms = c.p50_ms
+        got = estimates.get(c.name) or {"error": "not emulated"}
+        if "error" in got:
+            c.arm = {"core": core, "error": str(got["error"])[:300]}
+            c.p50_ms, c.rounds_ms = None, []
+            continue
+        c.arm = {"core": core, "instructions": int(got["instructions"]),
+                 "estimate_ms": round(float(got["estimate_ms"]), 6)}
+        c.p50_ms, c.rounds_ms = c.arm["estimate_ms"], [c.arm["estimate_ms"]]
 
 
 def selection_record(candidates: Sequence[Candidate], shipped: Candidate, policy: str, why: str,

@@ -306,34 +306,42 @@ def render_html(entries: Sequence[ReportEntry], title: str, generated: str) -> s
     return "\n".join(parts)
 
 
-def _choice_rows(entry: ReportEntry) -> tuple[dict[str, Any] | None, list[list[str]]]:
-    """The quantize stage's candidates of one build as table rows (shipped one first)."""
+def _choice_rows(entry: ReportEntry) -> tuple[dict[str, Any] | None, list[str], list[list[str]]]:
+    """The quantize stage's candidates of one build as table rows (shipped one first), with their headers:
+    an emulated choice (``[quantization] ship_latency``) shows the host p50 beside the ARM estimate that
+    decided it."""
     selection = artifact_choice(entry.manifest)
     if selection is None:
-        return None, []
+        return None, [], []
+    candidates = sorted(selection.get("candidates") or [], key=lambda c: not c.get("shipped"))
+    core = next((c["arm"].get("core") for c in candidates if isinstance(c.get("arm"), dict)), None)
+
+    def ms(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, (int, float)) else "n/a"
+
     rows = []
-    for c in sorted(selection.get("candidates") or [], key=lambda c: not c.get("shipped")):
+    for c in candidates:
         metric = c.get("metric")
+        latency = [ms(c.get("host_p50_ms")), ms((c.get("arm") or {}).get("estimate_ms"))] if core else \
+            [ms(c.get("p50_ms"))]
         rows.append([("▶ " if c.get("shipped") else "") + str(c.get("name")),
                      format_bytes(c["bytes"]) if isinstance(c.get("bytes"), int) else "n/a",
-                     f"{metric:.4f}" if isinstance(metric, (int, float)) else "n/a",
-                     f"{c['p50_ms']:.4g}" if isinstance(c.get("p50_ms"), (int, float)) else "n/a",
+                     f"{metric:.4f}" if isinstance(metric, (int, float)) else "n/a", *latency,
                      "yes" if c.get("within_budget") else "no", str(c.get("reason", ""))])
-    return selection, rows
-
-
-_CHOICE_HEADERS = ["candidate", "bytes", "metric", "p50 ms", "within budget", "decision"]
+    latency_headers = ["host p50 ms", f"{core} est. ms (decides)"] if core else ["p50 ms"]
+    return selection, ["candidate", "bytes", "metric", *latency_headers, "within budget", "decision"], rows
 
 
 def _choice_html(entries: Sequence[ReportEntry]) -> list[str]:
     e_ = escape
     parts = []
     for e in entries:
-        selection, rows = _choice_rows(e)
+        selection, headers, rows = _choice_rows(e)
         if selection is None:
             continue
-        head = "".join(f"<th>{h}</th>" for h in _CHOICE_HEADERS)
-        body = "".join("<tr>" + "".join(f'<td class="num">{e_(c)}</td>' if i in (1, 2, 3) else f"<td>{e_(c)}</td>"
+        head = "".join(f"<th>{h}</th>" for h in headers)
+        numeric = range(1, len(headers) - 2)
+        body = "".join("<tr>" + "".join(f'<td class="num">{e_(c)}</td>' if i in numeric else f"<td>{e_(c)}</td>"
                                         for i, c in enumerate(r)) + "</tr>" for r in rows)
         parts.append(f"<h3>{e_(e.label)}: ships {e_(str(selection.get('shipped')))}</h3>"
                      f'<div class="meta">policy {e_(str(selection.get("policy")))} · {e_(str(selection.get("reason")))}'
@@ -461,16 +469,17 @@ def render_markdown(entries: Sequence[ReportEntry], title: str, generated: str) 
         lines.append(f"| {_md(e.label)} | {s['runtime']} | {_ms(lat.get('p50'))} | {_ms(lat.get('p90'))} | "
                      f"{_ms(lat.get('p99'))} | {s['budgets']['latency_p90_ms']:.2f} | {teacher_p90} | {speed} |")
     choices = [(e, *_choice_rows(e)) for e in entries]
-    if any(sel is not None for _, sel, _ in choices):
+    if any(sel is not None for _, sel, _, _ in choices):
         lines += ["", "## Shipped artifact", "",
                   "Every artifact the quantize stage built, measured side by side in the target runtime "
-                  "(profile key `quantization.ship`)."]
-        for e, sel, rows in choices:
+                  "(profile key `quantization.ship`; the latency that decides is the host's unless "
+                  "`quantization.ship_latency` makes it the emulated ARM core's estimate)."]
+        for e, sel, headers, rows in choices:
             if sel is None:
                 continue
             lines += ["", f"### {_md(e.label)}: ships {_md(str(sel.get('shipped')))}", "",
                       f"policy `{sel.get('policy')}`: {_md(str(sel.get('reason')))}", "",
-                      "| " + " | ".join(_CHOICE_HEADERS) + " |", "|---|---:|---:|---:|---|---|"]
+                      "| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 3) + "---|---|"]
             lines += ["| " + " | ".join(_md(c) for c in r) + " |" for r in rows]
     searches = [(e, _sizing_of(e)) for e in entries]
     if any(sz is not None for _, sz in searches):

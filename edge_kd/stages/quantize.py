@@ -32,7 +32,11 @@ class QuantizeStage(BuildStage):
                             "ties-to-fastest",
                             *_student_identity(ctx["student_spec"].path),
                             _recipe_part(ctx["recipe"], "quantize"),
-                            _target_part(ctx["target"], "runtime", "quantization", "budgets"))
+                            _target_part(ctx["target"], "runtime", "quantization", "budgets"),
+                            # The ARM core whose estimates decide the ship choice (none: the host's timings,
+                            # and the key of every build made before the choice could be emulated).
+                            *([f"ship-core:{ctx['target'].ship_core}"] if ctx["target"].ship_core else []),
+                            *([f"ship:{ship}"] if (ship := _ship_policy(ctx["recipe"], ctx["target"])[0]) else []))
 
     def load_cached(self, ctx, build, record):
         primary = record.get("outputs", {}).get("primary")
@@ -66,8 +70,9 @@ class QuantizeStage(BuildStage):
             eval_idx = self.shared.eval_indices("val", recipe.quantize.eval_samples or None, recipe.seed)
             eval_x = self.shared.student_arrays("val", value, eval_idx)
             task = self.shared.task if self.shared.task in ("regression", "ranking") else "classification"
+            ship, ship_from = _ship_policy(recipe, target)
             result = quantize_entry(model, example, target, calibration, out, build, record,
-                                    method=recipe.quantize.method,
+                                    method=recipe.quantize.method, ship=ship, ship_from=ship_from,
                                     eval_samples=_rows(eval_x, splits.val.labels[eval_idx]), seed=recipe.seed,
                                     bundle_extra_bytes=_bundle_extras(build), task=task,
                                     reference_metric=self._teacher_reference(task, splits.val.labels, eval_idx))
@@ -93,6 +98,16 @@ class QuantizeStage(BuildStage):
         metric = {"regression": "wape", "ranking": "recall@10"}.get(task, "accuracy")
         outputs = self.shared.teacher_outputs("val")
         return float(metric_value(outputs[rows], np.asarray(labels)[rows], metric))
+
+
+def _ship_policy(recipe: Any, target: Any) -> tuple[str | None, str | None]:
+    """The ship policy of this build: the profile's, except that a recipe asking for the smallest student
+    (``[student] objective = "smallest-within-drop"``) ships the smallest candidate within the budgets
+    rather than the fastest (the fp32 file of a student sized in int8 bytes can be 3-4x larger), unless
+    the profile forces ``int8`` or ``fp32``."""
+    if recipe.student.objective == "smallest-within-drop" and target.quantization.ship == "fastest-within-budget":
+        return "smallest-within-budget", "recipe: [student] objective = 'smallest-within-drop'"
+    return None, None
 
 
 def _stored_tensors(path: Path) -> list[dict[str, Any]]:

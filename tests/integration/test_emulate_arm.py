@@ -148,3 +148,25 @@ def test_cortex_a75_runs_the_a76_isa_under_its_own_part_number_and_cost(env, art
     # Same ISA (dot product): the int8 kernels still run sdot; narrower vector pipes make it slower.
     assert a75["core"] == "cortex-a75" and a75["classes"]["int8_dot"] > 50_000 and a75["compute_deterministic"]
     assert a75["estimate_ms"] > a76["estimate_ms"]
+
+
+def test_an_emulating_profile_ships_by_the_arm_estimates(env, tmp_path: Path):
+    # [bench] emulate set (ship_latency auto): the quantize stage counts every candidate on the core and the
+    # estimates decide; the tiny CNN's static int8 runs sdot and beats fp32 there.
+    import dataclasses
+
+    target = load_target("tflite-int8")
+    target = dataclasses.replace(target, bench=dataclasses.replace(target.bench, emulate=CORE))
+    rng = np.random.default_rng(0)
+    samples = [(rng.random((1, 3, 32, 32), dtype=np.float32),) for _ in range(16)]
+    torch.manual_seed(0)
+    result = quantize_model(tiny_cnn(), (torch.rand(1, 3, 32, 32),), target, samples, tmp_path, method="minmax")
+    selection = result.report["selection"]
+    assert selection["latency"] == {**selection["latency"], "source": "emulated", "core": CORE}
+    by_name = {c["name"]: c for c in selection["candidates"]}
+    assert {"fp32", "int8"} <= set(by_name)
+    for c in by_name.values():
+        assert c["arm"]["core"] == CORE and c["arm"]["instructions"] > 0
+        assert c["p50_ms"] == c["arm"]["estimate_ms"] > 0 and c["host_p50_ms"] > 0
+    assert by_name["int8"]["arm"]["estimate_ms"] < by_name["fp32"]["arm"]["estimate_ms"]
+    assert result.shipped != "fp32" and f"{CORE} estimate" in selection["reason"]

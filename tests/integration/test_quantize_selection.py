@@ -2,6 +2,7 @@
 ships per ``quantization.ship``; the gate's artifact.choice check reads the recorded decision."""
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from edge_kd.bench.compare import ROUNDS
+from edge_kd.errors import InputError
 from edge_kd.gate import evaluate
 from edge_kd.pipeline import Build
 from edge_kd.quantize import quantize_model
@@ -100,3 +102,66 @@ def test_measured_candidates_per_runtime(tmp_path: Path, target_name: str):
         assert c["metric"] == 1.0  # top-1 agreement with the fp32 artifact on the calibration rows
     assert sum(c["shipped"] for c in cands.values()) == 1
     assert result.primary.name == cands[result.shipped]["file"]
+
+
+def _emulating(target_name: str, ship_latency: str = "auto"):
+    target = load_target(target_name)
+    return dataclasses.replace(target, bench=dataclasses.replace(target.bench, emulate="cortex-a76"),
+                               quantization=dataclasses.replace(target.quantization, ship_latency=ship_latency))
+
+
+def injected_arm(estimates: dict[str, float | str]):
+    """An emulate_fn reporting these ARM estimates (a string: the aarch64 runtime could not run it)."""
+    def fn(path, inputs):
+        assert Path(path).is_file() and inputs
+        name = next(n for n in estimates if Path(path).name.startswith(f"model.{n}."))
+        got = estimates[name]
+        if isinstance(got, str):
+            raise InputError(got)
+        return {"estimate_ms": got, "instructions": int(got * 2.4e6)}
+    return fn
+
+
+def test_an_emulating_profile_ships_what_is_fastest_on_the_arm_core(tmp_path: Path):
+    # On the host int8 is 5x slower (the online-shoppers student on x86); on the emulated Cortex-A76 it is
+    # 2x faster. The phone's figure decides; the host's stays in the record and in the report.
+    target = _emulating("ort-mobile")
+    host = injected({"fp32": 0.017, "int8": 0.090, "int8-dynamic": 0.030})
+    arm = injected_arm({"fp32": 0.040, "int8": 0.020, "int8-dynamic": "the aarch64 onnxruntime cannot run it"})
+    result = quantize_model(tiny_mlp(), (torch.zeros(1, 12),), target, mlp_samples(), tmp_path / "q",
+                            method="minmax", latency_fn=host, emulate_fn=arm)
+    selection = result.report["selection"]
+    assert result.shipped == "int8" and selection["latency"]["source"] == "emulated"
+    assert selection["latency"]["core"] == "cortex-a76" and "cortex-a76 estimate 0.02 ms" in selection["reason"]
+    by_name = {c["name"]: c for c in selection["candidates"]}
+    assert by_name["int8"]["host_p50_ms"] == 0.090 and by_name["int8"]["arm"]["estimate_ms"] == 0.020
+    assert by_name["int8"]["arm"]["instructions"] == 48000 and by_name["int8"]["p50_ms"] == 0.020
+    assert by_name["fp32"]["reason"].startswith("slower: cortex-a76 estimate 0.04 ms")
+    assert by_name["int8-dynamic"]["p50_ms"] is None
+    assert by_name["int8-dynamic"]["reason"] == "not measured on cortex-a76: the aarch64 onnxruntime cannot run it"
+    build = _gate(tmp_path, result, target)
+    assert evaluate(build).check("artifact.choice").passed
+
+    # Shipping fp32 (what the host's timings would have chosen) fails the gate, in the ARM estimate's terms.
+    for c in selection["candidates"]:
+        c["shipped"] = c["name"] == "fp32"
+    check = evaluate(_gate(tmp_path / "host", result, target)).check("artifact.choice")
+    assert not check.passed and "int8 meets every budget and runs 2.00x faster" in check.reason
+    assert "cortex-a76 estimate 0.02 ms, ARM cost-model estimates" in check.reason
+
+
+def test_ship_latency_host_keeps_the_host_deciding_on_an_emulating_profile(tmp_path: Path):
+    def never(path, inputs):
+        raise AssertionError("ship_latency = 'host' must not emulate candidates")
+    result = quantize_model(tiny_mlp(), (torch.zeros(1, 12),), _emulating("ort-mobile", "host"), mlp_samples(),
+                            tmp_path, method="minmax", emulate_fn=never,
+                            latency_fn=injected({"fp32": 0.017, "int8": 0.090, "int8-dynamic": 0.030}))
+    assert result.shipped == "fp32" and result.report["selection"]["latency"]["source"] == "host"
+    assert all("arm" not in c for c in result.report["selection"]["candidates"])
+
+
+def test_a_missing_emulation_environment_is_one_line_saying_how_to_build_it(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("EDGE_KD_ARM_EMU", str(tmp_path / "nothing-here"))
+    with pytest.raises(InputError, match="edge-kd arm-emu"):
+        quantize_model(tiny_mlp(), (torch.zeros(1, 12),), _emulating("ort-mobile"), mlp_samples(), tmp_path / "q",
+                       method="minmax", latency_fn=injected({"fp32": 0.017, "int8": 0.090, "int8-dynamic": 0.03}))

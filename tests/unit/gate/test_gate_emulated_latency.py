@@ -55,6 +55,18 @@ def test_gate_latency_emulated_needs_a_core(tmp_path):
         load_target(path)
 
 
+def test_ship_latency_follows_the_emulated_core_unless_the_profile_says_host(tmp_path):
+    path = tmp_path / "p.toml"
+    assert load_target("ort-mobile").ship_core is None                      # nothing emulated: the host decides
+    path.write_text('extends = "ort-mobile"\n[bench]\nemulate = "cortex-a75"\n')
+    assert load_target(path).ship_core == "cortex-a75"                     # auto: the phone's core decides
+    path.write_text('extends = "ort-mobile"\n[bench]\nemulate = "cortex-a75"\n[quantization]\nship_latency = "host"\n')
+    assert load_target(path).ship_core is None
+    path.write_text('extends = "ort-mobile"\n[quantization]\nship_latency = "emulated"\n')
+    with pytest.raises(ConfigError, match="ship_latency = \"emulated\" needs bench.emulate"):
+        load_target(path)
+
+
 def test_report_shows_the_arm_estimate_beside_the_host_percentiles(make_build, fx, tmp_path):
     from edge_kd.report import write_report
 

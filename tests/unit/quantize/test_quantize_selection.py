@@ -88,3 +88,33 @@ def test_forced_policy_ships_its_artifact_and_says_what_it_costs(policy):
 def test_unknown_policy():
     with pytest.raises(ValueError, match="fastest-within-budget"):
         choose([cand("fp32", 1, 1.0), cand("int8", 1, 1.0)], "smallest", BUDGETS)
+
+
+def test_smallest_within_budget_ships_the_fewest_bytes_and_says_what_speed_it_gave_up():
+    # The bitext student sized in int8 bytes: its fp32 file is 3x larger and a little faster.
+    cands = [cand("fp32", 60_000, 0.011), cand("int8", 20_000, 0.016), cand("int8-dynamic", 21_000, 0.012),
+             cand("tiny-but-wrong", 5_000, 0.001, metric=0.5)]
+    shipped, why = choose(cands, "smallest-within-budget", BUDGETS)
+    assert shipped.name == "int8" and why.startswith("smallest artifact that meets every budget (20000 B)")
+    assert "fp32 is 1.45x faster at 60000 B" in why
+    assert cands[0].reason == "larger: 60000 B vs 20000 B" and cands[3].reason.startswith("misses accuracy")
+    # Nothing within budget: the same fallback as fastest-within-budget (best metric that fits)
+    over = [cand("fp32", 200_000, 0.011), cand("int8", 20_000, 0.016, metric=0.5)]
+    assert choose(over, "smallest-within-budget", BUDGETS)[0].name == "int8"
+
+
+def test_a_smallest_student_recipe_ships_by_size_unless_the_profile_forces_a_precision():
+    import dataclasses
+    from types import SimpleNamespace
+
+    from edge_kd.stages.quantize import _ship_policy
+    from edge_kd.targets import load_target
+
+    target = load_target("ort-mobile")
+    smallest = SimpleNamespace(student=SimpleNamespace(objective="smallest-within-drop"))
+    best = SimpleNamespace(student=SimpleNamespace(objective="best-under-budget"))
+    assert _ship_policy(smallest, target) == ("smallest-within-budget",
+                                              "recipe: [student] objective = 'smallest-within-drop'")
+    assert _ship_policy(best, target) == (None, None)
+    forced = dataclasses.replace(target, quantization=dataclasses.replace(target.quantization, ship="int8"))
+    assert _ship_policy(smallest, forced) == (None, None)

@@ -193,6 +193,29 @@ def test_report_shows_the_shipped_artifact_decision(builds, tmp_path, fx):
     assert "Shipped artifact" not in write_report(builds[1:], tmp_path / "r2")["markdown"].read_text()
 
 
+def test_an_emulated_choice_shows_the_host_p50_beside_the_deciding_arm_estimate(builds, tmp_path, fx):
+    def mutate(m):
+        stage = next(s for s in m["stages"] if s["name"] == "quantize")
+        stage["details"] = {"selection": {
+            "policy": "fastest-within-budget", "shipped": "int8", "noise_margin": 0.05,
+            "latency": {"source": "emulated", "core": "cortex-a76"},
+            "reason": "fastest artifact that meets every budget (cortex-a76 estimate 0.02 ms)",
+            "candidates": [
+                {"name": "int8", "shipped": True, "bytes": 20000, "metric": 0.9, "p50_ms": 0.02, "rounds_ms": [0.02],
+                 "host_p50_ms": 0.09, "arm": {"core": "cortex-a76", "instructions": 48000, "estimate_ms": 0.02},
+                 "within_budget": True, "reason": "shipped: fastest"},
+                {"name": "fp32", "shipped": False, "bytes": 60000, "metric": 0.9, "p50_ms": 0.04, "rounds_ms": [0.04],
+                 "host_p50_ms": 0.017, "arm": {"core": "cortex-a76", "instructions": 96000, "estimate_ms": 0.04},
+                 "within_budget": True, "reason": "slower: cortex-a76 estimate 0.04 ms vs 0.02 ms (2.00x)"}]}}
+    fx.edit_manifest(builds[0], mutate)
+    paths = write_report(builds, tmp_path / "r")
+    md, html = paths["markdown"].read_text(), paths["html"].read_text()
+    assert "| candidate | bytes | metric | host p50 ms | cortex-a76 est. ms (decides) | within budget | decision |" in md
+    assert "|---|---:|---:|---:|---:|---|---|" in md
+    assert "| ▶ int8 | 19.53 KiB | 0.9000 | 0.09 | 0.02 | yes | shipped: fastest |" in md
+    assert "<th>cortex-a76 est. ms (decides)</th>" in html and '<td class="num">0.017</td>' in html
+
+
 def test_report_shows_the_student_size_search(builds, tmp_path, fx):
     def mutate(m):
         stage = next(s for s in m["stages"] if s["name"] == "distill")
