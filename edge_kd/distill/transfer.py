@@ -89,11 +89,13 @@ def augment_sentence(words: Sequence[str], rng: random.Random, *, word_dropout: 
 
 
 def augment_texts(texts: Sequence[str], labels: Sequence[int], copies: int, *, seed: int = 0,
-                  word_dropout: float = 0.1, substitute: float = 0.1, ngram_sample: float = 0.0,
+                  word_dropout: float, substitute: float, ngram_sample: float,
                   neighbours: Callable[[str], Sequence[str]] | None = None) -> tuple[list[str], list[int]]:
-    """``copies`` augmented copies of every text, with the text's label; not yet deduplicated.
+    """``copies`` augmented copies of every text, with the text's label; not yet deduplicated. The rates
+    have no defaults here: :class:`edge_kd.recipe.TransferConfig` holds the one set of defaults.
 
-    >>> augment_texts(["cancel my order"], [3], 2, seed=0)  # doctest: +SKIP
+    >>> augment_texts(["cancel my order"], [3], 2, seed=0, word_dropout=0.1, substitute=0.0,
+    ...               ngram_sample=0.0)  # doctest: +SKIP
     (['cancel order', 'cancel my order please'], [3, 3])
     """
     rng = random.Random(seed)
@@ -111,13 +113,14 @@ def augment_texts(texts: Sequence[str], labels: Sequence[int], copies: int, *, s
 
 
 def augment_histories(history: np.ndarray, labels: np.ndarray, copies: int, *, seed: int = 0,
-                      item_dropout: float = 0.2, recent_crop: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+                      item_dropout: float, recent_crop: float) -> tuple[np.ndarray, np.ndarray]:
     """``copies`` augmented copies of every purchase history (``int64 [N, L]``, input ids = 1 + catalog
     index, 0 = padding, left-padded, newest last) with their rows' next items (``labels``, repeated).
     A copy keeps at least the newest product; copies identical to their source row are dropped (they
     would only weigh that row twice).
 
-    >>> h, y = augment_histories(np.array([[0, 0, 5, 9, 3]]), np.array([[7, -1]]), 2, seed=0)  # doctest: +SKIP
+    >>> h, y = augment_histories(np.array([[0, 0, 5, 9, 3]]), np.array([[7, -1]]), 2, seed=0,
+    ...                          item_dropout=0.2, recent_crop=0.3)  # doctest: +SKIP
     """
     rng = np.random.default_rng(seed)
     n, length = history.shape
