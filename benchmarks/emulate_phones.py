@@ -18,9 +18,11 @@ Two published sets, kept apart so that a change of the cost model is judged on o
   Run here as LiteRT .tflite files, fp32 and static int8.
 
 Emulated counts are cached in `--work` (keyed by artifact hash and core), so a re-run redoes nothing that
-finished. Results: benchmarks/results/emulate_phones.{md,json}.
+finished. Results: benchmarks/results/emulate_phones.{md,json}; a run limited with `--only` keeps the
+other rows of the results file (each row records when it was measured).
 
     nice -n 10 python benchmarks/emulate_phones.py [--work /tmp/edge-kd-phones] [--out benchmarks/results]
+                                                   [--only tflite/mobilenet_v3_small]
 """
 from __future__ import annotations
 
@@ -241,9 +243,19 @@ def main() -> int:
                      "clock_source": clock_source, "estimate_ms": ms, "error": ms / published - 1,
                      "cycles": est["cycles"], "instructions": m["instructions"], "classes": m["classes"],
                      "kinds": m["kinds"], "compute_deterministic": m["compute_deterministic"],
-                     "runtime": m["runtime"], "runtime_version": m["runtime_version"]})
+                     "runtime": m["runtime"], "runtime_version": m["runtime_version"],
+                     "measured": time.strftime("%Y-%m-%d", time.gmtime())})
         print(f"{set_name} {model} {precision} {phone}: {m['instructions'] / 1e6:.1f} M insns, est {ms:.1f} ms vs "
               f"published {published} ms ({rows[-1]['error']:+.0%}) [{time.perf_counter() - start:.0f} s]", flush=True)
+
+    out = Path(args.out)
+    if args.only and (out / "emulate_phones.json").exists():
+        # Keep the rows this run did not redo, in the table's order.
+        done = {(r["set"], r["model"], r["precision"], r["phone"]) for r in rows}
+        earlier = [r for r in json.loads((out / "emulate_phones.json").read_text())["rows"]
+                   if (r["set"], r["model"], r["precision"], r["phone"]) not in done]
+        order = {(p[0], p[1], p[3], p[4]): i for i, p in enumerate(PUBLISHED)}
+        rows = sorted(earlier + rows, key=lambda r: order.get((r["set"], r["model"], r["precision"], r["phone"]), 99))
 
     def ordering(model, phone):
         pair = {r["precision"]: r for r in rows if r["model"] == model and r["phone"] == phone and r["set"] == "tflite"}
@@ -273,7 +285,11 @@ def main() -> int:
                         if r.get("estimate_ms_without_dot_product") else "") + " |")
     within = [r for r in rows if abs(r["error"]) <= 0.30]
     lines += ["", f"{len(within)} of {len(rows)} estimates within 30% of the published figure."]
-    out = Path(args.out)
+    runs = sorted({r.get("measured", "2026-12-03") for r in rows})
+    if len(runs) > 1:
+        lines += ["", "Rows measured on: " + "; ".join(
+            f"{day}: " + ", ".join(f"{r['set']}/{r['model']} {r['precision']}" for r in rows
+                                   if r.get("measured", "2026-12-03") == day) for day in runs) + "."]
     atomic_write_json(out / "emulate_phones.json", {"rows": rows, "environment": env.versions})
     atomic_write_text(out / "emulate_phones.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
