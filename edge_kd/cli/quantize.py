@@ -14,6 +14,7 @@ from typing import Any
 
 from edge_kd.cli.common import add_model_arguments, add_target_argument, load_samples, model_spec, print_json
 from edge_kd.errors import InputError
+from edge_kd.quantize.selection import SHIP_POLICIES
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -38,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=calibration_methods(), help="range method (default: the profile's calibration_method)")
     p.add_argument("--samples", type=int, metavar="N", help="calibration samples (default: the profile's)")
     p.add_argument("--max-drop", metavar="DROP", help="override the profile's accuracy_drop (e.g. 0.5pt, 2%%)")
-    p.add_argument("--ship", choices=("fastest-within-budget", "smallest-within-budget", "int8", "fp32"),
+    p.add_argument("--ship", choices=SHIP_POLICIES,
                    help="which artifact becomes the model: the fastest that meets the budgets (measured side by "
                         "side in the runtime), the smallest that meets them, or always int8 / fp32 (default: the "
                         "profile's quantization.ship)")

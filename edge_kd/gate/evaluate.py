@@ -330,6 +330,15 @@ def artifact_choice(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def choice_core(selection: Mapping[str, Any]) -> str | None:
+    """The ARM core whose cost-model estimates decided a recorded choice (``[quantization]
+    ship_latency``), or None when the host's interleaved timings decided."""
+    latency = selection.get("latency")
+    if isinstance(latency, Mapping) and latency.get("source") == "emulated":
+        return str(latency.get("core"))
+    return None
+
+
 def _check_choice(manifest: Mapping[str, Any]) -> Check:
     """The shipped artifact is not slower, beyond measurement noise, than another candidate of the same
     build that meets every budget (measured interleaved in one process by the quantize stage)."""
@@ -360,10 +369,8 @@ def _check_choice(manifest: Mapping[str, Any]) -> Check:
         if slower:
             faster.append((ratio, c))
     # An emulated choice compares the ARM cost-model estimates (one per candidate), not host rounds.
-    latency = selection.get("latency") if isinstance(selection.get("latency"), Mapping) else {}
-    emulated = latency.get("source") == "emulated"
-    label, how = ((f"{latency.get('core')} estimate", "ARM cost-model estimates") if emulated
-                  else ("p50", "interleaved rounds"))
+    core = choice_core(selection)
+    label, how = (f"{core} estimate", "ARM cost-model estimates") if core else ("p50", "interleaved rounds")
     what = f"{ship.get('name')} ({label} {ship.get('p50_ms')} ms)"
     if not faster:
         others = len([c for c in candidates if c is not ship])

@@ -127,27 +127,26 @@ def choose(candidates: Sequence[Candidate], policy: str, budgets: Budgets, *,
     by_name = {c.name: c for c in candidates}
     for c in candidates:
         c.failed_budgets = budgets.failed(c)
+    within = [c for c in candidates if c.within_budget]
     if policy in ("int8", "fp32"):
         shipped = by_name[policy]
         why = f"ship = {policy!r} in the profile"
-        fastest = min((c for c in candidates if c.within_budget and c.p50_ms is not None),
+        fastest = min((c for c in within if c.p50_ms is not None),
                       key=lambda c: c.p50_ms, default=None)
         if fastest is not None and fastest is not shipped and shipped.rounds_ms:
             slower, ratio = slower_beyond_noise(shipped.rounds_ms, fastest.rounds_ms, margin=margin)
             if slower:
                 why += f" ({fastest.name} meets the budgets and runs {ratio:.2f}x faster)"
-    elif policy == "smallest-within-budget" and any(c.within_budget for c in candidates):
-        eligible = [c for c in candidates if c.within_budget]
-        fastest = min((c for c in eligible if c.p50_ms is not None), key=lambda c: c.p50_ms, default=None)
-        shipped = min(eligible, key=lambda c: (c.bytes, c.gzip_bytes,
-                                               c.p50_ms if c.p50_ms is not None else math.inf))
+    elif policy == "smallest-within-budget" and within:
+        fastest = min((c for c in within if c.p50_ms is not None), key=lambda c: c.p50_ms, default=None)
+        shipped = min(within, key=lambda c: (c.bytes, c.gzip_bytes, c.p50_ms if c.p50_ms is not None else math.inf))
         why = f"smallest artifact that meets every budget ({shipped.bytes} B)"
         if fastest is not None and fastest is not shipped and shipped.rounds_ms:
             slower, ratio = slower_beyond_noise(shipped.rounds_ms, fastest.rounds_ms, margin=margin)
             if slower:
                 why += f"; {fastest.name} is {ratio:.2f}x faster at {fastest.bytes} B"
     else:
-        eligible = [c for c in candidates if c.within_budget and c.p50_ms is not None]
+        eligible = [c for c in within if c.p50_ms is not None]
         fastest = None
         if eligible:
             fastest = min(eligible, key=lambda c: c.p50_ms)

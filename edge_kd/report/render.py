@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from edge_kd.errors import InputError
 from edge_kd.gate import GateReport, bytes_breakdown, evaluate, load_build
 from edge_kd.gate.bundle import short_name
-from edge_kd.gate.evaluate import artifact_choice
+from edge_kd.gate.evaluate import artifact_choice, choice_core
 from edge_kd.gate.formats import breakdown_rows, markdown_section, write_output
 from edge_kd.metrics import higher_is_better
 from edge_kd.report import svg
@@ -314,7 +314,7 @@ def _choice_rows(entry: ReportEntry) -> tuple[dict[str, Any] | None, list[str], 
     if selection is None:
         return None, [], []
     candidates = sorted(selection.get("candidates") or [], key=lambda c: not c.get("shipped"))
-    core = next((c["arm"].get("core") for c in candidates if isinstance(c.get("arm"), dict)), None)
+    core = choice_core(selection)
 
     def ms(v: Any) -> str:
         return f"{v:.4g}" if isinstance(v, (int, float)) else "n/a"
