@@ -251,11 +251,13 @@ def main() -> int:
     out = Path(args.out)
     if args.only and (out / "emulate_phones.json").exists():
         # Keep the rows this run did not redo, in the table's order.
-        done = {(r["set"], r["model"], r["precision"], r["phone"]) for r in rows}
-        earlier = [r for r in json.loads((out / "emulate_phones.json").read_text())["rows"]
-                   if (r["set"], r["model"], r["precision"], r["phone"]) not in done]
+        def key(r: dict) -> tuple:
+            return r["set"], r["model"], r["precision"], r["phone"]
+
+        done = {key(r) for r in rows}
+        earlier = [r for r in json.loads((out / "emulate_phones.json").read_text())["rows"] if key(r) not in done]
         order = {(p[0], p[1], p[3], p[4]): i for i, p in enumerate(PUBLISHED)}
-        rows = sorted(earlier + rows, key=lambda r: order.get((r["set"], r["model"], r["precision"], r["phone"]), 99))
+        rows = sorted(earlier + rows, key=lambda r: order.get(key(r), len(order)))
 
     def ordering(model, phone):
         pair = {r["precision"]: r for r in rows if r["model"] == model and r["phone"] == phone and r["set"] == "tflite"}
@@ -285,11 +287,14 @@ def main() -> int:
                         if r.get("estimate_ms_without_dot_product") else "") + " |")
     within = [r for r in rows if abs(r["error"]) <= 0.30]
     lines += ["", f"{len(within)} of {len(rows)} estimates within 30% of the published figure."]
-    runs = sorted({r.get("measured", "2026-12-03") for r in rows})
+    def measured(r: dict) -> str:  # rows from before runs were dated come from the first run, 2026-12-03
+        return r.get("measured", "2026-12-03")
+
+    runs = sorted({measured(r) for r in rows})
     if len(runs) > 1:
         lines += ["", "Rows measured on: " + "; ".join(
             f"{day}: " + ", ".join(f"{r['set']}/{r['model']} {r['precision']}" for r in rows
-                                   if r.get("measured", "2026-12-03") == day) for day in runs) + "."]
+                                   if measured(r) == day) for day in runs) + "."]
     atomic_write_json(out / "emulate_phones.json", {"rows": rows, "environment": env.versions})
     atomic_write_text(out / "emulate_phones.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
