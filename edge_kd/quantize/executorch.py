@@ -1,9 +1,12 @@
 """ExecuTorch / XNNPACK static int8: PT2E with the XNNPACK quantizer, lowered by edge_kd.export.
 
 The XNNPACK quantizer's config decides which ops are quantized and how (weights int8 symmetric per
-output channel in [-127, 127], activations int8 asymmetric per tensor); edge_kd only replaces the
+output channel in [-127, 127], activations int8 asymmetric per tensor); edge_kd replaces the
 activation observer (its HistogramObserver) with :class:`~edge_kd.quantize.ranges.RangeObserver`, so the
-range method is edge_kd's while the scheme stays the one XNNPACK's kernels expect.
+range method is edge_kd's while the scheme stays the one XNNPACK's kernels expect, observes conv/linear +
+ReLU6 after the clamp (:func:`~edge_kd.quantize.ranges.annotate_weighted_clamp`; the stock quantizer
+gives a ReLU6 the convolution's pre-activation range) and quantizes a transformer's weighted ops only
+(:func:`~edge_kd.quantize.sensitivity.is_transformer`).
 
 Embedding tables are stored per ``[quantization] embeddings`` (int8 rows by default, int4 groups, or
 float) by rewriting the lookups in the exported graph before annotation
@@ -17,13 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edge_kd.quantize.ranges import PT2ECalibration, make_quantizer, pt2e_config
-
-
-def is_transformer(model: Any) -> bool:
-    """LayerNorm marks a residual stream with outlier channels: quantize weighted ops only there."""
-    import torch
-
-    return any(isinstance(m, torch.nn.LayerNorm) for m in model.modules())
+from edge_kd.quantize.sensitivity import is_transformer
 
 
 class ExecuTorchBackend:

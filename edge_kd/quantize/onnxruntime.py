@@ -21,6 +21,7 @@ import numpy as np
 
 from edge_kd.quantize.calibration import RangeStats
 from edge_kd.quantize.ranges import collect_onnx_ranges, ort_ranges, sentinel_nodes, write_ort_range_cache
+from edge_kd.quantize.sensitivity import is_transformer
 
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
 
@@ -44,6 +45,15 @@ def _weighted_nodes(model: Any) -> list[tuple[Any, tuple[int, ...]]]:
         if node.op_type in WEIGHTED_OPS and len(node.input) > 1 and node.input[1] in inits:
             found.append((node, inits[node.input[1]]))
     return found
+
+
+def weighted_scope(model: Any) -> set[str]:
+    """Names of the nodes that carry a constant weight: Conv/Gemm/MatMul with a constant second input
+    and Gathers from a constant table (embeddings)."""
+    inits = {i.name for i in model.graph.initializer}
+    scoped = {node.name for node, _shape in _weighted_nodes(model)}
+    scoped |= {n.name for n in model.graph.node if n.op_type == "Gather" and n.input[0] in inits}
+    return scoped
 
 
 def gemm_as_matmul(model: Any) -> list[str]:
@@ -278,6 +288,10 @@ class OrtBackend:
         masked = sentinel_nodes(model_pre, stats)
         outputs = [o.name for o in model_pre.graph.output]
         nodes += [n for n in float_adds if n not in nodes]
+        if is_transformer(model):
+            # Weighted ops (and embedding tables) only, as on the PT2E targets: see is_transformer.
+            scoped = weighted_scope(model_pre)
+            nodes += [n.name for n in model_pre.graph.node if n.name not in scoped and n.name not in nodes]
         if getattr(self.settings, "embeddings", "int8") == "float":
             # quantize_static stores a Gather's constant table as int8: keep the tables float.
             inits = {i.name for i in model_pre.graph.initializer}

@@ -177,22 +177,29 @@ _WEIGHTED = (torch.ops.aten.conv1d.default, torch.ops.aten.conv2d.default, torch
 _CLAMPS = (torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default, torch.ops.aten.clamp.default)
 
 
-def annotate_weighted_clamp(gm: torch.fx.GraphModule, config: Any, filter_fn: Callable[[torch.fx.Node], bool]
-                            ) -> list[list[torch.fx.Node]]:
+def annotate_weighted_clamp(gm: torch.fx.GraphModule, config: Any, filter_fn: Callable[[torch.fx.Node], bool],
+                            backend: str = "litert") -> list[list[torch.fx.Node]]:
     """Annotate ``conv/linear -> hardtanh`` (ReLU6, ``clamp``) as ONE quantized op whose output range is
     observed AFTER the clamp.
 
-    litert-torch fuses conv+ReLU only; ReLU6 (``hardtanh``) is one of its "shared observer" ops, so it
-    inherits the conv's observer: the [0, 6] output of every ReLU6 was quantized over the conv's
-    pre-activation range (e.g. [-70, 64] in EfficientNet-Lite0's stem, a step of 0.53, about 11 levels
-    for the values that survive), and LiteRT fuses the clamp into the conv with those parameters.
-    Networks made of conv+ReLU6 (EfficientNet-Lite, MobileNet) lose 10-20 dB per block; a pruned one,
-    with fewer channels to average the error out, collapsed (output SQNR below 0 dB). The ONNX Runtime
-    and XNNPACK paths observe the clamp output and were not affected.
+    Both PT2E quantizers (litert-torch's and ExecuTorch's XNNPACKQuantizer) fuse conv+ReLU only; ReLU6
+    (``hardtanh``) is one of their "shared observer" ops, so it inherits the conv's observer: the [0, 6]
+    output of every ReLU6 was quantized over the conv's pre-activation range (e.g. [-70, 64] in
+    EfficientNet-Lite0's stem, a step of 0.53, about 11 levels for the values that survive), and the
+    runtime fuses the clamp into the conv with those parameters. Networks made of conv+ReLU6
+    (EfficientNet-Lite, MobileNet) lose 10-20 dB per block; a pruned one, with fewer channels to
+    average the error out, collapsed on LiteRT (output SQNR below 0 dB), and the pruned grocery student
+    kept 21.7 dB on XNNPACK against 28.8 dB on ONNX Runtime, whose calibrator observes the clamp output.
     """
-    from litert_torch.quantize.pt2e_quantizer_utils import (_is_annotated, _mark_nodes_as_annotated,
-                                                            get_bias_qspec, get_input_act_qspec,
-                                                            get_output_act_qspec, get_weight_qspec)
+    if backend == "litert":
+        from litert_torch.quantize.pt2e_quantizer_utils import (_is_annotated, _mark_nodes_as_annotated,
+                                                                get_bias_qspec, get_input_act_qspec,
+                                                                get_output_act_qspec, get_weight_qspec)
+    else:
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import (_is_annotated,
+                                                                                   _mark_nodes_as_annotated)
+        from torchao.quantization.pt2e.quantizer import (get_bias_qspec, get_input_act_qspec,
+                                                         get_output_act_qspec, get_weight_qspec)
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
 
     partitions = []
@@ -224,9 +231,8 @@ def annotate_weighted_clamp(gm: torch.fx.GraphModule, config: Any, filter_fn: Ca
 def make_quantizer(backend: str, config: Any, exclude: Sequence[str] = (), *, weighted_only: bool = False) -> Any:
     """The backend's PT2E quantizer with ``config`` for every layer except ``exclude`` (kept float).
 
-    ``weighted_only`` (XNNPACK): annotate conv/linear/pool patterns only, leaving element-wise add/mul
-    in float. Transformers need it: their residual stream carries a few outlier channels (ranges of
-    +-200 in MiniLM) and a per-tensor int8 residual add loses the other channels.
+    ``weighted_only``: annotate conv/linear (and average-pool) patterns only, leaving element-wise
+    add/mul/cat in float. Transformers need it (:func:`edge_kd.quantize.sensitivity.is_transformer`).
     """
     keep = module_filter(exclude)
     if backend == "xnnpack":
@@ -240,10 +246,22 @@ def make_quantizer(backend: str, config: Any, exclude: Sequence[str] = (), *, we
             def transform_for_annotation(self, model):
                 return float_scalars_to_attrs(model)
 
+            def _annotate_all_patterns(self, model, quantization_config, filter_fn=None, operator_target=None):
+                act = getattr(quantization_config, "input_activation", None)
+                if act is not None and not act.is_dynamic and not quantization_config.is_qat:
+                    annotate_weighted_clamp(model, quantization_config,
+                                            lambda n: all(f(n) for f in (self.filter_fn, filter_fn) if f is not None),
+                                            backend="xnnpack")
+                return super()._annotate_all_patterns(model, quantization_config, filter_fn, operator_target)
+
         return _XNNPACKQuantizer().set_global(config).set_filter_function(keep)
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer
 
     class _LiteRTQuantizer(PT2EQuantizer):
+        if weighted_only:
+            STATIC_OPS = [op for op in PT2EQuantizer.STATIC_OPS
+                          if op in ("linear", "addmm", "conv", "conv_relu", "adaptive_avg_pool2d")]
+
         def transform_for_annotation(self, model):
             return float_scalars_to_attrs(model)
 

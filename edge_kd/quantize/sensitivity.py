@@ -30,6 +30,15 @@ def quantizable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, QUANTIZABLE) and name]
 
 
+def is_transformer(model: nn.Module) -> bool:
+    """LayerNorm marks a residual stream with outlier channels (ranges of +-200 in MiniLM): every backend
+    then quantizes the weighted ops only (Conv/Linear, embedding tables), leaving element-wise ops,
+    attention matmuls and softmax in float, because a per-tensor int8 residual add or attention product
+    loses the other channels. Measured on MiniLM/banking77 through ONNX Runtime (200 test rows): every op
+    int8 0.870 (output SQNR 9.1 dB), weighted ops only 0.905 = fp32 (14.7 dB), same file size and p50."""
+    return any(isinstance(m, nn.LayerNorm) for m in model.modules())
+
+
 def _fake_quant_weight(w: torch.Tensor, per_channel: bool) -> torch.Tensor:
     if per_channel:
         bound = w.detach().abs().reshape(w.shape[0], -1).amax(dim=1).clamp_min(1e-12)

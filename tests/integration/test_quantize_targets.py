@@ -64,6 +64,25 @@ def test_auto_picks_a_method_through_the_runtime(tmp_path: Path):
     assert result.report["method"] == best["method"]
 
 
+def test_auto_judges_the_best_methods_again_on_every_row(tmp_path: Path, monkeypatch):
+    import edge_kd.quantize as quantize
+
+    monkeypatch.setattr(quantize, "SELECTION_SAMPLES", 8)
+    # No labelled rows: all 40 calibration samples are judged by top-1 agreement with the fp32 artifact.
+    result = quantize_model(tiny_cnn(), (torch.rand(1, 3, 32, 32),), load_target("ort-mobile"), cnn_samples(40),
+                            tmp_path, method="auto", ship="int8")
+    search = result.report["method_search"]
+    assert all(s["rows"] == 8 for s in search)
+    order = sorted(range(len(search)), key=lambda k: (search[k]["metric"], search[k]["output_sqnr_db"], -k),
+                   reverse=True)
+    finalists = [search[k] for k in order[:quantize.FINALISTS]]
+    assert [s for s in search if "all_rows" in s] == sorted(finalists, key=search.index)
+    assert all(s["all_rows"]["rows"] == 40 for s in finalists)
+    best = max(finalists, key=lambda s: (s["all_rows"]["metric"], s["all_rows"]["output_sqnr_db"]))
+    assert result.report["method"] == best["method"]
+    assert result.report["accuracy"]["int8"] == best["all_rows"]["metric"]
+
+
 @pytest.mark.parametrize("target_name", ["ort-mobile", "android-arm64-xnnpack"])
 def test_tiny_text_int8(tmp_path: Path, target_name: str):
     rng = np.random.default_rng(0)
