@@ -60,6 +60,8 @@ MAX_FALLBACK_LAYERS = 8
 SELECTION_SAMPLES = 200
 #: How many methods (highest output SQNR on those rows) ``auto`` judges again on the whole evaluation set.
 FINALISTS = 3
+#: Output SQNRs closer than this (dB) count as equally faithful; the metric then decides.
+SQNR_TIE_DB = 0.5
 
 
 @dataclass
@@ -375,7 +377,8 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
         if method == "auto":
             # Every method is built and judged on the first SELECTION_SAMPLES rows. The FINALISTS with the
             # highest output SQNR against the fp32 artifact are judged again on every evaluation row, and
-            # the most faithful of them ships unless another is *significantly* more accurate, row by row
+            # the most faithful of them ships (of those within SQNR_TIE_DB, the most accurate) unless another
+            # is *significantly* more accurate, row by row
             # (wins - losses > 2 sqrt(wins + losses), a McNemar-style z > 2). Why not the top metric: on a
             # few hundred rows methods swap places by noise. EfficientNet-Lite0 on XNNPACK (1,000 rows):
             # entropy ranges 18.9 dB and 64.9%, min-max 29.1 dB and 64.5%; on 300 other rows entropy lost
@@ -404,9 +407,13 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
                     c["record"]["all_rows"] = {"metric": c["ev"]["metric"],
                                                "output_sqnr_db": c["ev"]["output_sqnr_db"], "rows": len(eval_inputs)}
                 finalists.sort(key=fidelity, reverse=True)
-            pick = finalists[0]
-            for c in finalists[1:]:
-                if _significantly_better(c["ev"], pick["ev"], higher):
+            # Within SQNR_TIE_DB of the most faithful, SQNR does not tell methods apart (it moves by 0.2-0.3 dB
+            # between two row samples): the better metric decides among those.
+            top = fidelity(finalists[0])[0]
+            tied = [c for c in finalists if fidelity(c)[0] >= top - SQNR_TIE_DB]
+            pick = max(tied, key=lambda c: (c["ev"]["metric"] if higher else -c["ev"]["metric"], fidelity(c)))
+            for c in finalists:
+                if c is not pick and _significantly_better(c["ev"], pick["ev"], higher):
                     pick = c
             for c in finalists:
                 c["record"]["finalist"] = True
