@@ -39,16 +39,31 @@ def _fused_relu6_ranges(path: Path) -> list[tuple[str, float, float]]:
     return ranges
 
 
-def test_pruned_depthwise_net_litert_int8_keeps_relu6_range(tmp_path: Path):
+def _calibrated(backend_class, target: str, tmp_path: Path):
+    """The tiny pruned depthwise net exported to fp32 and calibrated for ``target`` (32 samples; 16 more
+    held out for the SQNR check)."""
     model = tiny_pruned_depthwise()
     channels = [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert any(c % 8 for c in channels), channels  # pruned to odd channel counts
     rng = np.random.default_rng(0)
     samples = [(rng.random((1, 3, 32, 32), dtype=np.float32),) for _ in range(48)]
     example = (torch.from_numpy(samples[0][0]),)
-    backend = LiteRTBackend(load_target("tflite-int8").quantization)
-    fp32 = backend.export_fp32(model, example, tmp_path / "fp32.tflite")[0]
-    calibrated = backend.calibrate(model, example, samples[:32])
+    backend = backend_class(load_target(target).quantization)
+    fp32 = backend.export_fp32(model, example, tmp_path / f"fp32.{backend.extension}")[0]
+    return backend, samples, example, fp32, backend.calibrate(model, example, samples[:32])
+
+
+def _output_sqnr_db(fp32: Path, int8: Path, samples: list) -> float:
+    ref, quant = open_runner(fp32), open_runner(int8)
+    out32 = [np.asarray(ref.run(list(s))[0], dtype=np.float64) for s in samples]
+    out8 = [np.asarray(quant.run(list(s))[0], dtype=np.float64) for s in samples]
+    signal = sum(float((a ** 2).sum()) for a in out32)
+    noise = sum(float(((a - b) ** 2).sum()) for a, b in zip(out32, out8))
+    return 10 * np.log10(signal / noise)
+
+
+def test_pruned_depthwise_net_litert_int8_keeps_relu6_range(tmp_path: Path):
+    backend, samples, example, fp32, calibrated = _calibrated(LiteRTBackend, "tflite-int8", tmp_path)
     (int8,), _ = backend.build(calibrated, "minmax", example, tmp_path / "int8.tflite")
 
     # The cause, checked directly: conv+ReLU6 outputs are quantized over [0, 6], not the conv's range.
@@ -56,12 +71,7 @@ def test_pruned_depthwise_net_litert_int8_keeps_relu6_range(tmp_path: Path):
     assert len(relu6) >= 4, _fused_relu6_ranges(int8)
     assert all(hi <= 6.1 for _, _, hi in relu6), relu6
     # The symptom: int8 output close to the fp32 .tflite (20 dB before the fix, 37 dB after).
-    ref, quant = open_runner(fp32), open_runner(int8)
-    out32 = [np.asarray(ref.run(list(s))[0], dtype=np.float64) for s in samples[32:]]
-    out8 = [np.asarray(quant.run(list(s))[0], dtype=np.float64) for s in samples[32:]]
-    signal = sum(float((a ** 2).sum()) for a in out32)
-    noise = sum(float(((a - b) ** 2).sum()) for a, b in zip(out32, out8))
-    sqnr = 10 * np.log10(signal / noise)
+    sqnr = _output_sqnr_db(fp32, int8, samples[32:])
     assert sqnr >= 30.0, f"output SQNR {sqnr:.1f} dB"
 
 
@@ -69,13 +79,7 @@ def test_pruned_depthwise_net_xnnpack_int8_keeps_relu6_range(tmp_path: Path):
     from edge_kd.quantize.executorch import ExecuTorchBackend
     from edge_kd.runtimes.executorch import inspect_pte
 
-    model = tiny_pruned_depthwise()
-    rng = np.random.default_rng(0)
-    samples = [(rng.random((1, 3, 32, 32), dtype=np.float32),) for _ in range(48)]
-    example = (torch.from_numpy(samples[0][0]),)
-    backend = ExecuTorchBackend(load_target("android-arm64-xnnpack").quantization)
-    fp32 = backend.export_fp32(model, example, tmp_path / "fp32.pte")[0]
-    calibrated = backend.calibrate(model, example, samples[:32])
+    backend, samples, example, fp32, calibrated = _calibrated(ExecuTorchBackend, "android-arm64-xnnpack", tmp_path)
 
     # The cause, checked directly: every ReLU6 output is quantized over [0, 6] (scale 6/255).
     converted, _ = calibrated.convert("minmax", percentile=99.99)
@@ -86,10 +90,5 @@ def test_pruned_depthwise_net_xnnpack_int8_keeps_relu6_range(tmp_path: Path):
 
     (int8,), _ = backend.build(calibrated, "minmax", example, tmp_path / "int8.pte")
     assert inspect_pte(int8)["operators"] == {"executorch_call_delegate[XnnpackBackend]": 1}  # still one delegate
-    ref, quant = open_runner(fp32), open_runner(int8)
-    out32 = [np.asarray(ref.run(list(s))[0], dtype=np.float64) for s in samples[32:]]
-    out8 = [np.asarray(quant.run(list(s))[0], dtype=np.float64) for s in samples[32:]]
-    signal = sum(float((a ** 2).sum()) for a in out32)
-    noise = sum(float(((a - b) ** 2).sum()) for a, b in zip(out32, out8))
-    sqnr = 10 * np.log10(signal / noise)
+    sqnr = _output_sqnr_db(fp32, int8, samples[32:])
     assert sqnr >= 30.0, f"output SQNR {sqnr:.1f} dB (20.1 dB before the fix, 37.1 after)"
