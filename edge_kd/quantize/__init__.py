@@ -377,10 +377,10 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
         if method == "auto":
             # Every method is built and judged on the first SELECTION_SAMPLES rows. The FINALISTS with the
             # highest output SQNR against the fp32 artifact are judged again on every evaluation row, and
-            # the most faithful of them ships (of those within SQNR_TIE_DB, the most accurate) unless another
-            # is *significantly* more accurate, row by row
-            # (wins - losses > 2 sqrt(wins + losses), a McNemar-style z > 2). Why not the top metric: on a
-            # few hundred rows methods swap places by noise. EfficientNet-Lite0 on XNNPACK (1,000 rows):
+            # the most faithful of them ships (of those within SQNR_TIE_DB, the most accurate) unless
+            # another is *significantly* more accurate row by row (wins - losses > 2 sqrt(wins + losses),
+            # a McNemar-style z > 2). Why not the top metric: on a few hundred rows methods swap places
+            # by noise. EfficientNet-Lite0 on XNNPACK (1,000 rows):
             # entropy ranges 18.9 dB and 64.9%, min-max 29.1 dB and 64.5%; on 300 other rows entropy lost
             # 1.3 pt. SQNR is a dense, low-noise signal of the same thing.
             cands: list[dict[str, Any]] = []
