@@ -78,6 +78,9 @@ def test_ort_quantizes_only_the_weighted_ops_of_a_transformer(tmp_path: Path):
                  or (n.op_type == "MatMul" and n not in weighted)]
     assert len([n for n in float_ops if n.op_type == "MatMul"]) >= 2  # Q.K^T and attention x V
     assert not [n.name for n in float_ops if any(dequantized(i) for i in n.input)]
+    # The weighted MatMuls' outputs stay float (MatMulIntegerToFloat): no QuantizeLinear reads them.
+    quantized = {n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"}
+    assert not [n.name for n in weighted if n.output[0] in quantized]
 
 
 def test_weighted_scope_beats_every_op_int8_on_an_outlier_channel(tmp_path: Path, monkeypatch):
