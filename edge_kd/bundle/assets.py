@@ -7,6 +7,9 @@ bundle says int32 ids where a .pte bundle says int64) and the ``labels`` in outp
 ``edge_kd.text.hashed_ngrams``
     the text spec of :mod:`edge_kd.preprocess.text` (algorithm in that module's doc); ``input`` is
     the artifact's first input.
+``edge_kd.text.wordpiece``
+    the wordpiece spec of :mod:`edge_kd.preprocess.wordpiece` (the vocabulary is one string, pieces
+    joined by single spaces; algorithm in that module's doc); ``input`` is the artifact's first input.
 ``edge_kd.tabular``
     a raw row ``{column: value}`` -> ``numeric`` float32 ``[1, len(numeric)]`` and ``categorical``
     ``[1, len(categorical)]`` codes, in the order of ``inputs``:
@@ -45,12 +48,13 @@ from edge_kd.errors import InputError
 
 ASSET_VERSION = 1
 TEXT_FORMAT = "edge_kd.text.hashed_ngrams"
+WORDPIECE_FORMAT = "edge_kd.text.wordpiece"
 TABULAR_FORMAT = "edge_kd.tabular"
 IMAGE_FORMAT = "edge_kd.image"
 ARRAYS_FORMAT = "edge_kd.arrays"
 FORECAST_FORMAT = "edge_kd.forecast"
 ITEMS_FORMAT = "edge_kd.items"
-FORMATS = (TEXT_FORMAT, TABULAR_FORMAT, IMAGE_FORMAT, ARRAYS_FORMAT, FORECAST_FORMAT, ITEMS_FORMAT)
+FORMATS = (TEXT_FORMAT, WORDPIECE_FORMAT, TABULAR_FORMAT, IMAGE_FORMAT, ARRAYS_FORMAT, FORECAST_FORMAT, ITEMS_FORMAT)
 
 
 # ---- writing the asset ---------------------------------------------------------------------------
@@ -201,10 +205,10 @@ def read_png(path: Path) -> np.ndarray:
 def raw_to_inputs(asset: Mapping[str, Any], raw: Mapping[str, Any], root: Path) -> list[np.ndarray]:
     """A vector's raw input -> the artifact's input tensors, through the shipped asset only."""
     fmt = asset.get("format")
-    if fmt == TEXT_FORMAT:
-        from edge_kd.preprocess.text import TextPreprocessSpec
+    if fmt in (TEXT_FORMAT, WORDPIECE_FORMAT):
+        from edge_kd.preprocess.wordpiece import spec_from_asset
 
-        arrays = [np.asarray([TextPreprocessSpec.from_dict(dict(asset)).encode(raw["text"])], dtype=np.int64)]
+        arrays = [np.asarray([spec_from_asset(asset).encode(raw["text"])], dtype=np.int64)]
     elif fmt == TABULAR_FORMAT:
         arrays = tabular_inputs(asset, raw["row"])
     elif fmt == IMAGE_FORMAT:

@@ -131,6 +131,10 @@ class StudentData:
     asset: dict[str, Any] | None = None
     #: next-purchase data: the history length and the catalog items never bought in training
     items: dict[str, Any] | None = None
+    #: wordpiece students: the teacher's pieces ranked for this data (a student keeps a prefix)
+    wordpieces: list[str] | None = None
+    #: (id(data set), knob value) -> (the data set, its wordpiece ids)
+    _wordpiece_ids: dict[tuple[int, Any], tuple[Any, np.ndarray]] = field(default_factory=dict)
 
     def items_asset(self, contract: dict[str, Any]) -> dict[str, Any]:
         from edge_kd.bundle.assets import items_asset
@@ -139,12 +143,25 @@ class StudentData:
         return items_asset(self.label_names, self.items["untrained"], self.items["history"], contract)
 
     def text_spec(self, value: Any):
+        """The preprocessing spec of the text student at knob ``value`` (hashed n-grams or wordpieces)."""
+        kw = self.family.kwargs_for(value)
+        if self.wordpieces is not None:
+            from edge_kd.preprocess.wordpiece import WordpiecePreprocessSpec
+
+            return WordpiecePreprocessSpec(vocab=tuple(self.wordpieces[:int(kw["vocab"])]), max_ids=int(kw["max_ids"]),
+                                           labels=tuple(self.label_names))
         from edge_kd.preprocess.text import TextPreprocessSpec
 
-        kw = self.family.kwargs_for(value)
         return TextPreprocessSpec(buckets=int(kw["buckets"]), max_ids=int(kw["max_ids"]), labels=tuple(self.label_names))
 
     def inputs(self, ds: Any, value: Any) -> tuple[np.ndarray, ...]:
+        if self.kind == "text" and self.wordpieces is not None:
+            # A smaller vocabulary splits words differently: ids are made per knob value (and kept,
+            # since the size search and training ask for the same data set and value again).
+            key = (id(ds), value)
+            if key not in self._wordpiece_ids or self._wordpiece_ids[key][0] is not ds:
+                self._wordpiece_ids[key] = (ds, self.text_spec(value).encode_batch(ds.texts))
+            return (self._wordpiece_ids[key][1],)
         if self.kind == "text":
             from edge_kd.preprocess.text import hash_texts, ids_from_hashes
 
@@ -205,6 +222,18 @@ def make_student_family(recipe: Any, train: Any) -> tuple[Any, StudentData]:
             raise InputError(f"student family 'text_hashed' reads text, but the training data is {type(train).__name__}")
         family = make_family(name, num_classes=n, **opts)
         kind = "text"
+    elif name == "text_wordpiece":
+        if not hasattr(train, "texts"):
+            raise InputError(f"student family 'text_wordpiece' reads text, but the training data is "
+                             f"{type(train).__name__}")
+        from edge_kd.preprocess.wordpiece import rank_wordpieces, teacher_vocabulary
+
+        # The teacher's pieces, ranked on the labelled training text (a student keeps a prefix).
+        pieces = rank_wordpieces(train.texts, teacher_vocabulary(opts.pop("vocab_file", None)))
+        family = make_family(name, num_classes=n, pieces=len(pieces), **opts)
+        if recipe.student.max_params:
+            family = _capped(family, recipe.student.max_params)
+        return family, StudentData(family, list(train.label_names), "text", wordpieces=pieces)
     elif name == "mobilenet":
         size = getattr(train, "size", None)
         if size is None:
@@ -426,7 +455,8 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
                                       resume=shared.resume, env=env)
 
     t1 = time.perf_counter()
-    extra = sdata.extra_bytes(family.values[0])
+    # A wordpiece student ships its vocabulary: the bundle's other bytes grow with the knob.
+    extra = sdata.extra_bytes if sdata.wordpieces is not None else sdata.extra_bytes(family.values[0])
     decision = choose_student(family, target, measure=shared.measure, budget=budget, extra_bytes=extra, log=log)
     objective_details: dict[str, Any] = {"objective": objective}
     trained: dict[Any, tuple[Any, Any]] = {}
@@ -624,16 +654,22 @@ def _student_init(recipe: Any, teacher: Any, family: Any, sdata: StudentData, fi
     from edge_kd.distill.transfer import is_text_transformer
 
     mode = getattr(recipe.student, "init", "auto")
-    possible = family.name == "text_hashed" and sdata.kind == "text" and is_text_transformer(teacher)
+    possible = family.name in ("text_hashed", "text_wordpiece") and sdata.kind == "text" \
+        and is_text_transformer(teacher)
     if mode == "random" or (mode == "auto" and not possible):
         return None
     if not possible:
-        raise InputError(f"[student] init = \"teacher\" needs a text_hashed student and a text-transformer teacher "
-                         f"(wordpiece embeddings, e.g. minilm-l6); got family {family.name!r} and teacher "
-                         f"{getattr(teacher, 'name', '?')!r}: use init = \"random\"")
-    from edge_kd.distill.teacher_init import HashedInit
+        raise InputError(f"[student] init = \"teacher\" needs a text student (text_hashed, text_wordpiece) and a "
+                         f"text-transformer teacher (wordpiece embeddings, e.g. minilm-l6); got family "
+                         f"{family.name!r} and teacher {getattr(teacher, 'name', '?')!r}: use init = \"random\"")
+    from edge_kd.distill.teacher_init import HashedInit, WordpieceInit
 
     t0 = time.perf_counter()
+    if sdata.wordpieces is not None:
+        winit = WordpieceInit.from_teacher(teacher, sdata.wordpieces)
+        log(f"student init: rows from the teacher's wordpiece embeddings ({int(winit.known.sum()):,} of "
+            f"{len(winit.pieces):,} ranked pieces; {time.perf_counter() - t0:.1f} s)")
+        return winit
     init = HashedInit.from_teacher(teacher, sdata.text_spec(family.values[0]), fit_ds.texts)
     log(f"student init: rows from the teacher's wordpiece embeddings ({len(init.words):,} words, "
         f"{len(init.feature_hashes):,} features; {time.perf_counter() - t0:.1f} s)")

@@ -117,10 +117,11 @@ def _nominal_bytes_per_weight(target: "TargetProfile") -> float:
 
 
 def choose_student(family: "StudentFamily", target: "TargetProfile", *, measure: Measurer | None = None,
-                   budget: SizeBudget | None = None, extra_bytes: int = 0, max_attempts: int = 6,
-                   log: Callable[[str], None] | None = None) -> SizingDecision:
+                   budget: SizeBudget | None = None, extra_bytes: int | Callable[[Any], int] = 0,
+                   max_attempts: int = 6, log: Callable[[str], None] | None = None) -> SizingDecision:
     """The largest knob value of ``family`` whose bundle fits ``target``'s size budget, verified
-    by a real export. ``extra_bytes`` are the bundle's other files (preprocessing spec, labels).
+    by a real export. ``extra_bytes`` are the bundle's other files (preprocessing spec, labels): a
+    number, or a function of the knob value when they grow with it (a wordpiece student's vocabulary).
 
     Raises InputError when even the smallest student does not fit (naming its size).
 
@@ -131,12 +132,14 @@ def choose_student(family: "StudentFamily", target: "TargetProfile", *, measure:
     log = log or (lambda msg: None)
     values = list(family.values)
     attempts: list[dict[str, Any]] = []
+    extra_of = _extra_of(extra_bytes)
 
     def real(index: int) -> Measurement:
         model = family.build(values[index]).eval()
         m = measure(model, family.example_inputs(values[index]), target)
         attempts.append({"value": values[index], "params": family.num_params(values[index]), "bytes": m.bytes,
-                         "gzip_bytes": m.gzip_bytes, "bundle_bytes": m.bytes + extra_bytes, "method": m.method})
+                         "gzip_bytes": m.gzip_bytes, "bundle_bytes": m.bytes + extra_of(values[index]),
+                         "method": m.method})
         log(f"sizing: {family.knob}={values[index]} -> {format_bytes(m.bytes)} ({m.method})")
         return m
 
@@ -148,6 +151,7 @@ def choose_student(family: "StudentFamily", target: "TargetProfile", *, measure:
         return params_cache[index]
 
     small = real(0)
+    extra_bytes = extra_of(values[0])
     if not budget.fits(small.bytes + extra_bytes, small.gzip_bytes + extra_bytes, with_margin=False):
         if budget.artifact_size is not None:
             from edge_kd.quantize.embeddings import budget_error
@@ -171,7 +175,7 @@ def choose_student(family: "StudentFamily", target: "TargetProfile", *, measure:
     for _ in range(max_attempts):
         def predict(i: int) -> tuple[float, float]:
             raw = small.bytes + (params(i) - params(0)) * bpw
-            return raw + extra_bytes, raw * gzip_ratio + extra_bytes
+            return raw + extra_of(values[i]), raw * gzip_ratio + extra_of(values[i])
 
         lo, hi = best_ok, upper  # invariant: lo fits (verified); search the largest predicted fit in (lo, hi]
         while lo < hi:
@@ -189,6 +193,7 @@ def choose_student(family: "StudentFamily", target: "TargetProfile", *, measure:
         if params(candidate) > params(0):
             bpw = max((m.bytes - small.bytes) / (params(candidate) - params(0)), 1e-6)
         gzip_ratio = max(gzip_ratio, m.gzip_bytes / max(m.bytes, 1))
+        extra_bytes = extra_of(values[candidate])
         if budget.fits(m.bytes + extra_bytes, m.gzip_bytes + extra_bytes, with_margin=False):
             best_ok, best_m, predicted = candidate, m, (int(p_raw) - extra_bytes, int(p_gz) - extra_bytes)
             if not budget.fits(m.bytes + extra_bytes, m.gzip_bytes + extra_bytes, with_margin=True):
@@ -198,8 +203,15 @@ def choose_student(family: "StudentFamily", target: "TargetProfile", *, measure:
             upper = candidate - 1
     value = values[best_ok]
     return SizingDecision(family.name, family.knob, value, params(best_ok), int(predicted[0]), int(predicted[1]),
-                          best_m.bytes, best_m.gzip_bytes, int(extra_bytes), budget.artifact_size,
+                          best_m.bytes, best_m.gzip_bytes, int(extra_of(value)), budget.artifact_size,
                           budget.download_size, budget.margin, best_m.method, attempts)
+
+
+def _extra_of(extra_bytes: int | Callable[[Any], int]) -> Callable[[Any], int]:
+    """The bundle's other bytes as a function of the knob value."""
+    if callable(extra_bytes):
+        return lambda value: int(extra_bytes(value))
+    return lambda value: int(extra_bytes)
 
 
 # ---- measurers ---------------------------------------------------------------------------------
@@ -294,7 +306,7 @@ OBJECTIVES = ("best-under-budget", "smallest-within-drop")
 
 def smallest_within_drop(family: "StudentFamily", target: "TargetProfile", upper: SizingDecision, *,
                          evaluate: Callable[[Any], float], min_allowed: float, measure: Measurer | None = None,
-                         extra_bytes: int = 0, max_trainings: int = 8,
+                         extra_bytes: int | Callable[[Any], int] = 0, max_trainings: int = 8,
                          log: Callable[[str], None] | None = None) -> tuple[SizingDecision, list[dict[str, Any]]]:
     """The smallest knob value of ``family`` (up to ``upper``, the best-under-budget choice) whose
     validation metric ``evaluate(value)`` is ``>= min_allowed``; each candidate tried is exported for
@@ -315,6 +327,7 @@ def smallest_within_drop(family: "StudentFamily", target: "TargetProfile", upper
     values = list(family.values)
     measured = {a["value"]: a for a in upper.attempts}  # bytes already known from the size search
     candidates: list[dict[str, Any]] = []
+    extra_of = _extra_of(extra_bytes)
 
     def tried(index: int) -> dict[str, Any]:
         value = values[index]
@@ -324,6 +337,7 @@ def smallest_within_drop(family: "StudentFamily", target: "TargetProfile", upper
             m = measure(family.build(value).eval(), family.example_inputs(value), target)
             raw, gz, method = m.bytes, m.gzip_bytes, m.method
         metric = float(evaluate(value))
+        extra_bytes = extra_of(value)
         c = {"value": value, "params": family.num_params(value), "bytes": int(raw), "gzip_bytes": int(gz),
              "bundle_bytes": int(raw) + extra_bytes, "bundle_gzip_bytes": int(gz) + extra_bytes,
              "val_metric": metric, "within_drop": metric >= min_allowed, "method": method}
@@ -347,7 +361,7 @@ def smallest_within_drop(family: "StudentFamily", target: "TargetProfile", upper
         log(f"sizing: even {family.knob}={upper.value}, the largest student under the budget, misses the "
             f"allowed drop; keeping it")
     decision = SizingDecision(family.name, family.knob, best["value"], best["params"], best["bytes"],
-                              best["gzip_bytes"], best["bytes"], best["gzip_bytes"], int(extra_bytes),
+                              best["gzip_bytes"], best["bytes"], best["gzip_bytes"], int(extra_of(best["value"])),
                               upper.budget_bytes, upper.budget_gzip_bytes, upper.margin, best["method"],
                               list(upper.attempts))
     return decision, candidates

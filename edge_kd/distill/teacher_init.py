@@ -1,4 +1,5 @@
-"""Teacher knowledge in the hashed text student's initial weights.
+"""Teacher knowledge in the text students' initial weights (hashed: :class:`HashedInit`; wordpiece:
+:class:`WordpieceInit`, the teacher's own row of each piece, projected like below).
 
 A hashed n-gram student starts from random rows: a word it never saw in training keeps a random row
 forever, and two spellings of one word ("refund", "refunds") start unrelated. The teacher already knows
@@ -175,4 +176,71 @@ class HashedInit:
             table[0].zero_()
         return {"init": "teacher", "words": len(self.words), "features": int(len(self.feature_hashes)),
                 "buckets_filled": int(filled.sum()), "buckets": buckets,
+                "columns_from_teacher": int(rows.shape[1]), "dim": dim}
+
+
+@dataclass
+class WordpieceInit:
+    """The wordpiece student's rows from the teacher: the row of student id ``1 + i`` is the teacher's
+    input embedding of piece ``pieces[i]``, projected to the student width by the same PCA (scaled to
+    the random init's spread over the teacher's whole table). A piece the teacher does not have keeps
+    its random row; the padding row stays zero. No averaging: the student reads the very units the
+    teacher embeds."""
+
+    pieces: list[str]              # the ranked vocabulary: student id - 1 -> piece
+    vectors: np.ndarray            # [len(pieces), hidden], teacher space (zeros where unknown)
+    known: np.ndarray              # [len(pieces)] bool: the teacher has the piece
+    mean: np.ndarray               # [hidden]
+    components: np.ndarray         # [hidden, hidden], PCA, largest variance first
+    spread: np.ndarray             # [hidden]: std of the teacher's table along each component
+
+    @classmethod
+    def from_embeddings(cls, pieces: Sequence[str], embeddings: np.ndarray, vocab: Any) -> "WordpieceInit":
+        """From a teacher's input embedding matrix and its piece -> row map."""
+        ids = np.array([vocab.get(p, -1) for p in pieces], dtype=np.int64)
+        known = ids >= 0
+        vectors = np.zeros((len(pieces), embeddings.shape[1]), np.float32)
+        vectors[known] = embeddings[ids[known]]
+        mean, comps = pca_basis(embeddings, embeddings.shape[1])
+        spread = ((embeddings - mean) @ comps).std(axis=0).astype(np.float32)
+        return cls(list(pieces), vectors, known, mean, comps, spread)
+
+    @classmethod
+    def from_teacher(cls, teacher: Any, pieces: Sequence[str]) -> "WordpieceInit":
+        """From a text-transformer teacher (``edge_kd.distill.transfer.is_text_transformer``)."""
+        from edge_kd.distill.transfer import teacher_wordpieces
+
+        emb, tok = teacher_wordpieces(teacher)
+        return cls.from_embeddings(pieces, emb, tok.get_vocab())
+
+    def rows(self, vocab: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows [vocab + 1, min(dim, hidden)] float32, filled [vocab + 1] bool) for a student keeping the
+        first ``vocab`` pieces; row 0 is padding, never filled."""
+        if vocab > len(self.pieces):
+            raise InputError(f"teacher init: the student has {vocab} pieces, the ranked vocabulary {len(self.pieces)}")
+        width = min(dim, self.components.shape[1])
+        z = (self.vectors[:vocab] - self.mean) @ self.components[:, :width]
+        # One scale for every column: the first components keep their larger spread, as in the teacher.
+        z *= INIT_STD / max(float(np.sqrt(np.mean(self.spread[:width] ** 2))), 1e-8)
+        rows = np.zeros((vocab + 1, width), np.float32)
+        filled = np.zeros(vocab + 1, bool)
+        filled[1:] = self.known[:vocab]
+        rows[1:][self.known[:vocab]] = z[self.known[:vocab]]
+        return rows, filled
+
+    def apply(self, student: Any) -> dict[str, Any]:
+        """Overwrite a ``WordpieceConvStudent``'s embedding rows in place; returns what it did."""
+        import torch
+
+        table = getattr(getattr(student, "embed", None), "weight", None)
+        if table is None or not hasattr(student, "vocab"):
+            raise InputError(f"wordpiece teacher init needs a wordpiece student (an 'embed' table); got "
+                             f"{type(student).__name__}")
+        vocab, dim = int(student.vocab), int(table.shape[1])
+        rows, filled = self.rows(vocab, dim)
+        with torch.no_grad():
+            mask = torch.from_numpy(filled)
+            table[mask, :rows.shape[1]] = torch.from_numpy(rows[filled]).to(table.dtype)
+            table[0].zero_()
+        return {"init": "teacher", "pieces": vocab, "pieces_from_teacher": int(filled.sum()),
                 "columns_from_teacher": int(rows.shape[1]), "dim": dim}

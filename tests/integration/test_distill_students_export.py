@@ -12,6 +12,7 @@ torch.set_num_threads(1)
 
 FAMILIES = {
     "text": (lambda: make_family("text_hashed", num_classes=5, dim=8, max_ids=16), 512),
+    "wordpiece": (lambda: make_family("text_wordpiece", num_classes=5, dim=8, max_ids=16, pieces=1024), 512),
     "image": (lambda: make_family("mobilenet", num_classes=3, resolution=32), 0.25),
     "tabular": (lambda: make_family("tabular_mlp", num_dense=4, cardinalities=[3, 5], num_outputs=2), 16),
 }

@@ -23,6 +23,8 @@ DIM = 32
 MODELS = {
     # (family, knob value, the embedding tables as (rows, dim))
     "text": (lambda: make_family("text_hashed", num_classes=5, dim=DIM, max_ids=16), 2048, [(2049, DIM)]),
+    "wordpiece": (lambda: make_family("text_wordpiece", num_classes=5, dim=DIM, max_ids=16, pieces=4096), 2048,
+                  [(2049, DIM)]),
     "tabular": (lambda: make_family("tabular_mlp", num_dense=4, cardinalities=[700, 900], embed_dim=DIM,
                                     num_outputs=3), 16, [(700, DIM), (900, DIM)]),
 }
@@ -79,8 +81,10 @@ def test_int8_embedding_tables_on_every_runtime(tmp_path: Path, target_name: str
         stored = _table_tensors(tensors, rows, dim)
         assert stored and all(str(t["dtype"]) == "int8" for t in stored), (rows, dim, stored)
     assert not [t for t in tensors if str(t["dtype"]) == "float32" and int(t["bytes"]) >= 700 * DIM * 4]
-    # int8 rows + their scales: about a quarter of the float file (LiteRT keeps an int64 zero point per row)
-    assert report["size"]["ratio"] < (0.42 if target_name == "tflite-int8" else 0.36), report["size"]
+    # int8 rows + their scales: about a quarter of the float file (LiteRT keeps an int64 zero point per row;
+    # the wordpiece student's convolution adds its QDQ weights)
+    bound = (0.42 if target_name == "tflite-int8" else 0.36) + (0.02 if kind == "wordpiece" else 0.0)
+    assert report["size"]["ratio"] < bound, report["size"]
     assert report["accuracy"]["within_budget"] and report["accuracy"]["output_sqnr_db"] > 25.0
     recorded = report["embedding_tables"]
     assert {(r["rows"], r["dim"]) for r in recorded} >= set(tables)

@@ -1,5 +1,6 @@
-"""Hashed n-gram text student: word unigrams+bigrams+char trigrams hashed into ``buckets`` rows,
-a masked mean of their embeddings, and a small MLP.
+"""Text students. ``text_hashed``: word unigrams+bigrams+char trigrams hashed into ``buckets`` rows,
+a masked mean of their embeddings, and a small MLP. ``text_wordpiece`` (at the end): the teacher's own
+wordpieces, a residual convolution over neighbouring pieces, the same masked mean and head.
 
 On a phone the embedding table dominates the bytes (``(buckets + 1) * dim`` weights), so
 ``buckets`` is the default size knob and ``dim`` the second one. The input is a fixed-length int64
@@ -88,3 +89,90 @@ def text_family(num_classes: int, *, knob: str = "buckets", low: int | None = No
     kwargs.pop(knob)
     return StudentFamily("text_hashed", "edge_kd.models.students.text:hashed_text_student", knob,
                          knob_values(low, high, step), kwargs, input_fn=_text_inputs)
+
+
+# ---- wordpiece students -------------------------------------------------------------------------
+class WordpieceConvStudent(nn.Module):
+    """The teacher's wordpieces (a ranked prefix of its vocabulary, :mod:`edge_kd.preprocess.wordpiece`)
+    in order: an embedding, one residual convolution over ``kernel`` neighbouring pieces (so "not
+    working" differs from "working"), a masked mean over the text, and a small head.
+
+    ``vocab`` counts the pieces (``[UNK]`` included); row 0 of the table is padding. The convolution is a
+    ``kernel x 1`` ``Conv2d`` on ``[B, D, L, 1]`` (XNNPACK has no 1-D convolution; its padding is part of
+    the convolution, where a separate zero pad of int8 values fails to compile in XNNPACK), turned back
+    to ``[B, L, D]`` before the mask and the residual add: with the add in the convolution's layout,
+    LiteRT's NHWC rewrite broke the int8 export. The masked mean is the hashed student's (4-D means over
+    the last two dims). ``kernel = 0`` leaves the convolution out (a bag of wordpieces).
+    """
+
+    def __init__(self, vocab: int = 4096, dim: int = 64, num_classes: int = 2, kernel: int = 3, hidden: int = 0,
+                 dropout: float = 0.1, max_ids: int = 64):
+        super().__init__()
+        if kernel < 0 or (kernel and kernel % 2 == 0):
+            raise ValueError(f"kernel must be 0 or odd, got {kernel}")
+        self.vocab, self.dim, self.max_ids, self.kernel = int(vocab), int(dim), int(max_ids), int(kernel)
+        self.embed = nn.Embedding(self.vocab + 1, self.dim, padding_idx=0)
+        nn.init.normal_(self.embed.weight, std=0.1)
+        with torch.no_grad():
+            self.embed.weight[0].zero_()
+        token = torch.ones(self.vocab + 1, 1)
+        token[0] = 0.0
+        self.register_buffer("token_mask", token, persistent=False)
+        self.conv = nn.Conv2d(self.dim, self.dim, (self.kernel, 1), padding=(self.kernel // 2, 0)) if kernel else None
+        layers: list[nn.Module] = [nn.Dropout(dropout)]
+        width = self.dim
+        if hidden:
+            layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
+            width = hidden
+        layers.append(nn.Linear(width, num_classes))
+        self.head = nn.Sequential(*layers)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        length = input_ids.shape[1]
+        mask = nn.functional.embedding(input_ids, self.token_mask)          # [B, L, 1]: 1 = piece
+        x = self.embed(input_ids) * mask                                     # [B, L, D]
+        if self.conv is not None:
+            mixed = torch.relu(self.conv(x.transpose(1, 2).unsqueeze(-1)))   # [B, D, L, 1]
+            x = x + mixed.flatten(2).transpose(1, 2) * mask
+        # [B, D, L, 1] averaged over (L, 1): the one token reduction XNNPACK delegates.
+        pooled = x.transpose(1, 2).unsqueeze(-1).mean(dim=(2, 3), keepdim=True).flatten(1)
+        count = mask.transpose(1, 2).unsqueeze(-1).mean(dim=(2, 3), keepdim=True).flatten(1)
+        return self.head(pooled / count.clamp(min=1.0 / length))
+
+
+def wordpiece_text_student(vocab: int = 4096, dim: int = 64, num_classes: int = 2, kernel: int = 3, hidden: int = 0,
+                           dropout: float = 0.1, max_ids: int = 64) -> WordpieceConvStudent:
+    """Factory used by ModelSpec (``edge_kd.models.students.text:wordpiece_text_student``)."""
+    return WordpieceConvStudent(vocab, dim, num_classes, kernel, hidden, dropout, max_ids)
+
+
+def _wordpiece_inputs(value: Any, kwargs: dict[str, Any]) -> tuple[InputSpec, ...]:
+    return (InputSpec("input_ids", (1, int(kwargs.get("max_ids", 64))), "int64", 0, int(kwargs["vocab"]) + 1),)
+
+
+@FAMILIES.register("text_wordpiece")
+def wordpiece_family(num_classes: int, *, knob: str = "vocab", low: int | None = None, high: int | None = None,
+                     step: int | None = None, vocab: int = 4096, dim: int = 64, kernel: int = 3, hidden: int = 0,
+                     dropout: float = 0.1, max_ids: int = 64, pieces: int | None = None) -> StudentFamily:
+    """The wordpiece family; knob ``vocab`` (default: pieces kept, 128..``pieces``) or ``dim`` (4..512).
+
+    ``pieces`` is the length of the ranked vocabulary the data gives (the knob's ceiling; the distill
+    stage fills it in from the teacher's vocabulary)."""
+    from edge_kd.errors import InputError
+
+    if kernel < 0 or (kernel and kernel % 2 == 0):
+        raise InputError(f"text_wordpiece student: kernel must be 0 (no convolution) or odd, got {kernel}")
+    if knob == "vocab":
+        top = int(pieces) if pieces else 32768
+        low, high, step = low or 128, min(high or top, top), step or 128
+    elif knob == "dim":
+        low, high, step = low or 4, high or 512, step or 4
+    else:
+        raise InputError(f"text_wordpiece student: knob must be 'vocab' or 'dim', got {knob!r}")
+    kwargs = {"vocab": vocab, "dim": dim, "num_classes": num_classes, "kernel": kernel, "hidden": hidden,
+              "dropout": dropout, "max_ids": max_ids}
+    if knob == "dim" and pieces:
+        kwargs["vocab"] = min(int(vocab), int(pieces))
+    kwargs.pop(knob)
+    return StudentFamily("text_wordpiece", "edge_kd.models.students.text:wordpiece_text_student", knob,
+                         knob_values(low, high, step), kwargs, input_fn=_wordpiece_inputs)

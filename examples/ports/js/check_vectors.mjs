@@ -1,10 +1,11 @@
-// Encode a bundle's golden-vector texts with the JavaScript port and compare the ids with the
+// Encode a bundle's golden-vector texts with the JavaScript port (hashed n-grams or wordpieces) and compare the ids with the
 // vectors' recorded model inputs. Prints one JSON object: {"checked", "mismatches", "ids": {id: [...]}}.
 // Exit 0 all ids match, 1 a mismatch, 2 bad usage.
 //   node examples/ports/js/check_vectors.mjs BUILD_DIR
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { HashedNgrams } from "./hashed_ngrams.mjs";
+import { Wordpiece } from "./wordpiece.mjs";
 
 const root = process.argv[2];
 if (!root) {
@@ -13,7 +14,7 @@ if (!root) {
 }
 const vectors = JSON.parse(readFileSync(join(root, "vectors", "vectors.json"), "utf8"));
 const spec = JSON.parse(readFileSync(join(root, vectors.preprocessing), "utf8"));
-const port = new HashedNgrams(spec);
+const port = spec.format === "edge_kd.text.wordpiece" ? new Wordpiece(spec) : new HashedNgrams(spec);
 const result = { checked: 0, mismatches: [], dtype: spec.input.dtype, ids: {} };
 for (const v of vectors.vectors) {
   const ids = Array.from(port.tensor(v.raw.text), Number);

@@ -2,7 +2,8 @@
 
 ``make_bundle(root, kind, target)`` exports a tiny model for ``target`` (fp32, or static int8 with
 ``int8=True``), records it in a real ``edge_kd.pipeline.Build`` and writes its bundle from the
-small data the repository ships (tests/fixtures): support intents (text), online-shopper sessions
+small data the repository ships (tests/fixtures): support intents (text: hashed n-grams, or
+wordpieces), online-shopper sessions
 (tabular), 24x24 product-colour patches (image). Other test folders load this file by path.
 """
 from __future__ import annotations
@@ -28,6 +29,23 @@ def _text(n: int):
     return ds, model, (ids,), {"text_spec": spec}
 
 
+def _wordpiece(n: int):
+    from edge_kd.data.text import load_text_csv
+    from edge_kd.models.students.text import wordpiece_text_student
+    from edge_kd.preprocess.wordpiece import WordpiecePreprocessSpec, rank_wordpieces
+
+    ds = load_text_csv(FIXTURES / "intents_small.csv", "instruction", "intent")
+    # A BERT-style vocabulary from the texts (whole words, every character as a first and a continuation
+    # piece); the student keeps a prefix short enough that rarer words split into characters.
+    words = sorted({w for t in ds.texts for w in WordpiecePreprocessSpec(vocab=("[UNK]",)).words(t)})
+    chars = sorted({c for w in words for c in w})
+    teacher = ["[PAD]", "[UNK]", *chars, *("##" + c for c in chars), *(w for w in words if len(w) > 1)]
+    ranked = rank_wordpieces(ds.texts, {p: i for i, p in enumerate(dict.fromkeys(teacher))})
+    spec = WordpiecePreprocessSpec(vocab=tuple(ranked[:120]), max_ids=16, labels=tuple(ds.label_names))
+    model = wordpiece_text_student(vocab=len(spec.vocab), dim=8, num_classes=ds.num_classes, max_ids=16).eval()
+    return ds, model, (spec.encode_batch(ds.texts),), {"text_spec": spec}
+
+
 def _tabular(n: int):
     import torch
 
@@ -50,7 +68,7 @@ def _image(n: int):
     return ds, model, ds.inputs(), {}
 
 
-KINDS = {"text": _text, "tabular": _tabular, "image": _image}
+KINDS = {"text": _text, "wordpiece": _wordpiece, "tabular": _tabular, "image": _image}
 
 
 def make_bundle(root: Path, kind: str, target: str, *, int8: bool = False, count: int = 8) -> Path:

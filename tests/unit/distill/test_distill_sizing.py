@@ -44,6 +44,19 @@ def test_int8_search_picks_largest_fitting_value():
     assert d["knob"] == "buckets" and d["bundle_bytes"] == decision.real_bytes + 300 and d["attempts"]
 
 
+def test_extra_bytes_that_grow_with_the_knob_are_counted_per_candidate():
+    """A wordpiece student ships its vocabulary: 10 bytes a row on top of the model's 8 (dim 8, int8)."""
+    family = _family()
+    target = _target("32KiB")
+    fixed = choose_student(family, target, measure=_measurer(1.0), extra_bytes=300)
+    growing = choose_student(family, target, measure=_measurer(1.0), extra_bytes=lambda value: 300 + 10 * value)
+    assert growing.value < fixed.value
+    assert growing.extra_bytes == 300 + 10 * growing.value and growing.bundle_bytes <= 32 * 1024
+    nxt = family.values[family.values.index(growing.value) + 1]
+    assert 2000 + family.num_params(nxt) + 300 + 10 * nxt > 32 * 1024 * 0.95
+    assert all(a["bundle_bytes"] == a["bytes"] + 300 + 10 * a["value"] for a in growing.attempts)
+
+
 def test_runtime_that_keeps_tables_in_float_is_learned_and_shrunk():
     # the profile says int8 (1 byte/weight predicted) but the runtime keeps 4 bytes/weight: the first
     # verified export overshoots, the fit learns the slope and the search shrinks automatically

@@ -24,3 +24,28 @@ def test_temporary_subsets_get_their_own_ids():
         (got,) = sdata.inputs(sub, value)
         del sub  # freed: the next subset may get the same id
         np.testing.assert_array_equal(got, spec.encode_batch([ds.texts[r] for r in rows]))
+
+
+def test_wordpiece_inputs_per_vocabulary_size_and_per_data_set():
+    from edge_kd.preprocess.wordpiece import WordpiecePreprocessSpec, rank_wordpieces
+
+    ds = load_text_csv(FIXTURES / "intents_small.csv", "instruction", "intent")
+    words = sorted({w for t in ds.texts for w in WordpiecePreprocessSpec(vocab=("[UNK]",)).words(t)})
+    chars = sorted({c for w in words for c in w})
+    teacher = ["[UNK]", *chars, *("##" + c for c in chars), *(w for w in words if len(w) > 1)]
+    pieces = rank_wordpieces(ds.texts, {p: i for i, p in enumerate(dict.fromkeys(teacher))})
+    family = make_family("text_wordpiece", num_classes=ds.num_classes, max_ids=16, pieces=len(pieces), low=64,
+                         step=64)
+    sdata = StudentData(family, list(ds.label_names), "text", wordpieces=pieces)
+    (small,) = sdata.inputs(ds, 64)
+    (large,) = sdata.inputs(ds, 128)
+    assert sdata.text_spec(64).vocab == tuple(pieces[:64]) and sdata.text_spec(64).labels == tuple(ds.label_names)
+    np.testing.assert_array_equal(small, sdata.text_spec(64).encode_batch(ds.texts))
+    np.testing.assert_array_equal(large, sdata.text_spec(128).encode_batch(ds.texts))
+    assert (small > 0).sum() > (large > 0).sum()  # fewer pieces: words split into more of them
+    assert sdata.extra_bytes(128) > sdata.extra_bytes(64)  # the vocabulary ships in the bundle
+    for rows in ([0], [5], [1, 2], [7]):
+        sub = ds.subset(np.asarray(rows))
+        (got,) = sdata.inputs(sub, 64)
+        del sub
+        np.testing.assert_array_equal(got, sdata.text_spec(64).encode_batch([ds.texts[r] for r in rows]))

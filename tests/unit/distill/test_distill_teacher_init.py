@@ -112,3 +112,35 @@ def test_wider_student_keeps_random_extra_columns(setup):
 def test_apply_refuses_a_student_without_a_hashed_table(setup):
     with pytest.raises(InputError, match="hashed n-gram student"):
         setup[2].apply(torch.nn.Linear(2, 2))
+
+
+# ---- the wordpiece student: the teacher's own row of each piece -----------------------------------
+def test_wordpiece_rows_are_the_teacher_rows_of_their_pieces(setup):
+    from edge_kd.distill.teacher_init import WordpieceInit
+    from edge_kd.models.students.text import wordpiece_text_student
+
+    emb = setup[0]
+    pieces = ["[UNK]", "refund", "##s", "not-a-teacher-piece", "card", "weather", "sunny"]
+    init = WordpieceInit.from_embeddings(pieces, emb, TinyWordPiece().get_vocab())
+    dim = 6
+    student = wordpiece_text_student(vocab=len(pieces), dim=dim, num_classes=3, max_ids=8)
+    before = student.embed.weight.detach().clone()
+    stats = init.apply(student)
+    assert stats == {"init": "teacher", "pieces": 7, "pieces_from_teacher": 6, "columns_from_teacher": dim, "dim": dim}
+    table = student.embed.weight.detach().numpy()
+    # row 1 + i is piece i's teacher row, projected by the PCA of the whole teacher table (one scale)
+    mean, comps = pca_basis(emb, emb.shape[1])
+    z = (emb - mean) @ comps[:, :dim]
+    scale = INIT_STD / np.sqrt(np.mean(z.std(axis=0) ** 2))
+    for i, piece in enumerate(pieces):
+        if piece in VOCAB:
+            np.testing.assert_allclose(table[1 + i], z[VOCAB.index(piece)] * scale, atol=1e-5)
+    # a piece the teacher lacks keeps its random row; padding stays zero
+    assert torch.equal(student.embed.weight[4], before[4])
+    assert torch.count_nonzero(student.embed.weight[0]) == 0
+    # a student keeping a shorter prefix gets the same rows for the pieces it keeps
+    short = wordpiece_text_student(vocab=3, dim=dim, num_classes=3, max_ids=8)
+    init.apply(short)
+    assert torch.equal(short.embed.weight[1:4], student.embed.weight[1:4])
+    with pytest.raises(InputError, match="wordpiece student"):
+        init.apply(hashed_text_student(buckets=16, dim=4, num_classes=3))

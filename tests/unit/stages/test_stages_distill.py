@@ -119,6 +119,30 @@ def test_text_build_records_transfer_set_and_teacher_init(tmp_path):
     assert again["transfer"]["teacher_outputs_cached"] is True, (again["transfer"], t)
 
 
+def test_wordpiece_build_ships_its_vocabulary_and_counts_it_in_the_bundle(tmp_path):
+    """A text_wordpiece student: rows from the teacher's own pieces, the vocabulary in the bundle asset,
+    and its bytes (growing with the knob) in the sizing; a budget that leaves room for fewer pieces
+    gets a smaller vocabulary."""
+    from edge_kd.preprocess.wordpiece import WordpiecePreprocessSpec
+
+    recipe = _text_recipe(tmp_path, student={"family": "text_wordpiece",
+                                             "options": {"low": 128, "high": 1024, "step": 128, "dim": 8,
+                                                         "max_ids": 16}})
+    shared = BuildContext(recipe, tmp_path / "_s", measure=_measure, log=lambda m: None)
+    big = _distill(shared, _target(size="64KiB"), tmp_path / "big")
+    assert big["student"]["family"] == "text_wordpiece" and big["student"]["value"] == 1024
+    assert big["init"]["init"] == "teacher" and big["init"]["pieces_from_teacher"] == 1024
+    spec = WordpiecePreprocessSpec.from_dict(json.loads((tmp_path / "big" / "student" / "preprocess.json").read_text()))
+    assert len(spec.vocab) == 1024 and spec.vocab[0] == "[UNK]"
+    assert big["sizing"]["extra_bytes"] == spec.spec_bytes()
+    # fake bytes: 1000 + 4 per parameter (1024 pieces x 8 dims: ~34 KB) + the vocabulary (~7 KB):
+    # under 32 KiB fewer pieces fit, and their shorter vocabulary is what is counted
+    small = _distill(shared, _target(size="24KiB"), tmp_path / "small")
+    value = small["student"]["value"]
+    assert 128 <= value < 1024 and small["sizing"]["extra_bytes"] < spec.spec_bytes()
+    assert small["sizing"]["bundle_bytes"] <= 24 * 1024
+
+
 def test_text_build_without_transfer_and_with_random_init(tmp_path):
     recipe = _text_recipe(tmp_path, student={"init": "random"}, distill={"transfer": {"enabled": False}})
     details = _distill(BuildContext(recipe, tmp_path / "_s", measure=_measure, log=lambda m: None), _target(),
@@ -147,5 +171,5 @@ def test_teacher_init_needs_a_text_teacher(tmp_path):
         "data": {"train": f"tabular:{FIX}/shoppers_small.csv?label=Revenue&categorical=Month"},
         "student": {"family": "tabular_mlp", "init": "teacher", "options": {"low": 8, "high": 16, "step": 8}},
         "distill": {"epochs": 1, "batch_size": 8}})
-    with pytest.raises(InputError, match="init = \"teacher\" needs a text_hashed student"):
+    with pytest.raises(InputError, match="init = \"teacher\" needs a text student \\(text_hashed, text_wordpiece\\)"):
         _distill(BuildContext(recipe, tmp_path / "_s", measure=_measure, log=lambda m: None), _target(), tmp_path / "b")

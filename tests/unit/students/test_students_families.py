@@ -14,6 +14,7 @@ torch.set_num_threads(1)
 
 @pytest.mark.parametrize("name,opts,sample", [
     ("text_hashed", {"num_classes": 5, "dim": 8, "max_ids": 12}, [256, 1024, 4096]),
+    ("text_wordpiece", {"num_classes": 5, "dim": 8, "max_ids": 12, "pieces": 4096}, [128, 1024, 4096]),
     ("mobilenet", {"num_classes": 3, "resolution": 32}, [0.25, 0.5, 1.0]),
     ("tabular_mlp", {"num_dense": 6, "cardinalities": [3, 5]}, [8, 64, 256]),
 ])
@@ -81,6 +82,30 @@ def test_text_student_pooling_equals_the_masked_mean():
     assert torch.allclose(model.pooled(ids), expected, atol=1e-6)
     assert torch.equal(model.pooled(ids[:1]), torch.zeros(1, 8))
     assert "token_mask" not in model.state_dict()  # a constant of the architecture, not a weight
+
+
+def test_wordpiece_student_is_an_ordered_masked_mean_and_its_knob_stops_at_the_ranked_pieces():
+    family = make_family("text_wordpiece", num_classes=3, dim=8, max_ids=6, pieces=700)
+    assert family.knob == "vocab" and family.values[0] == 128 and family.values[-1] == 640
+    model = family.build(300).eval()
+    assert family.inputs_for(300)[0].high == 301 and family.inputs_for(300)[0].shape == (1, 6)
+    # the convolution sees neighbours: order matters, unlike the hashed bag
+    a, b = torch.tensor([[5, 9, 7, 0, 0, 0]]), torch.tensor([[9, 5, 7, 0, 0, 0]])
+    assert not torch.allclose(model(a), model(b))
+    # padding never counts, whatever its row holds, and the trailing zeros do not change the mean
+    with torch.no_grad():
+        model.embed.weight[0].normal_()
+    bag = make_family("text_wordpiece", num_classes=3, dim=8, max_ids=6, pieces=700, kernel=0).build(300).eval()
+    emb = bag.embed.weight
+    pooled = bag.head[-1].weight @ ((emb[5] + emb[9]) / 2) + bag.head[-1].bias
+    assert torch.allclose(bag(torch.tensor([[5, 9, 0, 0, 0, 0]]))[0], pooled, atol=1e-6)
+    assert "token_mask" not in model.state_dict()
+    dims = make_family("text_wordpiece", num_classes=3, knob="dim", pieces=700)
+    assert dims.kwargs["vocab"] == 700 and dims.values[0] == 4
+    with pytest.raises(InputError, match="kernel must be 0"):
+        make_family("text_wordpiece", num_classes=3, kernel=2)
+    with pytest.raises(InputError, match="knob must be 'vocab' or 'dim'"):
+        make_family("text_wordpiece", num_classes=3, knob="buckets")
 
 
 def test_custom_family_and_errors():
