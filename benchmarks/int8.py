@@ -207,11 +207,9 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [f"## {model['title']}", "",
                   f"{model.get('eval_rows')} stratified test rows; {model.get('calibration_samples') or 'profile'} "
                   "calibration samples (stratified, seed 0)."
-                  + (f" edge_kd chose its range method and fallback on {model['select_rows']} other test rows, "
-                     "disjoint from these (not the validation split, which chose the head's epoch: its fp32 "
-                     "accuracy is optimistic there); these rows judge every column alike."
-                     if model.get("select_rows") else
-                     " edge_kd chose its range method and fallback on these test rows (runs before 2026-12-04)."),
+                  + f" edge_kd chose its range method and fallback on {model['select_rows']} other test rows, "
+                  "disjoint from these (not the validation split, which chose the head's epoch: its fp32 "
+                  "accuracy is optimistic there); these rows judge every column alike.",
                   "",
                   "| target | path | accuracy | drop (pt) | p50 ms | size | x fp32 | run |",
                   "|---|---|---:|---:|---:|---:|---:|---|"]

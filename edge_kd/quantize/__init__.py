@@ -121,7 +121,12 @@ def _significantly_better(a: dict[str, Any], b: dict[str, Any], higher: bool) ->
         wins = int(np.sum(a["_correct"] & ~b["_correct"]))
         losses = int(np.sum(~a["_correct"] & b["_correct"]))
         return wins + losses > 0 and wins - losses > 2.0 * math.sqrt(wins + losses)
-    return a["metric"] > b["metric"] + 1e-12 if higher else a["metric"] < b["metric"] - 1e-12
+    return _metric_beats(a["metric"], b["metric"], higher)
+
+
+def _metric_beats(a: float, b: float, higher: bool) -> bool:
+    """Is metric value ``a`` strictly better than ``b`` (beyond float noise)?"""
+    return a > b + 1e-12 if higher else a < b - 1e-12
 
 
 def _top1(outputs: list[np.ndarray]) -> np.ndarray:
@@ -288,6 +293,7 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
         fp32_primary = _primary(fp32_files, target)
         fp32_runner = open_artifact(fp32_primary, backend.runtime)
         fp32_out = _outputs(fp32_runner, eval_inputs)
+        top1_task = False  # top-1 tasks also compare candidates row by row (``_significantly_better``)
         if regression:
             # An int8 forecast is judged by the error that matters (WAPE in units), not by SQNR alone.
             from edge_kd.metrics import wape
@@ -306,6 +312,7 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
             def score(out: list[np.ndarray], n: int) -> float:
                 return _judge(out, reference_labels[:n], "ranking")
         else:
+            top1_task = True
             fp32_pred = _top1(fp32_out)
             reference_labels = eval_labels if eval_labels is not None else fp32_pred
             metric_name = "top1" if eval_labels is not None else "top1_agreement_with_fp32"
@@ -313,7 +320,6 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
             def score(out: list[np.ndarray], n: int) -> float:
                 return float((_top1(out) == reference_labels[:n]).mean())
         higher = not regression
-        top1_task = not regression and not (task == "ranking" and eval_labels is not None)
         fp32_metric = score(fp32_out, len(fp32_out))
         min_allowed, allowed_text = _allowed_metric(target, fp32_metric, max_accuracy_drop, higher)
         budget_reference = "fp32"
@@ -328,7 +334,7 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
             return metric >= min_allowed - 1e-12 if higher else metric <= min_allowed + 1e-12
 
         def beats(a: float, b: float) -> bool:
-            return a > b + 1e-12 if higher else a < b - 1e-12
+            return _metric_beats(a, b, higher)
         fp32_p50 = _p50_ms(fp32_runner, eval_inputs[0])
         del fp32_runner
         log.info("%s: fp32 %s %.4f on %d samples", target.name, metric_name, fp32_metric, len(eval_inputs))
@@ -347,7 +353,7 @@ def quantize_model(model: Any, example_inputs: tuple, target: "TargetProfile", c
             out = _outputs(runner, eval_inputs[:n])
             # Per-row correctness (top-1 tasks): lets two candidates be compared row by row.
             correct = (_top1(out) == reference_labels[:n]) if top1_task else None
-            return {"metric": score(out, n),
+            return {"metric": float(correct.mean()) if correct is not None else score(out, n),
                     "output_sqnr_db": _rounded(_sqnr_db(fp32_out[:n], out)),
                     "bytes": primary.stat().st_size, "_runner": runner, "_correct": correct}
 

@@ -52,10 +52,13 @@ def _weighted_nodes(model: Any) -> list[tuple[Any, tuple[int, ...]]]:
 def weighted_scope(model: Any) -> set[str]:
     """Names of the nodes that carry a constant weight: Conv/Gemm/MatMul with a constant second input
     and Gathers from a constant table (embeddings)."""
+    return {node.name for node, _shape in _weighted_nodes(model)} | set(_table_gathers(model))
+
+
+def _table_gathers(model: Any) -> list[str]:
+    """Names of the Gathers that read a constant table (embedding lookups), in graph order."""
     inits = {i.name for i in model.graph.initializer}
-    scoped = {node.name for node, _shape in _weighted_nodes(model)}
-    scoped |= {n.name for n in model.graph.node if n.op_type == "Gather" and n.input[0] in inits}
-    return scoped
+    return [n.name for n in model.graph.node if n.op_type == "Gather" and n.input[0] in inits]
 
 
 def gemm_as_matmul(model: Any) -> list[str]:
@@ -297,9 +300,7 @@ class OrtBackend:
             nodes += [n.name for n in model_pre.graph.node if n.name not in scoped and n.name not in nodes]
         if getattr(self.settings, "embeddings", "int8") == "float":
             # quantize_static stores a Gather's constant table as int8: keep the tables float.
-            inits = {i.name for i in model_pre.graph.initializer}
-            nodes += [n.name for n in model_pre.graph.node
-                      if n.op_type == "Gather" and n.input[0] in inits and n.name not in nodes]
+            nodes += [name for name in _table_gathers(model_pre) if name not in nodes]
         return OrtCalibration(pre, stats, nodes + [n for n in masked if n not in nodes], preprocessed, workdir,
                               outputs, masked, float_matmul_outputs=transformer)
 
