@@ -682,7 +682,7 @@ def run(args) -> int:
     report["seconds"] = round(time.time() - started, 1)
     report["checks"] = checks(report)
     write_results(report)
-    log(f"done in {report['seconds']:.0f}s -> {RESULTS / 'distill.md'}")
+    log(f"done in {report['seconds']:.0f}s -> {RESULTS / (args.results_stem + '.md')}")
     return 0
 
 
