@@ -23,7 +23,7 @@ DIM = 32
 MODELS = {
     # (family, knob value, the embedding tables as (rows, dim))
     "text": (lambda: make_family("text_hashed", num_classes=5, dim=DIM, max_ids=16), 2048, [(2049, DIM)]),
-    "wordpiece": (lambda: make_family("text_wordpiece", num_classes=5, dim=DIM, max_ids=16, pieces=4096), 2048,
+    "wordpiece": (lambda: make_family("text_wordpiece", num_classes=5, dim=DIM, max_ids=16, pieces=4096, kernel=3), 2048,
                   [(2049, DIM)]),
     "tabular": (lambda: make_family("tabular_mlp", num_dense=4, cardinalities=[700, 900], embed_dim=DIM,
                                     num_outputs=3), 16, [(700, DIM), (900, DIM)]),

@@ -85,17 +85,20 @@ def test_text_student_pooling_equals_the_masked_mean():
 
 
 def test_wordpiece_student_is_an_ordered_masked_mean_and_its_knob_stops_at_the_ranked_pieces():
-    family = make_family("text_wordpiece", num_classes=3, dim=8, max_ids=6, pieces=700)
+    family = make_family("text_wordpiece", num_classes=3, dim=8, max_ids=6, pieces=700, kernel=3)
     assert family.knob == "vocab" and family.values[0] == 128 and family.values[-1] == 640
     model = family.build(300).eval()
     assert family.inputs_for(300)[0].high == 301 and family.inputs_for(300)[0].shape == (1, 6)
     # the convolution sees neighbours: order matters, unlike the hashed bag
+    with torch.no_grad():
+        model.conv.weight.normal_()  # initialized small; a trained one is not
     a, b = torch.tensor([[5, 9, 7, 0, 0, 0]]), torch.tensor([[9, 5, 7, 0, 0, 0]])
     assert not torch.allclose(model(a), model(b))
     # padding never counts, whatever its row holds, and the trailing zeros do not change the mean
     with torch.no_grad():
         model.embed.weight[0].normal_()
-    bag = make_family("text_wordpiece", num_classes=3, dim=8, max_ids=6, pieces=700, kernel=0).build(300).eval()
+    bag = make_family("text_wordpiece", num_classes=3, dim=8, max_ids=6, pieces=700).build(300).eval()
+    assert bag.conv is None  # the default: a bag of pieces
     emb = bag.embed.weight
     pooled = bag.head[-1].weight @ ((emb[5] + emb[9]) / 2) + bag.head[-1].bias
     assert torch.allclose(bag(torch.tensor([[5, 9, 0, 0, 0, 0]]))[0], pooled, atol=1e-6)
