@@ -544,7 +544,8 @@ def run(args) -> int:
         cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=1e-4, patience=args.patience,
                           seed=0, device="cpu", progress=False)
         # The checkpoint folder names everything the student depends on, incl. the teacher's outputs.
-        ck = args.cache / "students" / (f"{feat.short}{value}-d{dim}-m{feat.max_ids}-{mode}-e{args.epochs}"
+        arch = "".join(f"-{k[0]}{v}" for k, v in sorted(family.kwargs.items()) if k in ("kernel", "hidden") and v)
+        ck = args.cache / "students" / (f"{feat.short}{value}-d{dim}-m{feat.max_ids}{arch}-{mode}-e{args.epochs}"
                                         f"-bs{args.batch_size}-lr{args.lr}-p{args.patience}-T{args.temperature}"
                                         f"-a{args.alpha}-t{teacher_fp}" + (f"-x{transfer_fp}" if use_transfer else ""))
         t1 = time.time()

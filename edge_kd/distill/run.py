@@ -38,6 +38,10 @@ LABELS_FILE = "labels.json"
 #: weights) and the prune stage makes it fit; the usual route when a pretrained trunk is the only way to
 #: good accuracy on little data (product photos), where a student from scratch cannot catch up.
 TEACHER_FAMILY = "teacher"
+#: ``[student] family = "text_auto"``: the distill stage sizes and trains each of these to the budget and
+#: keeps the one with the better validation metric (options per candidate: ``[student.options.<family>]``).
+TEXT_AUTO = "text_auto"
+TEXT_AUTO_FAMILIES = ("text_hashed", "text_wordpiece")
 
 
 @dataclass(frozen=True)
@@ -202,12 +206,24 @@ class StudentData:
         return [(atomic_write_text(out / name, json.dumps(payload, separators=(",", ":"))), "preprocessing")]
 
 
-def make_student_family(recipe: Any, train: Any) -> tuple[Any, StudentData]:
-    """The recipe's student family, completed from the data (class count, feature layout)."""
+def make_student_family(recipe: Any, train: Any, family: str | None = None) -> tuple[Any, StudentData]:
+    """The recipe's student family, completed from the data (class count, feature layout). ``family``
+    picks one candidate of a ``text_auto`` recipe (with its own options)."""
     from edge_kd.models.students.base import StudentFamily, make_family
 
     opts = dict(recipe.student.options or {})
-    name = recipe.student.family
+    name = family or recipe.student.family
+    if recipe.student.family == TEXT_AUTO:
+        unknown = sorted(set(opts) - set(TEXT_AUTO_FAMILIES))
+        if unknown:
+            raise InputError(f"[student] family = {TEXT_AUTO!r} takes options per candidate family "
+                             f"([student.options.text_hashed], [student.options.text_wordpiece]); got {unknown}")
+        if name not in TEXT_AUTO_FAMILIES:
+            raise InputError(f"[student] family = {TEXT_AUTO!r} chooses among {', '.join(TEXT_AUTO_FAMILIES)}; "
+                             f"asked for {name!r}")
+        opts = dict(opts.get(name) or {})
+    elif family is not None and family != recipe.student.family:
+        raise InputError(f"the recipe's student family is {recipe.student.family!r}, not {family!r}")
     n = train.num_classes
     kind = "arrays"
     if name == TEACHER_FAMILY:
@@ -411,7 +427,9 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
                                "test_metric_pytorch": teacher_test, "test_rows": len(test_ds),
                                **({"finetune": fit} if fit else {})})
 
-    family, sdata = shared.student_data()
+    # One family, or with text_auto each candidate: sized and trained alike, the best on validation kept.
+    candidates = list(TEXT_AUTO_FAMILIES) if recipe.student.family == TEXT_AUTO else [None]
+    family, sdata = shared.student_data(candidates[0])
     if family is None:
         details = _teacher_as_student(teacher, teacher_fp, teacher_test, teacher_seconds, metric, log)
         if env.is_main:
@@ -420,83 +438,107 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
         barrier(env)
         record["details"] = details
         return details
-    if not recipe.student.max_params and is_torch_teacher(teacher):
-        # A student larger than its teacher defeats the purpose even when the budget would allow it.
-        teacher_params = sum(p.numel() for p in teacher.model.parameters())
-        allowed = _values_under(family, teacher_params)
-        if allowed and len(allowed) < len(family.values):
-            log(f"sizing: capping {family.knob} at {allowed[-1]} (no more parameters than the teacher's "
-                f"{teacher_params:,}); set [student].max_params to override")
-            family = dataclasses.replace(family, values=allowed)
+    # The transfer set depends on the data kind only (text for every text_auto candidate).
     fit_ds, teacher_logits, transfer_details = _with_transfer_set(shared, recipe, teacher, teacher_fp, sdata,
                                                                   (train_ds, val_ds, test_ds), logits["train"],
                                                                   cache, options, log)
-    init = _student_init(recipe, teacher, family, sdata, fit_ds, log)
-    loss_task = "binary_single" if family.kwargs.get("num_outputs") == 1 and task != "regression" else task
     budget = SizeBudget.from_target(target, options.size_margin)
     student_dir = out / STUDENT_DIR
 
     d = recipe.distill
-    loss = build_recipe_loss(tuple(d.losses), d.temperature, d.alpha, loss_task)
     config = TrainConfig(epochs=max(1, d.epochs), batch_size=d.batch_size, lr=d.lr, weight_decay=d.weight_decay,
                          warmup_fraction=options.warmup_fraction, patience=options.patience,
                          min_delta=options.min_delta, metric=metric, seed=d.seed, device=shared.device,
                          grad_clip=options.grad_clip, eval_batch_size=options.eval_batch_size)
     labels = fit_ds.labels
-    init_details: dict[str, Any] = {"init": "random"}
 
-    def train(value: Any, checkpoint_dir: Path) -> tuple[Any, Any]:
-        student = family.build(value)
-        if init is not None:
-            init_details.update(init.apply(student))
-        train_data = DistillData(sdata.inputs(fit_ds, value), labels, teacher_logits)
-        val_data = EvalData(sdata.inputs(val_ds, value), val_ds.labels)
-        return student, train_student(student, loss, train_data, val_data, config, checkpoint_dir=checkpoint_dir,
-                                      resume=shared.resume, env=env)
+    def fit_family(family: Any, sdata: StudentData, checkpoints: Path) -> dict[str, Any]:
+        """Size ``family`` to the budget (per the objective) and train it; returns what was chosen."""
+        if not recipe.student.max_params and is_torch_teacher(teacher):
+            # A student larger than its teacher defeats the purpose even when the budget would allow it.
+            teacher_params = sum(p.numel() for p in teacher.model.parameters())
+            allowed = _values_under(family, teacher_params)
+            if allowed and len(allowed) < len(family.values):
+                log(f"sizing: capping {family.knob} at {allowed[-1]} (no more parameters than the teacher's "
+                    f"{teacher_params:,}); set [student].max_params to override")
+                family = dataclasses.replace(family, values=allowed)
+        init = _student_init(recipe, teacher, family, sdata, fit_ds, log)
+        loss_task = "binary_single" if family.kwargs.get("num_outputs") == 1 and task != "regression" else task
+        loss = build_recipe_loss(tuple(d.losses), d.temperature, d.alpha, loss_task)
+        init_details: dict[str, Any] = {"init": "random"}
 
-    t1 = time.perf_counter()
-    # A wordpiece student ships its vocabulary: the bundle's other bytes grow with the knob.
-    extra = sdata.extra_bytes if sdata.wordpieces is not None else sdata.extra_bytes(family.values[0])
-    decision = choose_student(family, target, measure=shared.measure, budget=budget, extra_bytes=extra, log=log)
-    objective_details: dict[str, Any] = {"objective": objective}
-    trained: dict[Any, tuple[Any, Any]] = {}
-    if objective == "smallest-within-drop":
-        from edge_kd.distill.sizing import smallest_within_drop
-        from edge_kd.metrics import higher_is_better
+        def train(value: Any, checkpoint_dir: Path) -> tuple[Any, Any]:
+            student = family.build(value)
+            if init is not None:
+                init_details.update(init.apply(student))
+            train_data = DistillData(sdata.inputs(fit_ds, value), labels, teacher_logits)
+            val_data = EvalData(sdata.inputs(val_ds, value), val_ds.labels)
+            return student, train_student(student, loss, train_data, val_data, config,
+                                          checkpoint_dir=checkpoint_dir, resume=shared.resume, env=env)
 
-        if not higher_is_better(metric):
-            raise InputError(f"[student] objective = 'smallest-within-drop' searches on a higher-is-better metric; "
-                             f"{metric} is an error (lower is better): use 'best-under-budget' with max_params")
+        t1 = time.perf_counter()
+        # A wordpiece student ships its vocabulary: the bundle's other bytes grow with the knob.
+        extra = sdata.extra_bytes if sdata.wordpieces is not None else sdata.extra_bytes(family.values[0])
+        decision = choose_student(family, target, measure=shared.measure, budget=budget, extra_bytes=extra,
+                                  log=log)
+        objective_details: dict[str, Any] = {"objective": objective}
+        trained: dict[Any, tuple[Any, Any]] = {}
+        if objective == "smallest-within-drop":
+            from edge_kd.distill.sizing import smallest_within_drop
+            from edge_kd.metrics import higher_is_better
 
-        teacher_val = metric_value(np.asarray(logits["val"]), val_ds.labels, metric)
-        min_allowed = target.budgets.accuracy_drop.min_allowed(teacher_val)
+            if not higher_is_better(metric):
+                raise InputError(f"[student] objective = 'smallest-within-drop' searches on a higher-is-better "
+                                 f"metric; {metric} is an error (lower is better): use 'best-under-budget' with "
+                                 "max_params")
 
-        def evaluate(value: Any) -> float:
-            student, res = train(value, out / "checkpoints" / "distill" / f"{family.knob}-{value}")
-            # Only the smallest good student so far (or the largest one, tried first, when it misses) can
-            # still be chosen: keep that one in memory, not every candidate.
-            if res.best_metric >= min_allowed or not trained:
-                trained.clear()
-                trained[value] = (student, res)
-            return res.best_metric
+            teacher_val = metric_value(np.asarray(logits["val"]), val_ds.labels, metric)
+            min_allowed = target.budgets.accuracy_drop.min_allowed(teacher_val)
 
-        decision, candidates = smallest_within_drop(family, target, decision, evaluate=evaluate,
-                                                    min_allowed=min_allowed, measure=shared.measure,
-                                                    extra_bytes=extra, log=log)
-        objective_details.update(teacher_val_metric=teacher_val, accuracy_drop=str(target.budgets.accuracy_drop),
-                                 min_allowed_val_metric=min_allowed, candidates=candidates,
-                                 within_drop=any(c["within_drop"] and c["value"] == decision.value
-                                                 for c in candidates))
-    value = decision.value
-    log(f"sizing: {family.knob}={value} ({decision.params:,} params) -> bundle "
-        f"{decision.bundle_bytes:,} bytes for a budget of {budget.describe()} ({decision.method}, {objective})")
-    sizing_seconds = time.perf_counter() - t1
+            def evaluate(value: Any) -> float:
+                student, res = train(value, checkpoints / f"{family.knob}-{value}")
+                # Only the smallest good student so far (or the largest one, tried first, when it misses) can
+                # still be chosen: keep that one in memory, not every candidate.
+                if res.best_metric >= min_allowed or not trained:
+                    trained.clear()
+                    trained[value] = (student, res)
+                return res.best_metric
 
-    if value in trained:
-        student, result = trained[value]
-    else:
-        student, result = train(value, out / "checkpoints" / "distill")
-    trained.clear()
+            decision, tried = smallest_within_drop(family, target, decision, evaluate=evaluate,
+                                                   min_allowed=min_allowed, measure=shared.measure,
+                                                   extra_bytes=extra, log=log)
+            objective_details.update(teacher_val_metric=teacher_val,
+                                     accuracy_drop=str(target.budgets.accuracy_drop),
+                                     min_allowed_val_metric=min_allowed, candidates=tried,
+                                     within_drop=any(c["within_drop"] and c["value"] == decision.value
+                                                     for c in tried))
+        value = decision.value
+        log(f"sizing: {family.name} {family.knob}={value} ({decision.params:,} params) -> bundle "
+            f"{decision.bundle_bytes:,} bytes for a budget of {budget.describe()} ({decision.method}, {objective})")
+        sizing_seconds = time.perf_counter() - t1
+        student, result = trained[value] if value in trained else train(value, checkpoints)
+        return {"family": family, "sdata": sdata, "decision": decision, "objective": objective_details,
+                "init": init_details, "student": student, "result": result, "sizing_seconds": sizing_seconds}
+
+    fits = []
+    for name in candidates:
+        family, sdata = shared.student_data(name)
+        fits.append(fit_family(family, sdata, out / "checkpoints" / "distill" / (name or "")))
+    chosen = _choose_family(fits, objective)
+    family, sdata, decision = chosen["family"], chosen["sdata"], chosen["decision"]
+    student, result, value = chosen["student"], chosen["result"], decision.value
+    objective_details, init_details = chosen["objective"], chosen["init"]
+    sizing_seconds = sum(f["sizing_seconds"] for f in fits)
+    if len(fits) > 1:
+        objective_details["family_search"] = [
+            {"family": f["family"].name, "knob": f["family"].knob, "value": f["decision"].value,
+             "params": f["decision"].params, "bundle_bytes": f["decision"].bundle_bytes,
+             "val_metric": f["result"].best_metric, "chosen": f is chosen,
+             **({"within_drop": f["objective"].get("within_drop")} if "within_drop" in f["objective"] else {})}
+            for f in fits]
+        log(f"student family: {family.name} (validation {metric}: " + ", ".join(
+            f"{f['family'].name} {f['result'].best_metric:.4f}" for f in fits) + ")")
+    fits.clear()
     test_out = predict(student, sdata.inputs(test_ds, value), batch_size=config.eval_batch_size,
                        device=result.device)
     test_metric = metric_value(test_out, test_ds.labels, metric)
@@ -644,6 +686,23 @@ def _with_history_transfer_set(recipe: Any, teacher: Any, teacher_fp: str, train
                               source=f"{train_ds.source} + transfer set", facts=train_ds.facts,
                               untrained=train_ds.untrained, history_length=train_ds.history_length)
     return fit, np.concatenate([np.asarray(train_logits, np.float32), logits.astype(np.float32)]), details
+
+
+def _choose_family(fits: list[dict[str, Any]], objective: str) -> dict[str, Any]:
+    """The candidate family a ``text_auto`` build keeps: the best validation metric, or under
+    ``smallest-within-drop`` the smallest bundle among those within the drop (else the best metric).
+    Ties keep the earlier candidate."""
+    from edge_kd.metrics import higher_is_better
+
+    def score(f: dict[str, Any]) -> float:
+        m = f["result"].best_metric
+        return m if higher_is_better(f["result"].metric) else -m
+
+    if objective == "smallest-within-drop":
+        within = [f for f in fits if f["objective"].get("within_drop")]
+        if within:
+            return min(within, key=lambda f: f["decision"].bundle_bytes)
+    return max(fits, key=score)
 
 
 def _student_init(recipe: Any, teacher: Any, family: Any, sdata: StudentData, fit_ds: Any,

@@ -37,8 +37,8 @@ class BenchStage(BuildStage):
         labels = splits.test.labels[idx]
         log = self.shared.log
         log(f"bench: {ctx['artifact'].path.name} in {target.runtime.name} ({len(idx)} test rows, pinned core)")
-        student_eval = evaluate_artifact(ctx["artifact"].path, _rows(self.shared.student_arrays("test", value, idx),
-                                                                      labels), task=task,
+        arrays = self.shared.student_arrays("test", value, idx, family=ctx.get("student_family"))
+        student_eval = evaluate_artifact(ctx["artifact"].path, _rows(arrays, labels), task=task,
                                          threads=target.runtime.threads, metric=metric)
         student_bench = benchmark_artifact(ctx["artifact"].path, target)
         teacher = self.shared.teacher()

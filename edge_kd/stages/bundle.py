@@ -39,11 +39,12 @@ class BundleStage(Stage):
 
         value = ctx["student_value"]
         test = self.shared.load_data().test
-        _, sdata = self.shared.student_data()
+        _, sdata = self.shared.student_data(ctx.get("student_family"))
         idx = self.shared.eval_indices("test", vector_count(test), ctx["recipe"].seed)
         prepared = sdata.prepare(test) if sdata.prepare is not None else test
         maker = asset_maker(prepared, text_spec=sdata.text_spec(value) if sdata.kind == "text" else None)
-        inputs = [x for x, _ in _rows(self.shared.student_arrays("test", value, idx), test.labels[idx])]
+        inputs = [x for x, _ in _rows(self.shared.student_arrays("test", value, idx, family=ctx.get("student_family")),
+                                      test.labels[idx])]
         bundle = write_bundle(build, ctx["artifact"].path, maker, raw_samples(test, idx), inputs)
         record["details"] = {"contract": bundle["contract"], "vectors": bundle["vectors"]["count"],
                              "tolerance": bundle["tolerance"]}

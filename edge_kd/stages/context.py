@@ -49,7 +49,7 @@ class BuildContext:
     _teacher: Any = None
     _teacher_fp: str = ""
     _teacher_state: Any = None
-    _family: Any = None
+    _family: dict[str, tuple[Any, Any]] | None = None
     _unlabeled: Any = None
 
     @property
@@ -142,16 +142,21 @@ class BuildContext:
         self.teacher()
         return self._teacher_fp
 
-    def student_data(self) -> tuple[Any, Any]:
-        """(student family, StudentData) of the recipe, completed from the training data."""
+    def student_data(self, family: str | None = None) -> tuple[Any, Any]:
+        """(student family, StudentData) of the recipe, completed from the training data. ``family`` names
+        one of the candidates of a recipe that lets the distill stage choose (``text_auto``); the later
+        stages pass the one it chose (``ctx["student_family"]``)."""
         if self._family is None:
+            self._family = {}
+        key = family or self.recipe.student.family
+        if key not in self._family:
             from edge_kd.distill.run import make_student_family
 
-            family, sdata = make_student_family(self.recipe, self.load_data().train)
-            if family is None:  # family "teacher": the student reads the data as the teacher does
+            made, sdata = make_student_family(self.recipe, self.load_data().train, family)
+            if made is None:  # family "teacher": the student reads the data as the teacher does
                 sdata.prepare = self.teacher().prepare
-            self._family = (family, sdata)
-        return self._family
+            self._family[key] = (made, sdata)
+        return self._family[key]
 
     def sibling_stage(self, name: str, key: str, own_root: Path) -> tuple[Path, dict[str, Any], dict[str, Any]] | None:
         """(folder, stage record, manifest) of a stage completed with the same cache key in another target's
@@ -194,11 +199,12 @@ class BuildContext:
         self.log(f"{name}: same inputs as the completed stage for {source_root.name}; copied its result")
         return True
 
-    def student_arrays(self, split: str, value: Any, indices: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    def student_arrays(self, split: str, value: Any, indices: np.ndarray | None = None,
+                       family: str | None = None) -> tuple[np.ndarray, ...]:
         ds = getattr(self.load_data(), split)
         if indices is not None:
             ds = ds.subset(indices)
-        _, sdata = self.student_data()
+        _, sdata = self.student_data(family)
         return sdata.inputs(ds, value)
 
     def eval_indices(self, split: str, cap: int | None, seed: int = 0) -> np.ndarray:

@@ -12,7 +12,7 @@ from edge_kd.stages.context import STUDENT_SPEC, BuildStage, _recipe_part, _targ
 class DistillStage(BuildStage):
     name = "distill"
     requires = ("recipe", "target")
-    provides = ("student_spec", "student_value")
+    provides = ("student_spec", "student_value", "student_family")
 
     def cache_key(self, ctx: dict[str, Any]) -> str:
         from edge_kd.distill.run import TEACHER_FAMILY
@@ -26,18 +26,23 @@ class DistillStage(BuildStage):
         spec = build.root / STUDENT_SPEC
         student = (record.get("details") or {}).get("student", {})
         if spec.is_file() and (spec.parent / "student.safetensors").is_file() and "value" in student:
-            return {"student_spec": Artifact(spec, "json", "student-spec"), "student_value": student["value"]}
+            return self._outputs(build, student)
         return None
 
     def run(self, ctx, build, record):
         from edge_kd.distill.run import run_distill
 
         if self.shared.adopt(self.name, record["cache_key"], build, record, STUDENT_SPEC.parent):
-            return {"student_spec": Artifact(build.root / STUDENT_SPEC, "json", "student-spec"),
-                    "student_value": record["details"]["student"]["value"]}
+            return self._outputs(build, record["details"]["student"])
         details = run_distill(self.shared, ctx["recipe"], ctx["target"], build, record)
+        return self._outputs(build, details["student"])
+
+    @staticmethod
+    def _outputs(build: Any, student: dict[str, Any]) -> dict[str, Any]:
+        # The family the stage trained (with ``text_auto``, the one it chose on validation): the later
+        # stages read the data through that family's preprocessing.
         return {"student_spec": Artifact(build.root / STUDENT_SPEC, "json", "student-spec"),
-                "student_value": details["student"]["value"]}
+                "student_value": student["value"], "student_family": student.get("family")}
 
 
 # ---- prune -------------------------------------------------------------------------------------------

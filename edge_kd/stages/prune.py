@@ -40,7 +40,7 @@ class PruneStage(BuildStage):
         example = spec.example_inputs()
         splits = self.shared.load_data()
         metric = {"binary": "roc_auc", "ranking": "recall@10"}.get(self.shared.task, "accuracy")
-        family, sdata = self.shared.student_data()
+        family, sdata = self.shared.student_data(ctx.get("student_family"))
         if family is None and sdata.prepare is not None:
             # The teacher's own network pruned: rows are read through the teacher's view of the data,
             # batch by batch (photos are decoded once and kept as uint8, not as a float32 copy of the set).
@@ -48,8 +48,9 @@ class PruneStage(BuildStage):
             data = RecoveryData.from_dataset(prepared, slice(None), None, metric,
                                              val=sdata.prepare(splits.val))
         else:
-            data = RecoveryData(self.shared.student_arrays("train", value), splits.train.labels,
-                                self.shared.student_arrays("val", value), splits.val.labels, metric)
+            chosen = ctx.get("student_family")
+            data = RecoveryData(self.shared.student_arrays("train", value, family=chosen), splits.train.labels,
+                                self.shared.student_arrays("val", value, family=chosen), splits.val.labels, metric)
         distill_cfg = ctx["recipe"].distill
         recovery = RecoveryConfig(epochs=cfg.finetune_epochs, final_epochs=cfg.final_epochs, lr=cfg.finetune_lr,
                                   augment=cfg.augment,

@@ -63,12 +63,12 @@ class QuantizeStage(BuildStage):
         if mode == "int8" and recipe.quantize.enabled:
             n = recipe.quantize.calibration_samples or target.quantization.calibration_samples
             idx = calibration_sample(splits.train, n, recipe.seed)
-            calib_x = self.shared.student_arrays("train", value, idx)
+            calib_x = self.shared.student_arrays("train", value, idx, family=ctx.get("student_family"))
             calibration = [s for s, _ in _rows(calib_x, splits.train.labels[idx])]
             self.shared.log(f"quantize: int8 for {target.runtime.name}, calibrating on {len(calibration)} rows "
                             "(then checking accuracy through the runtime)")
             eval_idx = self.shared.eval_indices("val", recipe.quantize.eval_samples or None, recipe.seed)
-            eval_x = self.shared.student_arrays("val", value, eval_idx)
+            eval_x = self.shared.student_arrays("val", value, eval_idx, family=ctx.get("student_family"))
             task = self.shared.task if self.shared.task in ("regression", "ranking") else "classification"
             ship, ship_from = _ship_policy(recipe, target)
             result = quantize_entry(model, example, target, calibration, out, build, record,

@@ -132,11 +132,12 @@ def _validate_stage_settings(recipe: Any) -> None:
             if name != "regression_kd":
                 raise ConfigError(f"KD loss {name!r} is for classes; a forecasting (regression) student distils "
                                   "with 'regression_kd'", source=src, key="distill.losses")
-    from edge_kd.distill.run import TEACHER_FAMILY
+    from edge_kd.distill.run import TEACHER_FAMILY, TEXT_AUTO
 
-    if recipe.student.family not in ("custom", TEACHER_FAMILY) and recipe.student.family not in FAMILIES:
+    if recipe.student.family not in ("custom", TEACHER_FAMILY, TEXT_AUTO) and recipe.student.family not in FAMILIES:
         raise ConfigError(f"unknown student family {recipe.student.family!r}; known: "
-                          f"{', '.join(FAMILIES.names())}, custom, {TEACHER_FAMILY}", source=src, key="student.family")
+                          f"{', '.join(FAMILIES.names())}, custom, {TEACHER_FAMILY}, {TEXT_AUTO}", source=src,
+                          key="student.family")
     if recipe.prune.enabled:
         from edge_kd.prune.criteria import CRITERIA
 

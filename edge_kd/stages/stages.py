@@ -1,6 +1,6 @@
 """The stages of ``edge-kd build``, each a :class:`~edge_kd.pipeline.Stage` with a contract.
 
-    distill   requires recipe, target              provides student_spec, student_value
+    distill   requires recipe, target              provides student_spec, student_value, student_family
     prune     requires student_spec, student_value provides student_spec        (when [prune].enabled)
     quantize  requires student_spec, student_value provides artifact
     bundle    requires artifact, student_value     provides bundle         (contract + golden vectors)
