@@ -6,7 +6,7 @@ p50/p90 latency, and the ratios (size and speed-up). Writes benchmarks/results/b
 
     python benchmarks/build.py [--examples intent_bitext,purchase_online_shoppers,product_image_grocery]
                                [--targets android-arm64-xnnpack,ort-mobile,tflite-int8] [--data PATH]
-                               [--work builds/bench]
+                               [--work builds/bench] [--resume]
 
 Examples other than the bundled one read ../shared/data (or --data); a missing data set is reported
 and that example is skipped (exit 2 when nothing could be built).
@@ -329,6 +329,9 @@ def main() -> int:
     parser.add_argument("--work", default=str(REPO / "builds" / "bench"), help="build output root")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--quick", action="store_true", help="accepted for make bench; builds are the same")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue interrupted builds in --work (distillation from its last epoch, pruning "
+                             "from its last completed step), as `edge-kd build --resume`")
     parser.add_argument("--keep-others", action="store_true",
                         help="keep the rows (and notes) of examples this run does not build from the existing "
                              "results in --out, marked with the run they come from")
@@ -355,7 +358,8 @@ def main() -> int:
         start = time.perf_counter()
         out = Path(args.work) / example
         try:
-            summaries = build(REPO / "examples" / f"{example}.toml", targets, out, shared_data=str(data_root))
+            summaries = build(REPO / "examples" / f"{example}.toml", targets, out, shared_data=str(data_root),
+                              resume=args.resume)
         except EdgeKDError as exc:
             notes.append(f"{example}: failed: {exc}")
             print(f"{example}: {exc}", file=sys.stderr)

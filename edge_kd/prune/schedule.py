@@ -21,7 +21,7 @@ import copy
 import itertools
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -287,9 +287,26 @@ class StepReport:
     selection: dict[str, Any] | None = None
     #: CPU time of the step (pruning + recovery + evaluation; the runtime benchmark runs in its own process).
     cpu_seconds: float = 0.0
+    #: MACs/params goals: whether this step reached its target (the last step's: the goal); None for step 0
+    #: and latency goals
+    goal_met: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "StepReport":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class ResumePoint:
+    """A MACs/params schedule interrupted after ``steps[-1]``: the reports of the steps done and the model
+    after the last of them (``edge_kd.prune.serialize.load_pruned`` of its checkpoint)."""
+
+    steps: list[StepReport]
+    model: Any
 
 
 @dataclass
@@ -330,7 +347,7 @@ def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teac
                  latency: Callable[[Any], float] | None = None,
                  on_step: Callable[[StepReport, Any], None] | None = None,
                  latency_table: Any | None = None,
-                 soft_targets: Any | None = None) -> ScheduleResult:
+                 soft_targets: Any | None = None, resume: ResumePoint | None = None) -> ScheduleResult:
     """Prune ``model`` (a copy; the input is untouched) in ``config.steps`` steps toward the goal.
 
     ``teacher``: distillation source for recovery (default: the unpruned model itself).
@@ -346,6 +363,8 @@ def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teac
     (``edge_kd.prune.select``: most latency saved per importance lost) instead of a uniform ratio; the
     step targets go evenly from the unpruned latency to the budget, then tighten by the measured miss.
     ``soft_targets``: ``teacher_logits(teacher, recovery_data)`` when the caller already has them.
+    ``resume``: continue a MACs/params schedule after its last completed step (the reports and model an
+    ``on_step`` checkpoint kept); the steps left run exactly as they would have.
     """
     recovery = recovery or RecoveryConfig()
     if train_batches is None and recovery_data is not None:
@@ -375,7 +394,7 @@ def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teac
 
     def measure_step(step: int, current: Any, fraction: float | None, ratio: float, t0: float, cpu0: float,
                      acc_before: float | None = None, rec: dict | None = None,
-                     selection: dict[str, Any] | None = None) -> StepReport:
+                     selection: dict[str, Any] | None = None, goal_met: bool | None = None) -> StepReport:
         macs = count_macs(current, example_inputs).total
         accuracy = evaluate(current) if evaluate else None
         cpu = time.process_time() - cpu0  # before the runtime benchmark, which runs in another process
@@ -386,17 +405,26 @@ def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teac
                             accuracy_before_recovery=acc_before, recovery=rec or {},
                             seconds=round(time.perf_counter() - t0, 2), cpu_seconds=round(cpu, 2))
         report.selection = selection  # before on_step: the step is recorded there
+        report.goal_met = goal_met
         if on_step:
             on_step(report, current)
         return report
 
-    steps = [measure_step(0, original, None, 0.0, time.perf_counter(), time.process_time())]
-    current = original
+    if resume is not None and resume.steps:
+        if config.goal == "latency":
+            raise InputError("a latency-goal schedule cannot resume: its steps depend on every measurement")
+        steps, current = list(resume.steps), resume.model
+        goal_met = bool(steps[-1].goal_met) if len(steps) > 1 else True
+    else:
+        steps = [measure_step(0, original, None, 0.0, time.perf_counter(), time.process_time())]
+        current = original
+        goal_met = config.goal != "latency"
     budget = _budget_ms(config, steps[0].p50_ms)
-    goal_met = config.goal != "latency" or (steps[0].p50_ms is not None and steps[0].p50_ms <= budget)
+    if config.goal == "latency":
+        goal_met = steps[0].p50_ms is not None and steps[0].p50_ms <= budget
     fraction = 1.0
     max_steps = config.steps if config.goal != "latency" else max(config.steps, 8)
-    for k in range(1, max_steps + 1):
+    for k in range(len(steps), max_steps + 1):
         if config.goal == "latency" and goal_met:
             break
         t0, cpu0 = time.perf_counter(), time.process_time()
@@ -436,7 +464,7 @@ def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teac
         if bn_batches:
             rec = {**rec, "bn_recalibration_batches": bn_batches}
         report = measure_step(k, pruned, round(fraction, 4), info.channel_ratio, t0, cpu0, acc_before, rec,
-                              selection)
+                              selection, goal_met=None if config.goal == "latency" else bool(info.goal_met))
         steps.append(report)
         progressed = report.macs < steps[-2].macs
         current = pruned

@@ -61,18 +61,78 @@ class PruneStage(BuildStage):
         config = PruneConfig(goal=cfg.goal, amount=amount, latency_unit=unit, criterion=cfg.criterion,
                              round_to=cfg.round_to or target.pruning.round_to, protect=tuple(cfg.protect),
                              protect_residual=cfg.protect_residual, steps=cfg.steps)
+        # A MACs/params schedule keeps the model after every step (a grocery build prunes for an hour or
+        # more): with --resume an interrupted stage continues after its last completed step.
+        checkpoints = StepCheckpoints(build.root / PRUNE_CHECKPOINTS, record["cache_key"], spec)
+        resume = checkpoints.load() if (self.shared.resume and cfg.goal != "latency") else None
+        if resume is not None:
+            self.shared.log(f"prune: resuming after step {resume.steps[-1].step} of {cfg.steps} "
+                            f"({checkpoints.folder})")
+
+        def on_step(r: Any, m: Any) -> None:
+            self.shared.log(f"prune step {r.step}: MACs x{1 / r.macs_ratio:.2f}, {metric} "
+                            f"{r.accuracy_before_recovery if r.accuracy_before_recovery is not None else r.accuracy}"
+                            f" -> {r.accuracy} ({r.seconds:.0f} s, CPU {r.cpu_seconds:.0f} s)")
+            if cfg.goal != "latency":
+                checkpoints.save(r, m)
+
         result = prune_entry(model, example, config, target, recovery=recovery, recovery_data=data,
                              measure_latency=cfg.goal == "latency",
                              latency_cache=self.shared.cache_root / "latency", log=self.shared.log,
-                             on_step=lambda r, _m: self.shared.log(
-                                 f"prune step {r.step}: MACs x{1 / r.macs_ratio:.2f}, {metric} "
-                                 f"{r.accuracy_before_recovery if r.accuracy_before_recovery is not None else r.accuracy}"
-                                 f" -> {r.accuracy} ({r.seconds:.0f} s, CPU {r.cpu_seconds:.0f} s)"))
+                             on_step=on_step, resume=resume)
         path = save_pruned(result.model, spec, build.root / PRUNED_DIR, name="student")
+        checkpoints.clear()
         record["details"] = result.to_dict()
         if not result.goal_met:
             self.shared.log(f"prune: goal not met (missed by {result.missed_by}); continuing with the best model")
         return {"student_spec": Artifact(path, "json", "student-spec")}
+
+
+PRUNE_CHECKPOINTS = Path("checkpoints") / "prune"
+
+
+class StepCheckpoints:
+    """The model after the last completed pruning step (a ModelSpec + safetensors pair, no pickle) and the
+    reports of the steps so far, in ``folder``; ``steps.json`` is written last and names the stage's
+    cache key, so a checkpoint of other inputs or a half-written step is never resumed."""
+
+    def __init__(self, folder: Path, cache_key: str, base_spec: Any):
+        self.folder, self.cache_key, self.base_spec = Path(folder), cache_key, base_spec
+        self.reports: list[dict[str, Any]] = []
+
+    def save(self, report: Any, model: Any) -> None:
+        from edge_kd.pipeline import atomic_write_json
+        from edge_kd.prune.serialize import save_pruned
+
+        save_pruned(model, self.base_spec, self.folder, name=f"step-{report.step}")
+        self.reports.append(report.to_dict())
+        atomic_write_json(self.folder / "steps.json", {"cache_key": self.cache_key, "steps": self.reports})
+        for old in self.folder.glob("step-*.*"):  # only the last step's model is needed to resume
+            if old.stem != f"step-{report.step}":
+                old.unlink(missing_ok=True)
+
+    def load(self) -> Any:
+        """A ``ResumePoint`` after the last saved step, or None (nothing saved, other inputs, unreadable)."""
+        import json
+
+        from edge_kd.prune.schedule import ResumePoint, StepReport
+        from edge_kd.prune.serialize import load_pruned
+
+        try:
+            saved = json.loads((self.folder / "steps.json").read_text())
+            if saved.get("cache_key") != self.cache_key or not saved.get("steps"):
+                return None
+            steps = [StepReport.from_dict(d) for d in saved["steps"]]
+            model = load_pruned(self.folder / f"step-{steps[-1].step}.json")
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        self.reports = list(saved["steps"])
+        return ResumePoint(steps, model)
+
+    def clear(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def latency_probe(example: tuple, target: Any) -> Callable[[Any], float]:
@@ -88,13 +148,14 @@ def latency_probe(example: tuple, target: Any) -> Callable[[Any], float]:
 def prune_entry(model: Any, example: tuple, config: Any, target: Any, *, recovery: Any, recovery_data: Any,
                 measure_latency: bool = True, on_step: Callable | None = None,
                 latency_table_path: str | None = None, latency_cache: Any = None,
-                log: Callable[[str], None] | None = None) -> Any:
+                log: Callable[[str], None] | None = None, resume: Any = None) -> Any:
     """The prune step, shared by ``edge-kd prune`` and the build's prune stage: ``run_schedule`` toward
     ``config``'s goal, each step recovered by the distillation trainer from the unpruned model on
     ``recovery_data`` (None: no recovery) and judged on its validation rows; with ``measure_latency``
     every step is exported and benchmarked in ``target``'s runtime. A latency goal chooses channels by
     the target runtime's latency table (``latency_table_path``, else the one cached in ``latency_cache``
-    or ``~/.cache/edge_kd/latency``, else measured now). Returns the ``ScheduleResult``."""
+    or ``~/.cache/edge_kd/latency``, else measured now). ``resume``: a ``ResumePoint`` to continue from.
+    Returns the ``ScheduleResult``."""
     from edge_kd.prune.schedule import run_schedule
 
     table = None
@@ -111,7 +172,7 @@ def prune_entry(model: Any, example: tuple, config: Any, target: Any, *, recover
     result = run_schedule(model, example, config, teacher=model, recovery=recovery, recovery_data=recovery_data,
                           evaluate=recovery_data.evaluate if recovery_data is not None else None,
                           latency=latency_probe(example, target) if measure_latency else None, on_step=on_step,
-                          latency_table=table)
+                          latency_table=table, resume=resume)
     if table is not None and result.latency_table is not None:
         result.latency_table.update(path=where["path"], reused=where["cached"])
     return result

@@ -263,3 +263,56 @@ def test_trainer_refuses_cached_teacher_outputs_with_random_views():
     x, y = np.zeros((4, 3), np.float32), np.zeros(4, np.int64)
     with pytest.raises(InputError, match="teacher model"):
         DistillData((x,), y, teacher=np.zeros((4, 2), np.float32), views=lambda rows, gen: [torch.zeros(len(rows), 3)])
+
+
+def test_an_interrupted_schedule_resumes_after_its_last_checkpointed_step(tmp_path):
+    """The build's prune stage keeps the model after every step (edge_kd.stages.prune.StepCheckpoints); a
+    schedule stopped after step 2 of 4 continues from that model and ends as an uninterrupted run does."""
+    from edge_kd.stages.prune import StepCheckpoints
+
+    x, y = _colour_task(96, 0)
+    vx, vy = _colour_task(32, 1)
+    data = RecoveryData((x,), y, (vx,), vy)
+    spec = TINY_SPECS["cnn"]
+    config = PruneConfig(goal="macs", amount=0.6, steps=4, round_to=1)
+    recovery = RecoveryConfig(epochs=1, final_epochs=2, batch_size=32, device="cpu")
+    torch.manual_seed(0)
+    model = spec.build()
+    full = run_schedule(model, (torch.from_numpy(x[:1]),), config, recovery_data=data, recovery=recovery,
+                        evaluate=data.evaluate)
+
+    checkpoints = StepCheckpoints(tmp_path / "ckpt", "key-1", spec)
+
+    def stop_after_two(report, m):
+        checkpoints.save(report, m)
+        if report.step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_schedule(model, (torch.from_numpy(x[:1]),), config, recovery_data=data, recovery=recovery,
+                     evaluate=data.evaluate, on_step=stop_after_two)
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["step-2.json", "step-2.safetensors", "steps.json"]
+    assert StepCheckpoints(tmp_path / "ckpt", "other-inputs", spec).load() is None
+    point = StepCheckpoints(tmp_path / "ckpt", "key-1", spec).load()
+    assert [s.step for s in point.steps] == [0, 1, 2] and point.steps[2].goal_met is True
+    seen = []
+    resumed = run_schedule(model, (torch.from_numpy(x[:1]),), config, recovery_data=data, recovery=recovery,
+                           evaluate=data.evaluate, on_step=lambda r, m: seen.append(r.step), resume=point)
+    assert seen == [3, 4] and [s.step for s in resumed.steps] == [0, 1, 2, 3, 4]
+    assert [s.macs for s in resumed.steps] == [s.macs for s in full.steps]  # the same architecture at every step
+    assert resumed.goal_met and resumed.steps[-1].recovery["epochs"] == 2
+    assert resumed.steps[2].accuracy == point.steps[2].accuracy  # the done steps are not redone
+    (tmp_path / "ckpt" / "steps.json").write_text("{not json")
+    assert StepCheckpoints(tmp_path / "ckpt", "key-1", spec).load() is None
+    StepCheckpoints(tmp_path / "ckpt", "key-1", spec).clear()
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_a_latency_schedule_does_not_resume():
+    from edge_kd.prune.schedule import ResumePoint, StepReport
+
+    x = TINY_SPECS["cnn"].example_inputs()
+    point = ResumePoint([StepReport(0, None, 0.0, 1, 1, 1.0, p50_ms=1.0)], tiny_cnn())
+    with pytest.raises(InputError, match="cannot resume"):
+        run_schedule(tiny_cnn(), x, PruneConfig(goal="latency", amount=0.5, steps=2, round_to=1),
+                     latency=lambda m: 1.0, resume=point)
