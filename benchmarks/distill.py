@@ -618,8 +618,9 @@ def run(args) -> int:
 
             target = TargetProfile.from_dict(d, source=f"{target_name} with a {budget_text} budget")
             memo_key = f"{target_name}|{budget}|{dim}|{feat.max_ids}|{feat.extra_bytes(family.values[-1])}"
-            if feat.family_name != "text_hashed":
-                memo_key = f"{feat.family_name}|{memo_key}|{len(family.values)}"
+            if feat.family_name != "text_hashed":  # the architecture's options are part of the decision
+                options = ",".join(f"{k}={v}" for k, v in sorted(family.kwargs.items()))
+                memo_key = f"{feat.family_name}|{memo_key}|{len(family.values)}|{options}"
             t1 = time.time()
             if memo_key in sizing_memo:
                 decision = sizing_memo[memo_key]
