@@ -162,18 +162,13 @@ class HashedInit:
 
     def apply(self, student: Any) -> dict[str, Any]:
         """Overwrite a ``HashedNgramStudent``'s embedding rows in place; returns what it did."""
-        import torch
-
         table = getattr(getattr(student, "embed", None), "weight", None)
         if table is None or not hasattr(student, "buckets"):
             raise InputError(f"teacher init needs a hashed n-gram student (an 'embed' table); got "
                              f"{type(student).__name__}")
         buckets, dim = int(student.buckets), int(table.shape[1])
         rows, filled = self.rows(buckets, dim)
-        with torch.no_grad():
-            mask = torch.from_numpy(filled)
-            table[mask, :rows.shape[1]] = torch.from_numpy(rows[filled]).to(table.dtype)
-            table[0].zero_()
+        _write_rows(table, rows, filled)
         return {"init": "teacher", "words": len(self.words), "features": int(len(self.feature_hashes)),
                 "buckets_filled": int(filled.sum()), "buckets": buckets,
                 "columns_from_teacher": int(rows.shape[1]), "dim": dim}
@@ -230,17 +225,23 @@ class WordpieceInit:
 
     def apply(self, student: Any) -> dict[str, Any]:
         """Overwrite a ``WordpieceConvStudent``'s embedding rows in place; returns what it did."""
-        import torch
-
         table = getattr(getattr(student, "embed", None), "weight", None)
         if table is None or not hasattr(student, "vocab"):
             raise InputError(f"wordpiece teacher init needs a wordpiece student (an 'embed' table); got "
                              f"{type(student).__name__}")
         vocab, dim = int(student.vocab), int(table.shape[1])
         rows, filled = self.rows(vocab, dim)
-        with torch.no_grad():
-            mask = torch.from_numpy(filled)
-            table[mask, :rows.shape[1]] = torch.from_numpy(rows[filled]).to(table.dtype)
-            table[0].zero_()
+        _write_rows(table, rows, filled)
         return {"init": "teacher", "pieces": vocab, "pieces_from_teacher": int(filled.sum()),
                 "columns_from_teacher": int(rows.shape[1]), "dim": dim}
+
+
+def _write_rows(table: Any, rows: np.ndarray, filled: np.ndarray) -> None:
+    """Overwrite the ``filled`` rows of an embedding ``table`` (its first ``rows.shape[1]`` columns: a
+    wider student keeps random values in the others) and keep the padding row zero."""
+    import torch
+
+    with torch.no_grad():
+        mask = torch.from_numpy(filled)
+        table[mask, :rows.shape[1]] = torch.from_numpy(rows[filled]).to(table.dtype)
+        table[0].zero_()

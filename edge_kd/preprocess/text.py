@@ -56,8 +56,29 @@ def fnv1a_32(data: bytes) -> int:
     return h
 
 
+class ShippedSpec:
+    """The file a preprocessing spec ships as: its ``to_dict()`` as compact JSON, written atomically;
+    its bytes count against the bundle's size budget."""
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def to_json(self) -> str:
+        # Compact separators: these bytes ship in the app and count against the size budget.
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        from edge_kd.pipeline.atomic import atomic_write_text
+
+        return atomic_write_text(path, self.to_json())
+
+    def spec_bytes(self) -> int:
+        """Bytes of the shipped JSON (part of the bundle size)."""
+        return len(self.to_json().encode("utf-8"))
+
+
 @dataclass(frozen=True)
-class TextPreprocessSpec:
+class TextPreprocessSpec(ShippedSpec):
     """The hashed word/bigram/char-n-gram featurizer of the text students (see the module doc)."""
 
     buckets: int = 8192
@@ -150,15 +171,6 @@ class TextPreprocessSpec:
         except TypeError as exc:
             raise InputError(f"{source}: bad preprocessing spec: {exc}") from None
 
-    def to_json(self) -> str:
-        # Compact separators: these bytes ship in the app and count against the size budget.
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        from edge_kd.pipeline.atomic import atomic_write_text
-
-        return atomic_write_text(path, self.to_json())
-
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "TextPreprocessSpec":
         path = Path(path)
@@ -167,10 +179,6 @@ class TextPreprocessSpec:
         except (OSError, json.JSONDecodeError) as exc:
             raise InputError(f"{path}: cannot read preprocessing spec: {exc}") from None
         return cls.from_dict(data, source=str(path))
-
-    def spec_bytes(self) -> int:
-        """Bytes of the shipped JSON (part of the bundle size)."""
-        return len(self.to_json().encode("utf-8"))
 
 
 def hash_texts(spec: TextPreprocessSpec, texts: Iterable[str]) -> list[list[int]]:

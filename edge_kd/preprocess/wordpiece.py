@@ -28,7 +28,6 @@ pieces rather than becoming unknown.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections import Counter
@@ -39,7 +38,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from edge_kd.errors import InputError
-from edge_kd.preprocess.text import DEFAULT_TOKEN_PATTERN
+from edge_kd.preprocess.text import DEFAULT_TOKEN_PATTERN, ShippedSpec
 
 SPEC_FORMAT = "edge_kd.text.wordpiece"
 SPEC_VERSION = 1
@@ -48,7 +47,7 @@ CONTINUATION = "##"
 
 
 @dataclass(frozen=True)
-class WordpiecePreprocessSpec:
+class WordpiecePreprocessSpec(ShippedSpec):
     """Greedy longest-match WordPiece over a shipped vocabulary (see the module doc)."""
 
     vocab: tuple[str, ...]
@@ -162,19 +161,6 @@ class WordpiecePreprocessSpec:
             return cls(vocab=tuple(vocab), **{k: d[k] for k in keys if k in d})
         except TypeError as exc:
             raise InputError(f"{source}: bad wordpiece spec: {exc}") from None
-
-    def to_json(self) -> str:
-        # Compact separators: these bytes ship in the app and count against the size budget.
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        from edge_kd.pipeline.atomic import atomic_write_text
-
-        return atomic_write_text(path, self.to_json())
-
-    def spec_bytes(self) -> int:
-        """Bytes of the shipped JSON (part of the bundle size)."""
-        return len(self.to_json().encode("utf-8"))
 
 
 def read_vocab_file(path: str | os.PathLike[str]) -> dict[str, int]:

@@ -29,33 +29,48 @@ from edge_kd.models.spec import InputSpec
 from edge_kd.models.students.base import FAMILIES, StudentFamily, knob_values
 
 
+def _id_table(rows: int, dim: int) -> tuple[nn.Embedding, torch.Tensor]:
+    """An embedding of ``rows`` ids (row 0 is padding, kept zero; the others normal with std 0.1, the
+    spread teacher-initialized rows are scaled to) and the constant one-column mask table: 0 for
+    padding, 1 otherwise (a buffer, not a parameter: a lookup XNNPACK runs, where ``ids != 0`` is not)."""
+    embed = nn.Embedding(rows, dim, padding_idx=0)
+    nn.init.normal_(embed.weight, std=0.1)
+    with torch.no_grad():
+        embed.weight[0].zero_()
+    token = torch.ones(rows, 1)
+    token[0] = 0.0
+    return embed, token
+
+
+def _head(width: int, hidden: int, num_classes: int, dropout: float) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Dropout(dropout)]
+    if hidden:
+        layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
+        width = hidden
+    layers.append(nn.Linear(width, num_classes))
+    return nn.Sequential(*layers)
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the tokens of ``x`` [B, L, D] where ``mask`` [B, L, 1] is 1 (padding already zeroed in
+    ``x``): 4-D means of [B, D, L, 1] over (L, 1), the one token reduction XNNPACK delegates."""
+    mean_x = x.transpose(1, 2).unsqueeze(-1).mean(dim=(2, 3), keepdim=True).flatten(1)
+    mean_mask = mask.transpose(1, 2).unsqueeze(-1).mean(dim=(2, 3), keepdim=True).flatten(1)
+    return mean_x / mean_mask.clamp(min=1.0 / x.shape[1])
+
+
 class HashedNgramStudent(nn.Module):
     def __init__(self, buckets: int = 8192, dim: int = 64, num_classes: int = 2, hidden: int = 0,
                  dropout: float = 0.1, max_ids: int = 128):
         super().__init__()
         self.buckets, self.dim, self.max_ids = int(buckets), int(dim), int(max_ids)
-        self.embed = nn.Embedding(self.buckets + 1, self.dim, padding_idx=0)
-        nn.init.normal_(self.embed.weight, std=0.1)
-        with torch.no_grad():
-            self.embed.weight[0].zero_()
-        token = torch.ones(self.buckets + 1, 1)
-        token[0] = 0.0
+        self.embed, token = _id_table(self.buckets + 1, self.dim)
         self.register_buffer("token_mask", token, persistent=False)
-        layers: list[nn.Module] = [nn.Dropout(dropout)]
-        width = self.dim
-        if hidden:
-            layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
-            width = hidden
-        layers.append(nn.Linear(width, num_classes))
-        self.head = nn.Sequential(*layers)
+        self.head = _head(self.dim, hidden, num_classes, dropout)
 
     def pooled(self, input_ids: torch.Tensor) -> torch.Tensor:
         mask = nn.functional.embedding(input_ids, self.token_mask)          # [B, L, 1]: 1 = token
-        embedded = self.embed(input_ids) * mask                              # [B, L, D]
-        # [B, C, L, 1] averaged over (L, 1): the one token reduction XNNPACK delegates.
-        mean_embedded = embedded.transpose(1, 2).unsqueeze(-1).mean(dim=(2, 3), keepdim=True).flatten(1)
-        mean_mask = mask.transpose(1, 2).unsqueeze(-1).mean(dim=(2, 3), keepdim=True).flatten(1)
-        return mean_embedded / mean_mask.clamp(min=1.0 / input_ids.shape[1])
+        return _masked_mean(self.embed(input_ids) * mask, mask)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.head(self.pooled(input_ids))
@@ -114,12 +129,7 @@ class WordpieceConvStudent(nn.Module):
         if kernel < 0 or (kernel and kernel % 2 == 0):
             raise ValueError(f"kernel must be 0 or odd, got {kernel}")
         self.vocab, self.dim, self.max_ids, self.kernel = int(vocab), int(dim), int(max_ids), int(kernel)
-        self.embed = nn.Embedding(self.vocab + 1, self.dim, padding_idx=0)
-        nn.init.normal_(self.embed.weight, std=0.1)
-        with torch.no_grad():
-            self.embed.weight[0].zero_()
-        token = torch.ones(self.vocab + 1, 1)
-        token[0] = 0.0
+        self.embed, token = _id_table(self.vocab + 1, self.dim)
         self.register_buffer("token_mask", token, persistent=False)
         self.conv = nn.Conv2d(self.dim, self.dim, (self.kernel, 1), padding=(self.kernel // 2, 0)) if kernel else None
         if self.conv is not None:
@@ -127,25 +137,15 @@ class WordpieceConvStudent(nn.Module):
             # context to add (PyTorch's default init made the student worse than the bag on validation).
             nn.init.normal_(self.conv.weight, std=0.01)
             nn.init.zeros_(self.conv.bias)
-        layers: list[nn.Module] = [nn.Dropout(dropout)]
-        width = self.dim
-        if hidden:
-            layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
-            width = hidden
-        layers.append(nn.Linear(width, num_classes))
-        self.head = nn.Sequential(*layers)
+        self.head = _head(self.dim, hidden, num_classes, dropout)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        length = input_ids.shape[1]
         mask = nn.functional.embedding(input_ids, self.token_mask)          # [B, L, 1]: 1 = piece
         x = self.embed(input_ids) * mask                                     # [B, L, D]
         if self.conv is not None:
             mixed = torch.relu(self.conv(x.transpose(1, 2).unsqueeze(-1)))   # [B, D, L, 1]
             x = x + mixed.flatten(2).transpose(1, 2) * mask
-        # [B, D, L, 1] averaged over (L, 1): the one token reduction XNNPACK delegates.
-        pooled = x.transpose(1, 2).unsqueeze(-1).mean(dim=(2, 3), keepdim=True).flatten(1)
-        count = mask.transpose(1, 2).unsqueeze(-1).mean(dim=(2, 3), keepdim=True).flatten(1)
-        return self.head(pooled / count.clamp(min=1.0 / length))
+        return self.head(_masked_mean(x, mask))
 
 
 def wordpiece_text_student(vocab: int = 4096, dim: int = 64, num_classes: int = 2, kernel: int = 0, hidden: int = 0,

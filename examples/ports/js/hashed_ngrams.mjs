@@ -79,10 +79,13 @@ export class HashedNgrams {
 
   // The tensor the artifact takes, per the contract in the same file (int32 for LiteRT, int64 elsewhere).
   tensor(text) {
-    const ids = this.encode(text);
-    const dtype = this.spec.input.dtype;
-    if (dtype === "int32") return Int32Array.from(ids);
-    if (dtype === "int64") return BigInt64Array.from(ids, (v) => BigInt(v));
-    throw new Error(`unexpected input dtype ${dtype}`);
+    return idsTensor(this.encode(text), this.spec.input.dtype);
   }
+}
+
+// Ids as the typed array of the bundle's input dtype (int32 for a .tflite, int64 for .pte/.ort).
+export function idsTensor(ids, dtype) {
+  if (dtype === "int32") return Int32Array.from(ids);
+  if (dtype === "int64") return BigInt64Array.from(ids, (v) => BigInt(v));
+  throw new Error(`unexpected input dtype ${dtype}`);
 }

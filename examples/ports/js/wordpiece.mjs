@@ -1,7 +1,7 @@
 // A port of edge_kd's wordpiece preprocessing (bundle/preprocess.json, format "edge_kd.text.wordpiece",
 // version 1) written from the documented algorithm only (edge_kd/preprocess/wordpiece.py), as an app
 // team would write it. Node >= 18 or any modern browser; no dependencies. See README.md beside this file.
-import { pythonPatternToJs } from "./hashed_ngrams.mjs";
+import { idsTensor, pythonPatternToJs } from "./hashed_ngrams.mjs";
 
 export class Wordpiece {
   constructor(spec) {
@@ -58,10 +58,6 @@ export class Wordpiece {
 
   // The tensor the artifact takes, per the contract in the same file (int32 for LiteRT, int64 elsewhere).
   tensor(text) {
-    const ids = this.encode(text);
-    const dtype = this.spec.input.dtype;
-    if (dtype === "int32") return Int32Array.from(ids);
-    if (dtype === "int64") return BigInt64Array.from(ids, (v) => BigInt(v));
-    throw new Error(`unexpected input dtype ${dtype}`);
+    return idsTensor(this.encode(text), this.spec.input.dtype);
   }
 }
