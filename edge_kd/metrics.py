@@ -38,6 +38,17 @@ def better(a: float, b: float, name: str, margin: float = 0.0) -> bool:
     return a > b + margin if higher_is_better(name) else a < b - margin
 
 
+def significantly_more_correct(a: np.ndarray, b: np.ndarray) -> bool:
+    """Is per-row correctness ``a`` (bools) better than ``b`` on the same rows beyond sampling noise? Only
+    the rows exactly one of them gets right count (a McNemar-style sign test): wins - losses must exceed
+    2 sqrt(wins + losses), about z > 2. Two models a few rows apart on a validation split are a tie."""
+    import numpy as np
+
+    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    wins, losses = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    return wins + losses > 0 and wins - losses > 2.0 * (wins + losses) ** 0.5
+
+
 # ---- regression (demand forecasting): lower is better ----------------------------------------------
 def wape(labels: np.ndarray, predictions: np.ndarray) -> float:
     """Weighted absolute percentage error: sum |y - p| / sum |y| (the forecasting error retailers

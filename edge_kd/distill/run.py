@@ -517,8 +517,14 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
             f"{decision.bundle_bytes:,} bytes for a budget of {budget.describe()} ({decision.method}, {objective})")
         sizing_seconds = time.perf_counter() - t1
         student, result = trained[value] if value in trained else train(value, checkpoints)
+        val_correct = None
+        if len(candidates) > 1 and metric == "accuracy":  # text_auto compares the families row by row
+            val_out = predict(student, sdata.inputs(val_ds, value), batch_size=config.eval_batch_size,
+                              device=result.device)
+            val_correct = np.asarray(val_out).argmax(axis=1) == np.asarray(val_ds.labels)
         return {"family": family, "sdata": sdata, "decision": decision, "objective": objective_details,
-                "init": init_details, "student": student, "result": result, "sizing_seconds": sizing_seconds}
+                "init": init_details, "student": student, "result": result, "sizing_seconds": sizing_seconds,
+                "val_correct": val_correct}
 
     fits = []
     for name in candidates:
@@ -530,6 +536,8 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
     objective_details, init_details = chosen["objective"], chosen["init"]
     sizing_seconds = sum(f["sizing_seconds"] for f in fits)
     if len(fits) > 1:
+        objective_details["family_rule"] = (f"{fits[0]['family'].name} unless another family is more accurate on "
+                                            "the validation split beyond noise (row by row)")
         objective_details["family_search"] = [
             {"family": f["family"].name, "knob": f["family"].knob, "value": f["decision"].value,
              "params": f["decision"].params, "bundle_bytes": f["decision"].bundle_bytes,
@@ -689,20 +697,24 @@ def _with_history_transfer_set(recipe: Any, teacher: Any, teacher_fp: str, train
 
 
 def _choose_family(fits: list[dict[str, Any]], objective: str) -> dict[str, Any]:
-    """The candidate family a ``text_auto`` build keeps: the best validation metric, or under
-    ``smallest-within-drop`` the smallest bundle among those within the drop (else the best metric).
-    Ties keep the earlier candidate."""
-    from edge_kd.metrics import higher_is_better
-
-    def score(f: dict[str, Any]) -> float:
-        m = f["result"].best_metric
-        return m if higher_is_better(f["result"].metric) else -m
+    """The candidate family a ``text_auto`` build keeps. The first candidate (the default family) stays
+    unless a later one is more accurate on the validation split beyond noise: row by row where per-row
+    correctness is known (``metrics.significantly_more_correct``), else by the metric. Under
+    ``smallest-within-drop`` the smallest bundle among those within the drop wins (else as above)."""
+    from edge_kd.metrics import better, significantly_more_correct
 
     if objective == "smallest-within-drop":
         within = [f for f in fits if f["objective"].get("within_drop")]
         if within:
             return min(within, key=lambda f: f["decision"].bundle_bytes)
-    return max(fits, key=score)
+    pick = fits[0]
+    for f in fits[1:]:
+        if f.get("val_correct") is not None and pick.get("val_correct") is not None:
+            if significantly_more_correct(f["val_correct"], pick["val_correct"]):
+                pick = f
+        elif better(f["result"].best_metric, pick["result"].best_metric, f["result"].metric):
+            pick = f
+    return pick
 
 
 def _student_init(recipe: Any, teacher: Any, family: Any, sdata: StudentData, fit_ds: Any,

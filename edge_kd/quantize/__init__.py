@@ -118,9 +118,9 @@ def _significantly_better(a: dict[str, Any], b: dict[str, Any], higher: bool) ->
     row (the rows only one of them gets right: wins - losses > 2 sqrt(wins + losses)); other metrics
     (WAPE, recall@10) by the metric itself."""
     if a.get("_correct") is not None and b.get("_correct") is not None:
-        wins = int(np.sum(a["_correct"] & ~b["_correct"]))
-        losses = int(np.sum(~a["_correct"] & b["_correct"]))
-        return wins + losses > 0 and wins - losses > 2.0 * math.sqrt(wins + losses)
+        from edge_kd.metrics import significantly_more_correct
+
+        return significantly_more_correct(a["_correct"], b["_correct"])
     return _metric_beats(a["metric"], b["metric"], higher)
 
 

@@ -35,23 +35,40 @@ def test_recipe_losses():
         build_recipe_loss(("hintn",), 3.0, 0.7, "classification")
 
 
-def test_text_auto_keeps_the_best_validation_metric_or_the_smallest_within_the_drop():
+def test_text_auto_keeps_the_default_family_unless_another_is_better_beyond_noise():
     from types import SimpleNamespace as NS
 
     from edge_kd.distill.run import _choose_family
 
-    def fit(name, val, size, within=None):
+    def fit(name, correct=None, val=0.9, size=1000, within=None, metric="accuracy"):
         objective = {} if within is None else {"within_drop": within}
-        return {"name": name, "result": NS(best_metric=val, metric="accuracy"), "decision": NS(bundle_bytes=size),
-                "objective": objective}
+        c = None if correct is None else np.asarray(correct, dtype=bool)
+        return {"name": name, "result": NS(best_metric=val if c is None else float(c.mean()), metric=metric),
+                "decision": NS(bundle_bytes=size), "objective": objective, "val_correct": c}
 
-    fits = [fit("text_hashed", 0.90, 900), fit("text_wordpiece", 0.91, 1000)]
+    base = [True] * 900 + [False] * 100
+    a_few_more = [False] * 3 + [True] * 905 + [False] * 92  # 8 wins, 3 losses: a tie, the default stays
+    many_more = [True] * 960 + [False] * 40         # 60 wins, 0 losses: significant
+    fits = [fit("text_hashed", base), fit("text_wordpiece", a_few_more)]
+    assert _choose_family(fits, "best-under-budget")["name"] == "text_hashed"
+    fits = [fit("text_hashed", base), fit("text_wordpiece", many_more)]
     assert _choose_family(fits, "best-under-budget")["name"] == "text_wordpiece"
-    assert _choose_family([fit("a", 0.9, 1), fit("b", 0.9, 2)], "best-under-budget")["name"] == "a"  # tie: first
-    within = [fit("text_hashed", 0.90, 900, True), fit("text_wordpiece", 0.91, 1000, True)]
+    # without per-row correctness (another metric), the better metric decides; lower WAPE is better
+    assert _choose_family([fit("a", val=0.3, metric="wape"), fit("b", val=0.2, metric="wape")],
+                          "best-under-budget")["name"] == "b"
+    # smallest-within-drop: the smaller bundle among those within the drop, else the rule above
+    within = [fit("text_hashed", base, size=900, within=True), fit("text_wordpiece", many_more, size=1000, within=True)]
     assert _choose_family(within, "smallest-within-drop")["name"] == "text_hashed"
-    missed = [fit("text_hashed", 0.80, 900, False), fit("text_wordpiece", 0.85, 1000, False)]
+    missed = [fit("text_hashed", base, within=False), fit("text_wordpiece", many_more, within=False)]
     assert _choose_family(missed, "smallest-within-drop")["name"] == "text_wordpiece"
-    wape = [{"name": n, "result": NS(best_metric=v, metric="wape"), "decision": NS(bundle_bytes=1), "objective": {}}
-            for n, v in (("a", 0.3), ("b", 0.2))]
-    assert _choose_family(wape, "best-under-budget")["name"] == "b"  # lower is better
+
+
+def test_significantly_more_correct_counts_only_the_rows_that_differ():
+    from edge_kd.metrics import significantly_more_correct
+
+    a = np.array([True] * 10 + [False] * 90)
+    assert significantly_more_correct(a, np.zeros(100, bool))            # 10 wins, 0 losses: 10 > 2 sqrt(10)
+    assert not significantly_more_correct(np.zeros(100, bool), a)
+    assert not significantly_more_correct(a, a)                          # no row differs
+    b = np.array([False] * 4 + [True] * 6 + [True] * 3 + [False] * 87)  # 4 wins, 3 losses for a
+    assert not significantly_more_correct(a, b)
