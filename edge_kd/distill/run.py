@@ -479,8 +479,15 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
         t1 = time.perf_counter()
         # A wordpiece student ships its vocabulary: the bundle's other bytes grow with the knob.
         extra = sdata.extra_bytes if sdata.wordpieces is not None else sdata.extra_bytes(family.values[0])
-        decision = choose_student(family, target, measure=shared.measure, budget=budget, extra_bytes=extra,
-                                  log=log)
+        try:
+            decision = choose_student(family, target, measure=shared.measure, budget=budget, extra_bytes=extra,
+                                      log=log)
+        except InputError as exc:
+            if len(candidates) == 1:
+                raise
+            # text_auto: a family whose smallest student is over the budget is left out, not fatal.
+            log(f"student family {family.name}: {exc}")
+            return {"family": family, "error": str(exc)}
         objective_details: dict[str, Any] = {"objective": objective}
         trained: dict[Any, tuple[Any, Any]] = {}
         if objective == "smallest-within-drop":
@@ -526,16 +533,20 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
                 "init": init_details, "student": student, "result": result, "sizing_seconds": sizing_seconds,
                 "val_correct": val_correct}
 
-    fits = []
+    fits, left_out = [], []
     for name in candidates:
         family, sdata = shared.student_data(name)
-        fits.append(fit_family(family, sdata, out / "checkpoints" / "distill" / (name or "")))
+        fit = fit_family(family, sdata, out / "checkpoints" / "distill" / (name or ""))
+        (left_out if "error" in fit else fits).append(fit)
+    if not fits:
+        raise InputError(f"no student family of {TEXT_AUTO!r} fits target {target.name!r}: "
+                         + "; ".join(f"{f['family'].name}: {f['error']}" for f in left_out))
     chosen = _choose_family(fits, objective)
     family, sdata, decision = chosen["family"], chosen["sdata"], chosen["decision"]
     student, result, value = chosen["student"], chosen["result"], decision.value
     objective_details, init_details = chosen["objective"], chosen["init"]
     sizing_seconds = sum(f["sizing_seconds"] for f in fits)
-    if len(fits) > 1:
+    if len(candidates) > 1:
         objective_details["family_rule"] = (f"{fits[0]['family'].name} unless another family is more accurate on "
                                             "the validation split beyond noise (row by row)")
         objective_details["family_search"] = [
@@ -543,7 +554,7 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
              "params": f["decision"].params, "bundle_bytes": f["decision"].bundle_bytes,
              "val_metric": f["result"].best_metric, "chosen": f is chosen,
              **({"within_drop": f["objective"].get("within_drop")} if "within_drop" in f["objective"] else {})}
-            for f in fits]
+            for f in fits] + [{"family": f["family"].name, "chosen": False, "error": f["error"]} for f in left_out]
         log(f"student family: {family.name} (validation {metric}: " + ", ".join(
             f"{f['family'].name} {f['result'].best_metric:.4f}" for f in fits) + ")")
     fits.clear()

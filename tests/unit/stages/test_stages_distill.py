@@ -143,6 +143,23 @@ def test_wordpiece_build_ships_its_vocabulary_and_counts_it_in_the_bundle(tmp_pa
     assert small["sizing"]["bundle_bytes"] <= 24 * 1024
 
 
+def test_text_auto_leaves_out_a_family_that_cannot_fit_and_fails_when_none_can(tmp_path):
+    from edge_kd.errors import InputError
+
+    recipe = _text_recipe(tmp_path, student={"family": "text_auto", "options": {
+        "text_hashed": {"low": 256, "high": 512, "step": 256, "dim": 4, "max_ids": 16},
+        "text_wordpiece": {"low": 128, "high": 256, "step": 128, "dim": 64, "max_ids": 16}}})
+    shared = BuildContext(recipe, tmp_path / "_s", measure=_measure, log=lambda m: None)
+    # fake bytes 1000 + 4 per parameter: the hashed students are 5-9 KB, the smallest wordpiece one ~35 KB
+    details = _distill(shared, _target(size="16KiB"), tmp_path / "b")
+    search = details["sizing"]["family_search"]
+    assert [(s["family"], s["chosen"]) for s in search] == [("text_hashed", True), ("text_wordpiece", False)]
+    assert "smaller than the smallest text_wordpiece student" in search[1]["error"]
+    assert details["student"]["family"] == "text_hashed"
+    with pytest.raises(InputError, match="no student family of 'text_auto' fits target"):
+        _distill(shared, _target(size="2KiB"), tmp_path / "c")
+
+
 def test_text_build_without_transfer_and_with_random_init(tmp_path):
     recipe = _text_recipe(tmp_path, student={"init": "random"}, distill={"transfer": {"enabled": False}})
     details = _distill(BuildContext(recipe, tmp_path / "_s", measure=_measure, log=lambda m: None), _target(),
