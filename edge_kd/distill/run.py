@@ -39,7 +39,8 @@ LABELS_FILE = "labels.json"
 #: good accuracy on little data (product photos), where a student from scratch cannot catch up.
 TEACHER_FAMILY = "teacher"
 #: ``[student] family = "text_auto"``: the distill stage sizes and trains each of these to the budget and
-#: keeps the one with the better validation metric (options per candidate: ``[student.options.<family>]``).
+#: keeps the first unless another is more accurate on validation beyond noise (``_choose_family``; options
+#: per candidate: ``[student.options.<family>]``).
 TEXT_AUTO = "text_auto"
 TEXT_AUTO_FAMILIES = ("text_hashed", "text_wordpiece")
 
@@ -226,6 +227,7 @@ def make_student_family(recipe: Any, train: Any, family: str | None = None) -> t
         raise InputError(f"the recipe's student family is {recipe.student.family!r}, not {family!r}")
     n = train.num_classes
     kind = "arrays"
+    wordpieces = None
     if name == TEACHER_FAMILY:
         if hasattr(train, "texts"):
             raise InputError("student family 'teacher' starts from the teacher's own network, which reads the data "
@@ -245,11 +247,9 @@ def make_student_family(recipe: Any, train: Any, family: str | None = None) -> t
         from edge_kd.preprocess.wordpiece import rank_wordpieces, teacher_vocabulary
 
         # The teacher's pieces, ranked on the labelled training text (a student keeps a prefix).
-        pieces = rank_wordpieces(train.texts, teacher_vocabulary(opts.pop("vocab_file", None)))
-        family = make_family(name, num_classes=n, pieces=len(pieces), **opts)
-        if recipe.student.max_params:
-            family = _capped(family, recipe.student.max_params)
-        return family, StudentData(family, list(train.label_names), "text", wordpieces=pieces)
+        wordpieces = rank_wordpieces(train.texts, teacher_vocabulary(opts.pop("vocab_file", None)))
+        family = make_family(name, num_classes=n, pieces=len(wordpieces), **opts)
+        kind = "text"
     elif name == "mobilenet":
         size = getattr(train, "size", None)
         if size is None:
@@ -298,7 +298,7 @@ def make_student_family(recipe: Any, train: Any, family: str | None = None) -> t
     if recipe.student.max_params:
         family = _capped(family, recipe.student.max_params)
     items = {"history": train.history_length, "untrained": list(train.untrained)} if kind == "items" else None
-    return family, StudentData(family, list(train.label_names), kind, items=items)
+    return family, StudentData(family, list(train.label_names), kind, items=items, wordpieces=wordpieces)
 
 
 def _capped(family: Any, max_params: int) -> Any:
@@ -427,7 +427,7 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
                                "test_metric_pytorch": teacher_test, "test_rows": len(test_ds),
                                **({"finetune": fit} if fit else {})})
 
-    # One family, or with text_auto each candidate: sized and trained alike, the best on validation kept.
+    # One family, or with text_auto each candidate: sized and trained alike, one kept on validation.
     candidates = list(TEXT_AUTO_FAMILIES) if recipe.student.family == TEXT_AUTO else [None]
     family, sdata = shared.student_data(candidates[0])
     if family is None:
