@@ -325,8 +325,6 @@ def _family(row: dict) -> str:
 
 def _init_summary(report: dict) -> str:
     init = report.get("teacher_init", {})
-    if "words" in init:  # a run before the wordpiece family: one record
-        init = {"text_hashed": init}
     parts = []
     if "text_hashed" in init:
         parts.append(f"hashed: {init['text_hashed'].get('words', 0):,} words")
