@@ -14,7 +14,7 @@ Two published sets, kept apart so that a change of the cost model is judged on o
 - **TFLite** (tensorflow/models research/slim/nets/mobilenet/README.md, "MobilenetV3 Imagenet
   Checkpoints": "All phone latencies are in milliseconds, measured on large core"; the same figures as
   Howard et al. 2019, "Searching for MobileNetV3", measured with TFLite on one large core): MobileNetV3
-  Large / Small 1.0 float and 8-bit on the Pixel 3 (Snapdragon 845, Cortex-A75-based Kryo 385 Gold, 2.5 GHz).
+  Large / Small / Large minimalistic 1.0 float and 8-bit on the Pixel 3 (Snapdragon 845, Cortex-A75-based Kryo 385 Gold, 2.5 GHz).
   Run here as LiteRT .tflite files, fp32 and static int8.
 
 Emulated counts are cached in `--work` (keyed by artifact hash and core), so a re-run redoes nothing that
@@ -52,6 +52,8 @@ PUBLISHED = [
     ("tflite", "mobilenet_v3_large", "tflite-int8", "int8", "Pixel 3", 32, TFLITE_SOURCE),
     ("tflite", "mobilenet_v3_small", "tflite-int8", "fp32", "Pixel 3", 14.4, TFLITE_SOURCE),
     ("tflite", "mobilenet_v3_small", "tflite-int8", "int8", "Pixel 3", 10.7, TFLITE_SOURCE),
+    ("tflite", "mobilenet_v3_large_minimalistic", "tflite-int8", "fp32", "Pixel 3", 35, TFLITE_SOURCE),
+    ("tflite", "mobilenet_v3_large_minimalistic", "tflite-int8", "int8", "Pixel 3", 27, TFLITE_SOURCE),
 ]
 
 
@@ -91,7 +93,10 @@ V3_SMALL = [(3, 16, 16, True, "RE", 2), (3, 72, 24, False, "RE", 2), (3, 88, 24,
 
 
 def mobilenet_v3(variant: str):
-    """MobileNetV3 Large / Small 1.0 224 (Howard et al. 2019, Tables 1-2; SE squeeze to 1/4, hard-sigmoid gate)."""
+    """MobileNetV3 Large / Small 1.0 224 (Howard et al. 2019, Tables 1-2; SE squeeze to 1/4, hard-sigmoid gate).
+
+    "large_minimalistic" is the README's minimalistic Large (V3_LARGE_MINIMALISTIC in the slim
+    mobilenet_v3.py): the Large table's widths with 3x3 kernels, no squeeze-excite and ReLU everywhere."""
     import torch
     from torch import nn
 
@@ -124,13 +129,17 @@ def mobilenet_v3(variant: str):
         def forward(self, x):
             return x + self.body(x) if self.residual else self.body(x)
 
-    table, last, head = (V3_LARGE, 960, 1280) if variant == "large" else (V3_SMALL, 576, 1024)
-    layers, cin = [nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.Hardswish()], 16
+    minimal = variant == "large_minimalistic"
+    table, last, head = (V3_LARGE, 960, 1280) if variant in ("large", "large_minimalistic") else (V3_SMALL, 576, 1024)
+    if minimal:
+        table = [(3, exp, cout, False, "RE", stride) for _, exp, cout, _, _, stride in table]
+    top = nn.ReLU if minimal else nn.Hardswish  # the stem's and the head's activation
+    layers, cin = [nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), top()], 16
     for k, exp, cout, se, nl, stride in table:
         layers.append(Bneck(cin, k, exp, cout, se, nl, stride))
         cin = cout
-    layers += [nn.Conv2d(cin, last, 1, bias=False), nn.BatchNorm2d(last), nn.Hardswish(), nn.AdaptiveAvgPool2d(1),
-               nn.Conv2d(last, head, 1), nn.Hardswish(), nn.Conv2d(head, 1000, 1), nn.Flatten()]
+    layers += [nn.Conv2d(cin, last, 1, bias=False), nn.BatchNorm2d(last), top(), nn.AdaptiveAvgPool2d(1),
+               nn.Conv2d(last, head, 1), top(), nn.Conv2d(head, 1000, 1), nn.Flatten()]
     torch.manual_seed(0)
     return nn.Sequential(*layers).eval()
 
@@ -140,7 +149,8 @@ def build_model(name: str):
 
     return {"mobilenet_v1": mobilenet_v1, "mobilenet_v2": mobilenet_v2,
             "mobilenet_v3_large": lambda: mobilenet_v3("large"),
-            "mobilenet_v3_small": lambda: mobilenet_v3("small")}[name]()
+            "mobilenet_v3_small": lambda: mobilenet_v3("small"),
+            "mobilenet_v3_large_minimalistic": lambda: mobilenet_v3("large_minimalistic")}[name]()
 
 
 def artifacts(model_name: str, target: str, work: Path) -> dict[str, Path]:
