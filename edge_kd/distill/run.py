@@ -140,6 +140,9 @@ class StudentData:
     wordpieces: list[str] | None = None
     #: (id(data set), knob value) -> (the data set, its wordpiece ids)
     _wordpiece_ids: dict[tuple[int, Any], tuple[Any, np.ndarray]] = field(default_factory=dict)
+    #: knob value -> its text spec: the size search asks for the bundle bytes of one value several times,
+    #: and a wordpiece spec validates and indexes its whole vocabulary when built
+    _text_specs: dict[Any, Any] = field(default_factory=dict)
 
     def items_asset(self, contract: dict[str, Any]) -> dict[str, Any]:
         from edge_kd.bundle.assets import items_asset
@@ -149,15 +152,20 @@ class StudentData:
 
     def text_spec(self, value: Any):
         """The preprocessing spec of the text student at knob ``value`` (hashed n-grams or wordpieces)."""
-        kw = self.family.kwargs_for(value)
-        if self.wordpieces is not None:
-            from edge_kd.preprocess.wordpiece import WordpiecePreprocessSpec
+        if value not in self._text_specs:
+            kw = self.family.kwargs_for(value)
+            if self.wordpieces is not None:
+                from edge_kd.preprocess.wordpiece import WordpiecePreprocessSpec
 
-            return WordpiecePreprocessSpec(vocab=tuple(self.wordpieces[:int(kw["vocab"])]), max_ids=int(kw["max_ids"]),
-                                           labels=tuple(self.label_names))
-        from edge_kd.preprocess.text import TextPreprocessSpec
+                spec = WordpiecePreprocessSpec(vocab=tuple(self.wordpieces[:int(kw["vocab"])]),
+                                               max_ids=int(kw["max_ids"]), labels=tuple(self.label_names))
+            else:
+                from edge_kd.preprocess.text import TextPreprocessSpec
 
-        return TextPreprocessSpec(buckets=int(kw["buckets"]), max_ids=int(kw["max_ids"]), labels=tuple(self.label_names))
+                spec = TextPreprocessSpec(buckets=int(kw["buckets"]), max_ids=int(kw["max_ids"]),
+                                          labels=tuple(self.label_names))
+            self._text_specs[value] = spec
+        return self._text_specs[value]
 
     def inputs(self, ds: Any, value: Any) -> tuple[np.ndarray, ...]:
         if self.kind == "text" and self.wordpieces is not None:

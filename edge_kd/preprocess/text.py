@@ -35,7 +35,7 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -58,10 +58,26 @@ def fnv1a_32(data: bytes) -> int:
 
 class ShippedSpec:
     """The file a preprocessing spec ships as: its ``to_dict()`` as compact JSON, written atomically;
-    its bytes count against the bundle's size budget."""
+    its bytes count against the bundle's size budget. Subclasses name their ``format`` and ``version``
+    (the first two keys of the file) and what they are, for the errors of ``check_header``."""
+
+    spec_format: ClassVar[str]
+    spec_version: ClassVar[int]
+    spec_kind: ClassVar[str]
 
     def to_dict(self) -> dict[str, Any]:
         raise NotImplementedError
+
+    @classmethod
+    def check_header(cls, d: Mapping[str, Any], source: str) -> None:
+        """Exit 2 on a file of another kind or of a version this edge_kd cannot read (an app bundle from
+        a newer edge_kd, say), before any field is trusted."""
+        if d.get("format") != cls.spec_format:
+            raise InputError(f"{source}: not a {cls.spec_kind} spec (format {d.get('format')!r}, "
+                             f"expected {cls.spec_format!r})")
+        if d.get("version") != cls.spec_version:
+            raise InputError(f"{source}: {cls.spec_kind} spec version {d.get('version')!r} is not supported "
+                             f"(this edge_kd reads version {cls.spec_version})")
 
     def to_json(self) -> str:
         # Compact separators: these bytes ship in the app and count against the size budget.
@@ -80,6 +96,10 @@ class ShippedSpec:
 @dataclass(frozen=True)
 class TextPreprocessSpec(ShippedSpec):
     """The hashed word/bigram/char-n-gram featurizer of the text students (see the module doc)."""
+
+    spec_format: ClassVar[str] = SPEC_FORMAT
+    spec_version: ClassVar[int] = SPEC_VERSION
+    spec_kind: ClassVar[str] = "text preprocessing"
 
     buckets: int = 8192
     max_ids: int = 128
@@ -159,12 +179,7 @@ class TextPreprocessSpec(ShippedSpec):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, source: str = "<dict>") -> "TextPreprocessSpec":
-        if d.get("format") != SPEC_FORMAT:
-            raise InputError(f"{source}: not a text preprocessing spec (format {d.get('format')!r}, "
-                             f"expected {SPEC_FORMAT!r})")
-        if d.get("version") != SPEC_VERSION:
-            raise InputError(f"{source}: preprocessing spec version {d.get('version')!r} is not supported "
-                             f"(this edge_kd reads version {SPEC_VERSION})")
+        cls.check_header(d, source)
         fields = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         try:
             return cls(**fields)

@@ -33,7 +33,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, ClassVar, Iterable, Mapping
 
 import numpy as np
 
@@ -49,6 +49,10 @@ CONTINUATION = "##"
 @dataclass(frozen=True)
 class WordpiecePreprocessSpec(ShippedSpec):
     """Greedy longest-match WordPiece over a shipped vocabulary (see the module doc)."""
+
+    spec_format: ClassVar[str] = SPEC_FORMAT
+    spec_version: ClassVar[int] = SPEC_VERSION
+    spec_kind: ClassVar[str] = "wordpiece preprocessing"
 
     vocab: tuple[str, ...]
     max_ids: int = 64
@@ -144,12 +148,7 @@ class WordpiecePreprocessSpec(ShippedSpec):
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], *, source: str = "<dict>") -> "WordpiecePreprocessSpec":
-        if d.get("format") != SPEC_FORMAT:
-            raise InputError(f"{source}: not a wordpiece preprocessing spec (format {d.get('format')!r}, "
-                             f"expected {SPEC_FORMAT!r})")
-        if d.get("version") != SPEC_VERSION:
-            raise InputError(f"{source}: wordpiece spec version {d.get('version')!r} is not supported "
-                             f"(this edge_kd reads version {SPEC_VERSION})")
+        cls.check_header(d, source)
         vocab = d.get("vocab")
         if not isinstance(vocab, str) or not vocab:
             raise InputError(f"{source}: wordpiece spec needs 'vocab', the pieces joined by spaces")

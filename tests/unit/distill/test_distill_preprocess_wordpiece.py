@@ -101,6 +101,10 @@ def test_bad_assets_and_vocab_files(tmp_path):
         spec_from_asset({**good, "format": "edge_kd.image"})
     with pytest.raises(InputError, match="version"):
         spec_from_asset({**good, "version": 9})
+    with pytest.raises(InputError, match="pre.json: not a wordpiece preprocessing spec"):
+        WordpiecePreprocessSpec.from_dict({**good, "format": "edge_kd.text.hashed_ngrams"}, source="pre.json")
+    with pytest.raises(InputError, match="wordpiece preprocessing spec version 9 is not supported"):
+        WordpiecePreprocessSpec.from_dict({**good, "version": 9})
     with pytest.raises(InputError, match="joined by spaces"):
         spec_from_asset({**good, "vocab": [UNK, "a"]})
     (tmp_path / "vocab.txt").write_text("[PAD]\nhello\n")
