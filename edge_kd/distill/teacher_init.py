@@ -162,10 +162,7 @@ class HashedInit:
 
     def apply(self, student: Any) -> dict[str, Any]:
         """Overwrite a ``HashedNgramStudent``'s embedding rows in place; returns what it did."""
-        table = getattr(getattr(student, "embed", None), "weight", None)
-        if table is None or not hasattr(student, "buckets"):
-            raise InputError(f"teacher init needs a hashed n-gram student (an 'embed' table); got "
-                             f"{type(student).__name__}")
+        table = _embedding_table(student, "buckets", "teacher init needs a hashed n-gram student")
         buckets, dim = int(student.buckets), int(table.shape[1])
         rows, filled = self.rows(buckets, dim)
         _write_rows(table, rows, filled)
@@ -225,15 +222,20 @@ class WordpieceInit:
 
     def apply(self, student: Any) -> dict[str, Any]:
         """Overwrite a ``WordpieceConvStudent``'s embedding rows in place; returns what it did."""
-        table = getattr(getattr(student, "embed", None), "weight", None)
-        if table is None or not hasattr(student, "vocab"):
-            raise InputError(f"wordpiece teacher init needs a wordpiece student (an 'embed' table); got "
-                             f"{type(student).__name__}")
+        table = _embedding_table(student, "vocab", "wordpiece teacher init needs a wordpiece student")
         vocab, dim = int(student.vocab), int(table.shape[1])
         rows, filled = self.rows(vocab, dim)
         _write_rows(table, rows, filled)
         return {"init": "teacher", "pieces": vocab, "pieces_from_teacher": int(filled.sum()),
                 "columns_from_teacher": int(rows.shape[1]), "dim": dim}
+
+
+def _embedding_table(student: Any, size_attr: str, need: str) -> Any:
+    """The student's ``embed.weight``, or exit 2 saying which student kind the init needs."""
+    table = getattr(getattr(student, "embed", None), "weight", None)
+    if table is None or not hasattr(student, size_attr):
+        raise InputError(f"{need} (an 'embed' table); got {type(student).__name__}")
+    return table
 
 
 def _write_rows(table: Any, rows: np.ndarray, filled: np.ndarray) -> None:
