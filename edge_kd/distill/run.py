@@ -23,7 +23,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -43,6 +43,52 @@ TEACHER_FAMILY = "teacher"
 #: per candidate: ``[student.options.<family>]``).
 TEXT_AUTO = "text_auto"
 TEXT_AUTO_FAMILIES = ("text_hashed", "text_wordpiece")
+#: families whose ``dim`` option may be a list of widths to search (``student_candidates``)
+WIDTH_SEARCH_FAMILIES = TEXT_AUTO_FAMILIES
+WIDTH_MARK = "@dim="
+
+
+def _candidate_options(recipe: Any, name: str) -> dict[str, Any]:
+    """The options of candidate family ``name`` (per family under text_auto)."""
+    opts = dict(recipe.student.options or {})
+    if recipe.student.family == TEXT_AUTO:
+        return dict(opts.get(name) or {})
+    return opts
+
+
+def _widths(name: str, opts: Mapping[str, Any]) -> list[int] | None:
+    """The widths of a ``dim = [..]`` search in ``opts``, validated; None for a single width."""
+    dims = opts.get("dim")
+    if not isinstance(dims, (list, tuple)):
+        return None
+    if name not in WIDTH_SEARCH_FAMILIES:
+        raise InputError(f"[student] options.dim = {list(dims)} (a width search) is for "
+                         f"{', '.join(WIDTH_SEARCH_FAMILIES)}; family {name!r} takes one dim")
+    if not dims or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims) \
+            or len(set(dims)) != len(dims):
+        raise InputError(f"[student] options.dim: a width search needs distinct positive integers, got {list(dims)}")
+    if opts.get("knob") == "dim":
+        raise InputError("[student] options.dim is a list of widths to search, but knob = 'dim' sizes the width "
+                         "itself: use one or the other")
+    return [int(d) for d in dims]
+
+
+def student_candidates(recipe: Any) -> list[str | None]:
+    """The students the distill stage sizes and trains, each to the budget, keeping the first unless
+    another is more accurate on validation beyond noise: None for the recipe's one family; with
+    ``text_auto`` each candidate family; with ``options.dim = [w1, w2, ...]`` one candidate per width
+    (``"text_hashed@dim=32"``; the first width listed is the default). At a small budget fewer, wider rows
+    can beat many narrow ones (Banking77 at 64 KiB: 1,024 buckets x 32 over 2,304 x 16, benchmarks/results/
+    distill.json), and which wins depends on the data, so it is measured rather than assumed."""
+    names = list(TEXT_AUTO_FAMILIES) if recipe.student.family == TEXT_AUTO else [recipe.student.family]
+    out: list[str | None] = []
+    for name in names:
+        widths = _widths(name, _candidate_options(recipe, name))
+        if widths:
+            out += [f"{name}{WIDTH_MARK}{w}" for w in widths]
+        else:
+            out.append(name if recipe.student.family == TEXT_AUTO else None)
+    return out
 
 
 @dataclass(frozen=True)
@@ -217,9 +263,15 @@ class StudentData:
 
 def make_student_family(recipe: Any, train: Any, family: str | None = None) -> tuple[Any, StudentData]:
     """The recipe's student family, completed from the data (class count, feature layout). ``family``
-    picks one candidate of a ``text_auto`` recipe (with its own options)."""
+    picks one candidate of ``student_candidates`` (a ``text_auto`` family with its own options, and/or one
+    width of a ``dim`` list: ``"text_hashed@dim=32"``); a bare family name with a width list takes the first
+    width (the later stages read the data, which does not depend on the width)."""
     from edge_kd.models.students.base import StudentFamily, make_family
 
+    width = None
+    if family and WIDTH_MARK in family:
+        family, _, width_text = family.partition(WIDTH_MARK)
+        width = int(width_text)
     opts = dict(recipe.student.options or {})
     name = family or recipe.student.family
     if recipe.student.family == TEXT_AUTO:
@@ -233,6 +285,13 @@ def make_student_family(recipe: Any, train: Any, family: str | None = None) -> t
         opts = dict(opts.get(name) or {})
     elif family is not None and family != recipe.student.family:
         raise InputError(f"the recipe's student family is {recipe.student.family!r}, not {family!r}")
+    widths = _widths(name, opts)
+    if widths:
+        if width is not None and width not in widths:
+            raise InputError(f"student width {width} is not one of [student] options.dim = {widths}")
+        opts["dim"] = width if width is not None else widths[0]
+    elif width is not None:
+        raise InputError(f"student candidate {family}{WIDTH_MARK}{width}: the recipe has no dim list to search")
     n = train.num_classes
     kind = "arrays"
     wordpieces = None
@@ -436,7 +495,7 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
                                **({"finetune": fit} if fit else {})})
 
     # One family, or with text_auto each candidate: sized and trained alike, one kept on validation.
-    candidates = list(TEXT_AUTO_FAMILIES) if recipe.student.family == TEXT_AUTO else [None]
+    candidates = student_candidates(recipe)
     family, sdata = shared.student_data(candidates[0])
     if family is None:
         details = _teacher_as_student(teacher, teacher_fp, teacher_test, teacher_seconds, metric, log)
@@ -537,7 +596,8 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
             val_out = predict(student, sdata.inputs(val_ds, value), batch_size=config.eval_batch_size,
                               device=result.device)
             val_correct = np.asarray(val_out).argmax(axis=1) == np.asarray(val_ds.labels)
-        return {"family": family, "sdata": sdata, "decision": decision, "objective": objective_details,
+        return {"family": family, "width": int(family.kwargs.get("dim", 0)) or None, "sdata": sdata,
+                "decision": decision, "objective": objective_details,
                 "init": init_details, "student": student, "result": result, "sizing_seconds": sizing_seconds,
                 "val_correct": val_correct}
 
@@ -545,26 +605,29 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
     for name in candidates:
         family, sdata = shared.student_data(name)
         fit = fit_family(family, sdata, out / "checkpoints" / "distill" / (name or ""))
+        fit["candidate"] = name or family.name
         (left_out if "error" in fit else fits).append(fit)
     if not fits:
-        raise InputError(f"no student family of {TEXT_AUTO!r} fits target {target.name!r}: "
-                         + "; ".join(f"{f['family'].name}: {f['error']}" for f in left_out))
+        raise InputError(f"no student candidate fits target {target.name!r}: "
+                         + "; ".join(f"{f['candidate']}: {f['error']}" for f in left_out))
     chosen = _choose_family(fits, objective)
     family, sdata, decision = chosen["family"], chosen["sdata"], chosen["decision"]
     student, result, value = chosen["student"], chosen["result"], decision.value
     objective_details, init_details = chosen["objective"], chosen["init"]
     sizing_seconds = sum(f["sizing_seconds"] for f in fits)
     if len(candidates) > 1:
-        objective_details["family_rule"] = (f"{fits[0]['family'].name} unless another family is more accurate on "
+        objective_details["family_rule"] = (f"{fits[0]['candidate']} unless another candidate is more accurate on "
                                             "the validation split beyond noise (row by row)")
         objective_details["family_search"] = [
-            {"family": f["family"].name, "knob": f["family"].knob, "value": f["decision"].value,
+            {"family": f["family"].name, "candidate": f["candidate"], "dim": f["width"],
+             "knob": f["family"].knob, "value": f["decision"].value,
              "params": f["decision"].params, "bundle_bytes": f["decision"].bundle_bytes,
              "val_metric": f["result"].best_metric, "chosen": f is chosen,
              **({"within_drop": f["objective"].get("within_drop")} if "within_drop" in f["objective"] else {})}
-            for f in fits] + [{"family": f["family"].name, "chosen": False, "error": f["error"]} for f in left_out]
-        log(f"student family: {family.name} (validation {metric}: " + ", ".join(
-            f"{f['family'].name} {f['result'].best_metric:.4f}" for f in fits) + ")")
+            for f in fits] + [{"family": f["family"].name, "candidate": f["candidate"], "chosen": False,
+                               "error": f["error"]} for f in left_out]
+        log(f"student: {chosen['candidate']} (validation {metric}: " + ", ".join(
+            f"{f['candidate']} {f['result'].best_metric:.4f}" for f in fits) + ")")
     fits.clear()
     test_out = predict(student, sdata.inputs(test_ds, value), batch_size=config.eval_batch_size,
                        device=result.device)

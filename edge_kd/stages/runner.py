@@ -144,9 +144,10 @@ def _validate_stage_settings(recipe: Any) -> None:
         if recipe.prune.criterion not in CRITERIA:
             raise ConfigError(f"unknown pruning criterion {recipe.prune.criterion!r}; known: "
                               f"{', '.join(CRITERIA.names())}", source=src, key="prune.criterion")
-    from edge_kd.distill.run import _options
+    from edge_kd.distill.run import _options, student_candidates
 
     _options(recipe)  # strict [distill].options
+    student_candidates(recipe)  # a bad [student] options.dim width list, before any data is read
 
 
 def plan_build(recipe_path: str | os.PathLike[str], targets: Sequence[str] | None = None,

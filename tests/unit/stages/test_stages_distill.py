@@ -156,8 +156,56 @@ def test_text_auto_leaves_out_a_family_that_cannot_fit_and_fails_when_none_can(t
     assert [(s["family"], s["chosen"]) for s in search] == [("text_hashed", True), ("text_wordpiece", False)]
     assert "smaller than the smallest text_wordpiece student" in search[1]["error"]
     assert details["student"]["family"] == "text_hashed"
-    with pytest.raises(InputError, match="no student family of 'text_auto' fits target"):
+    with pytest.raises(InputError, match="no student candidate fits target"):
         _distill(shared, _target(size="2KiB"), tmp_path / "c")
+
+
+def test_a_width_list_sizes_and_trains_one_student_per_width(tmp_path):
+    """``dim = [4, 16]``: each width sized to the budget (the wider one gets fewer buckets) and trained; both
+    recorded; the first width stays unless another is more accurate on validation beyond noise; the
+    shipped student has the kept width, and the later stages read the data by family name."""
+    from edge_kd.distill.run import student_candidates
+    from edge_kd.models.spec import ModelSpec
+
+    recipe = _text_recipe(tmp_path, student={"options": {"low": 256, "high": 4096, "step": 256, "dim": [4, 16],
+                                                         "max_ids": 16}})
+    assert student_candidates(recipe) == ["text_hashed@dim=4", "text_hashed@dim=16"]
+    shared = BuildContext(recipe, tmp_path / "_s", measure=_measure, log=lambda m: None)
+    details = _distill(shared, _target(size="64KiB"), tmp_path / "b")
+    search = details["sizing"]["family_search"]
+    assert [(s["candidate"], s["dim"]) for s in search] == [("text_hashed@dim=4", 4), ("text_hashed@dim=16", 16)]
+    assert search[0]["value"] > search[1]["value"]  # same budget: the wider student has fewer buckets
+    assert all(s["bundle_bytes"] <= 64 * 1024 for s in search) and sum(s["chosen"] for s in search) == 1
+    kept = next(s for s in search if s["chosen"])
+    assert details["sizing"]["family_rule"].startswith("text_hashed@dim=4 unless")
+    assert details["student"]["family"] == "text_hashed" and details["student"]["value"] == kept["value"]
+    built = ModelSpec.load(tmp_path / "b" / "student" / "student.json").build()
+    assert built.embed.weight.shape == (kept["value"] + 1, kept["dim"])
+    family, _ = shared.student_data("text_hashed")  # what the later stages ask for: the first width
+    assert family.kwargs["dim"] == 4
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"dim": []}, "distinct positive integers"),
+    ({"dim": [8, 8]}, "distinct positive integers"),
+    ({"dim": [8, 0]}, "distinct positive integers"),
+    ({"dim": [8, 16], "knob": "dim"}, "use one or the other"),
+])
+def test_bad_width_lists_are_one_line_errors(tmp_path, options, message):
+    from edge_kd.distill.run import student_candidates
+    from edge_kd.errors import InputError
+
+    with pytest.raises(InputError, match=message):
+        student_candidates(_text_recipe(tmp_path, student={"options": options}))
+
+
+def test_a_width_list_on_a_family_without_one_is_refused(tmp_path):
+    from edge_kd.distill.run import student_candidates
+    from edge_kd.errors import InputError
+
+    recipe = _text_recipe(tmp_path, student={"family": "tabular_mlp", "options": {"dim": [8, 16]}})
+    with pytest.raises(InputError, match=r"a width search\) is for text_hashed, text_wordpiece"):
+        student_candidates(recipe)
 
 
 def test_text_build_without_transfer_and_with_random_init(tmp_path):
