@@ -171,6 +171,23 @@ def run_target(task: dict[str, Any], target_name: str, work: Path, args: argpars
         log(f"  default path FAILED: {default_error}")
     default_seconds = time.perf_counter() - t0
     paths["edge_kd"] = result.primary
+    if args.dynamic:
+        # The runtime's other int8 scheme, as the quantize stage builds it for its shipping choice
+        # (edge_kd.quantize.schemes): weights int8, activations quantized per call. No calibration.
+        from edge_kd.quantize.schemes import alternative_schemes
+
+        fp32_files = sorted(result.fp32_primary.parent.glob(f"{result.fp32_primary.stem}.*"),
+                            key=lambda p: p != result.fp32_primary)
+        for scheme in alternative_schemes(backend.runtime):
+            try:
+                files = scheme.build(task["model"], task["example"], calib, fp32_files,
+                                     out / scheme.name / f"model.{scheme.name}.{backend.extension}",
+                                     embeddings=target.quantization.embeddings)
+            except Exception as exc:  # a scheme failing on a model is a result, not a crash
+                log(f"  {scheme.name} FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+                continue
+            if files:
+                paths[f"edge_kd {scheme.name}"] = _primary(files, target)
     if args.litert_aeq and backend.runtime == "litert":
         paths["aeq"] = backend.aeq_int8(result.fp32_primary, calib, out / "aeq" / "model.aeq.tflite")[0]
     torch.set_num_threads(1)
@@ -281,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--per-round", type=int, default=5)
     p.add_argument("--litert-aeq", action="store_true", help="add the AI Edge Quantizer column on LiteRT")
+    p.add_argument("--dynamic", action="store_true",
+                   help="add each runtime's dynamic int8 scheme (what the quantize stage also builds and times)")
     p.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "edge_kd_int8_bench")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     p.add_argument("--part", metavar="NAME", help="write int8.NAME.json only (run models in separate processes)")
