@@ -93,7 +93,7 @@ def _xnnpack_dynamic_linear(model: Any, example_inputs: tuple, samples: Sequence
                                                                          get_symmetric_quantization_config)
 
     from edge_kd.export.executorch import export_pte
-    from edge_kd.quantize.ranges import PT2ECalibration
+    from edge_kd.quantize.ranges import PT2ECalibration, float_scalars_to_attrs
 
     if not any(isinstance(m, torch.nn.Linear) for m in model.modules()):
         return None
@@ -101,7 +101,14 @@ def _xnnpack_dynamic_linear(model: Any, example_inputs: tuple, samples: Sequence
     # Linear layers only, as the scheme says: a global dynamic config also quantizes convolutions, and
     # XNNPACK then refuses EfficientNet-Lite0's at run time ("Propagating input shapes failed:
     # xnn_status_invalid_parameter"), which stopped the grocery build in its quantize stage.
-    quantizer = XNNPACKQuantizer().set_module_type(torch.nn.Linear, config)
+    class _LinearOnly(XNNPACKQuantizer):
+        # The stock transform turns integer scalars into float tensors (``ids + 0`` becomes a float add),
+        # and transformers' attention-mask code indexes with the result: calibration of MiniLM crashed
+        # ("tensors used as indices must be long", benchmarks/results/int8.md). Float scalars only.
+        def transform_for_annotation(self, model):
+            return float_scalars_to_attrs(model)
+
+    quantizer = _LinearOnly().set_module_type(torch.nn.Linear, config)
     calibrated = PT2ECalibration(model, example_inputs, quantizer, list(samples)[:2])
     with _without_qdq_metadata_port():
         converted, _ = calibrated.convert(None)

@@ -43,6 +43,35 @@ def test_dynamic_candidate_runs_and_matches_fp32(tmp_path: Path):
         assert np.abs(out - ref).max() <= 0.02 * max(1.0, float(np.abs(ref).max()))
 
 
+class IndexByOffset(nn.Module):
+    """Integer arithmetic feeding an index, as transformers' attention-mask code does (``arange + 0``)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.table = nn.Embedding(12, 8)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, ids):
+        pos = torch.arange(ids.shape[1]) + 0
+        return self.fc(self.table(ids)[:, pos].mean(dim=1))
+
+
+def test_dynamic_candidate_keeps_integer_index_arithmetic(tmp_path: Path):
+    """The stock XNNPACKQuantizer transform made ``arange + 0`` a float add and calibration crashed on the
+    index (MiniLM's dynamic candidate, 2026-12-05); the candidate now builds and matches fp32."""
+    model = IndexByOffset().eval()
+    data = [(np.array([[1, 5, 7, 2]], dtype=np.int64),), (np.array([[3, 3, 0, 11]], dtype=np.int64),)]
+    (scheme,) = schemes.alternative_schemes("executorch")
+    files = scheme.build(model, (torch.from_numpy(data[0][0]),), data, [], tmp_path / "m.int8-dynamic.pte")
+    runner = open_runner(files[0])
+    for (ids,) in data:
+        out = np.asarray(runner.run([ids])[0])
+        with torch.no_grad():
+            ref = model(torch.from_numpy(ids)).numpy()
+        assert np.abs(out - ref).max() <= 0.05 * max(1.0, float(np.abs(ref).max()))
+
+
 def test_a_candidate_that_does_not_run_is_skipped(tmp_path: Path, monkeypatch):
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
                                                                          get_symmetric_quantization_config)
