@@ -64,6 +64,11 @@ def test_dynamic_candidate_keeps_integer_index_arithmetic(tmp_path: Path):
     data = [(np.array([[1, 5, 7, 2]], dtype=np.int64),), (np.array([[3, 3, 0, 11]], dtype=np.int64),)]
     (scheme,) = schemes.alternative_schemes("executorch")
     files = scheme.build(model, (torch.from_numpy(data[0][0]),), data, [], tmp_path / "m.int8-dynamic.pte")
+    # the embedding table is stored as int8 rows (the embeddings = "int8" default), as in the static file
+    floats = scheme.build(model, (torch.from_numpy(data[0][0]),), data, [], tmp_path / "f.int8-dynamic.pte",
+                          embeddings="float")
+    program = files[0].read_bytes()
+    assert b"embedding_byte" in program and b"embedding_byte" not in floats[0].read_bytes()
     runner = open_runner(files[0])
     for (ids,) in data:
         out = np.asarray(runner.run([ids])[0])
