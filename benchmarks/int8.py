@@ -214,6 +214,9 @@ def run_target(task: dict[str, Any], target_name: str, work: Path, args: argpars
 
 def markdown(results: dict[str, Any]) -> str:
     lines = ["# Static int8: edge_kd vs each runtime's default int8 path", "",
+             "Rows `edge_kd int8-dynamic` / `edge_kd int8-dynamic-range` (runs with --dynamic) are the runtime's "
+             "dynamic scheme as the quantize stage builds it beside static int8 for its shipping choice "
+             "(weights int8, activations quantized per call, embedding tables int8; no calibration).", "",
              f"Run {results['started']} on {results['machine']} (2 cores shared with other jobs); rows merged "
              "from later runs say when they ran (`run`).",
              "Accuracy is top-1 through the runtime; p50 is the median of interleaved single-thread runs "
