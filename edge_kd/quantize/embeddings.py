@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -133,6 +133,14 @@ def quantize_groups_int4(weight: Any, group: int) -> tuple[Any, Any]:
     shifted = (q + 8).to(torch.uint8)
     packed = shifted[:, 0::2] * 16 + shifted[:, 1::2]
     return packed.contiguous(), scales
+
+
+def lookup_transform(scheme: str) -> Callable[[Any], list[dict[str, Any]]] | None:
+    """The graph transform that stores a PT2E graph's embedding tables per ``[quantization] embeddings``
+    (``PT2ECalibration``'s ``graph_transform``), or None to keep them float."""
+    if scheme == "float":
+        return None
+    return lambda gm: quantize_embedding_lookups(gm, scheme)
 
 
 def quantize_embedding_lookups(gm: Any, scheme: str) -> list[dict[str, Any]]:

@@ -46,12 +46,9 @@ class ExecuTorchBackend:
         return [export_pte(model, example_inputs, out_path)]
 
     def _graph_transform(self) -> Any:
-        scheme = getattr(self.settings, "embeddings", "int8")
-        if scheme == "float":
-            return None
-        from edge_kd.quantize.embeddings import quantize_embedding_lookups
+        from edge_kd.quantize.embeddings import lookup_transform
 
-        return lambda gm: quantize_embedding_lookups(gm, scheme)
+        return lookup_transform(getattr(self.settings, "embeddings", "int8"))
 
     def calibrate(self, model: Any, example_inputs: tuple, samples: Sequence[tuple[np.ndarray, ...]],
                   exclude: Sequence[str] = ()) -> PT2ECalibration:

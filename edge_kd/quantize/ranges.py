@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -228,6 +229,20 @@ def annotate_weighted_clamp(gm: torch.fx.GraphModule, config: Any, filter_fn: Ca
     return partitions
 
 
+@functools.cache
+def integer_safe_xnnpack_quantizer() -> type:
+    """ExecuTorch's XNNPACKQuantizer with :func:`float_scalars_to_attrs` as its annotation transform (the
+    stock one makes integer index arithmetic float): the base of every XNNPACK quantizer edge_kd builds,
+    static and dynamic."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+
+    class IntegerSafeXNNPACKQuantizer(XNNPACKQuantizer):
+        def transform_for_annotation(self, model):
+            return float_scalars_to_attrs(model)
+
+    return IntegerSafeXNNPACKQuantizer
+
+
 def make_quantizer(backend: str, config: Any, exclude: Sequence[str] = (), *, weighted_only: bool = False) -> Any:
     """The backend's PT2E quantizer with ``config`` for every layer except ``exclude`` (kept float).
 
@@ -236,15 +251,12 @@ def make_quantizer(backend: str, config: Any, exclude: Sequence[str] = (), *, we
     """
     keep = module_filter(exclude)
     if backend == "xnnpack":
-        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+        base = integer_safe_xnnpack_quantizer()
 
-        class _XNNPACKQuantizer(XNNPACKQuantizer):
+        class _XNNPACKQuantizer(base):
             if weighted_only:
-                SUPPORTED_PATTERNS = [p for p in XNNPACKQuantizer.SUPPORTED_PATTERNS
+                SUPPORTED_PATTERNS = [p for p in base.SUPPORTED_PATTERNS
                                       if p.name.startswith(("linear", "conv", "adaptive_avg_pool2d"))]
-
-            def transform_for_annotation(self, model):
-                return float_scalars_to_attrs(model)
 
             def _annotate_all_patterns(self, model, quantization_config, filter_fn=None, operator_target=None):
                 act = getattr(quantization_config, "input_activation", None)

@@ -65,8 +65,9 @@ def _ort_dynamic(model: Any, example_inputs: tuple, samples: Sequence[tuple[np.n
             # lookup, as [quantization] embeddings = "int8" asks (the next-purchase student's dynamic bundle:
             # 1,101,540 B before, 459.6 KiB after, in benchmarks/results/build.md).
             op_types = ["MatMul", "Gather"] if embeddings == "int8" else ["MatMul"]
-            # One scale per weight column: with one per tensor, MiniLM on Banking77 dropped 1.25-1.35 pt
-            # against fp32, with per-column scales 0.39 pt (2,080 test rows; 12% slower, 0.1 MB larger).
+            # One scale per weight column: MiniLM on Banking77 drops 0.48 pt against fp32 on 2,080 test rows
+            # (benchmarks/int8.py --dynamic, benchmarks/results/int8.md); with one scale per tensor the same
+            # benchmark measured 1.25 pt.
             quantize_dynamic(str(src), str(tmp_out), weight_type=QuantType.QInt8, op_types_to_quantize=op_types,
                              per_channel=True)
     ort_path, config = convert_to_ort(out_path, out_path.parent)
@@ -91,12 +92,11 @@ def _xnnpack_dynamic_linear(model: Any, example_inputs: tuple, samples: Sequence
                             fp32_files: Sequence[Path], out_path: Path, *, embeddings: str = "int8"
                             ) -> list[Path] | None:
     import torch
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
-                                                                         get_symmetric_quantization_config)
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
 
     from edge_kd.export.executorch import export_pte
-    from edge_kd.quantize.embeddings import quantize_embedding_lookups
-    from edge_kd.quantize.ranges import PT2ECalibration, float_scalars_to_attrs
+    from edge_kd.quantize.embeddings import lookup_transform
+    from edge_kd.quantize.ranges import PT2ECalibration, integer_safe_xnnpack_quantizer
 
     if not any(isinstance(m, torch.nn.Linear) for m in model.modules()):
         return None
@@ -104,19 +104,13 @@ def _xnnpack_dynamic_linear(model: Any, example_inputs: tuple, samples: Sequence
     # Linear layers only, as the scheme says: a global dynamic config also quantizes convolutions, and
     # XNNPACK then refuses EfficientNet-Lite0's at run time ("Propagating input shapes failed:
     # xnn_status_invalid_parameter"), which stopped the grocery build in its quantize stage.
-    class _LinearOnly(XNNPACKQuantizer):
-        # The stock transform turns integer scalars into float tensors (``ids + 0`` becomes a float add),
-        # and transformers' attention-mask code indexes with the result: calibration of MiniLM crashed
-        # ("tensors used as indices must be long", benchmarks/results/int8.md). Float scalars only.
-        def transform_for_annotation(self, model):
-            return float_scalars_to_attrs(model)
-
-    quantizer = _LinearOnly().set_module_type(torch.nn.Linear, config)
+    # The integer-safe quantizer: with the stock XNNPACKQuantizer, transformers' attention-mask index
+    # arithmetic turned float and calibration of MiniLM crashed ("tensors used as indices must be long").
+    quantizer = integer_safe_xnnpack_quantizer()().set_module_type(torch.nn.Linear, config)
     # Embedding tables as the static candidate stores them ([quantization] embeddings): int8 rows read by
     # the quantized embedding kernels. Without it MiniLM's 30,522 x 384 word table stayed float and the
     # dynamic file was 0.648x of fp32 instead of ~0.26x.
-    transform = None if embeddings == "float" else (lambda gm: quantize_embedding_lookups(gm, embeddings))
-    calibrated = PT2ECalibration(model, example_inputs, quantizer, list(samples)[:2], transform)
+    calibrated = PT2ECalibration(model, example_inputs, quantizer, list(samples)[:2], lookup_transform(embeddings))
     with _without_qdq_metadata_port():
         converted, _ = calibrated.convert(None)
     return [export_pte(converted, example_inputs, out_path)]
