@@ -566,7 +566,7 @@ def run(args) -> int:
     dims = per_budget(args.dims, 64)
     epochs_for, patience_for = per_budget(args.epochs, 20), per_budget(args.patience, 4)
     measure = default_measurer()
-    trained: dict[tuple[str, int, int, str], tuple] = {}
+    trained: dict[tuple[str, int, int, str, int, int], tuple] = {}
 
     def student_for(feat, value: int, dim: int, mode: str, budget_text: str):
         """``mode``: "hard-label" (CE; teacher init and transfer rows as the full student), "distilled"

@@ -282,7 +282,7 @@ def make_student_family(recipe: Any, train: Any, family: str | None = None) -> t
         if name not in TEXT_AUTO_FAMILIES:
             raise InputError(f"[student] family = {TEXT_AUTO!r} chooses among {', '.join(TEXT_AUTO_FAMILIES)}; "
                              f"asked for {name!r}")
-        opts = dict(opts.get(name) or {})
+        opts = _candidate_options(recipe, name)
     elif family is not None and family != recipe.student.family:
         raise InputError(f"the recipe's student family is {recipe.student.family!r}, not {family!r}")
     widths = _widths(name, opts)
@@ -596,8 +596,7 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
             val_out = predict(student, sdata.inputs(val_ds, value), batch_size=config.eval_batch_size,
                               device=result.device)
             val_correct = np.asarray(val_out).argmax(axis=1) == np.asarray(val_ds.labels)
-        return {"family": family, "width": int(family.kwargs.get("dim", 0)) or None, "sdata": sdata,
-                "decision": decision, "objective": objective_details,
+        return {"family": family, "sdata": sdata, "decision": decision, "objective": objective_details,
                 "init": init_details, "student": student, "result": result, "sizing_seconds": sizing_seconds,
                 "val_correct": val_correct}
 
@@ -619,7 +618,7 @@ def run_distill(shared: Any, recipe: Any, target: Any, build: Any, record: dict[
         objective_details["family_rule"] = (f"{fits[0]['candidate']} unless another candidate is more accurate on "
                                             "the validation split beyond noise (row by row)")
         objective_details["family_search"] = [
-            {"family": f["family"].name, "candidate": f["candidate"], "dim": f["width"],
+            {"family": f["family"].name, "candidate": f["candidate"], "dim": f["family"].kwargs.get("dim"),
              "knob": f["family"].knob, "value": f["decision"].value,
              "params": f["decision"].params, "bundle_bytes": f["decision"].bundle_bytes,
              "val_metric": f["result"].best_metric, "chosen": f is chosen,
