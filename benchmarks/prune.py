@@ -436,7 +436,8 @@ class _StopAt2x(Exception):
 
 
 def section_grocery(args: argparse.Namespace, results: Results, *, name: str = "efficientnet_lite0",
-                    augment: bool = False, stop_at_2x: bool = False, skip_2x: bool = False) -> None:
+                    augment: bool = False, stop_at_2x: bool = False, skip_2x: bool = False,
+                    step_sizes: str = "even") -> None:
     """EfficientNet-Lite0 grocery, end-to-end fine-tuned teacher (192 px): ONE progressive schedule toward
     3x fewer MACs in --steps even steps (1 KD epoch each, at most --recovery-batches batches); the model
     after the step that reaches 2x is copied and recovered --final-epochs more epochs (the 2x variant),
@@ -444,7 +445,9 @@ def section_grocery(args: argparse.Namespace, results: Results, *, name: str = "
     ``augment``: every recovery trains on random views of the photos, each scored by the unpruned model
     (section efficientnet_lite0_augment: the same schedule up to 2x, to compare with the plain recovery).
     ``skip_2x``: no recovered 2x copy, only the 3x model (section efficientnet_lite0_3x: a longer schedule
-    to 3x costs half the CPU time when the 2x model is already measured by efficientnet_lite0_2x)."""
+    to 3x costs half the CPU time when the 2x model is already measured by efficientnet_lite0_2x).
+    ``step_sizes``: ``geometric`` (section efficientnet_lite0_3x_geometric) removes the same share of the
+    remaining MACs at every step instead of the same share of the original (``PruneConfig.step_sizes``)."""
     import torch
 
     from edge_kd.prune.macs import count_macs, count_params
@@ -465,11 +468,17 @@ def section_grocery(args: argparse.Namespace, results: Results, *, name: str = "
                               lr=args.recovery_lr, batch_size=32, alpha=args.recovery_alpha, augment=augment)
     final = dataclasses.replace(recovery, max_batches=None)
     half = args.steps * 3 // 4  # step k keeps 1 - (2/3) k / steps of the MACs: 2x at k = 3/4 of the steps
-    if half * 4 != args.steps * 3:
+    if step_sizes == "geometric":
+        if not skip_2x:
+            raise SystemExit("--step-sizes geometric has no step at exactly 2x: use it with efficientnet_lite0_3x")
+        half, plan = -1, f"{args.steps} geometric steps to 3x fewer MACs (each keeps (1/3)^(1/{args.steps}) of what is left)"
+    elif half * 4 != args.steps * 3:
         raise SystemExit("--steps must be a multiple of 4 (the 2x model is taken at 3/4 of the steps)")
+    else:
+        plan = f"{args.steps} even steps to 3x fewer MACs; 2x is step {half}"
     section: dict[str, Any] = {
         "info": info, "eval_images": len(test), "steps": args.steps,
-        "recovery": {"steps": f"{args.steps} even steps to 3x fewer MACs; 2x is step {half}",
+        "recovery": {"steps": plan,
                      "per_step": f"1 epoch, at most {args.recovery_batches} batches of 32" if args.recovery_batches
                      else "1 epoch, every batch of 32",
                      "final_epochs": args.final_epochs, "peak_lr": args.recovery_lr, "train_images": len(train),
@@ -521,7 +530,7 @@ def section_grocery(args: argparse.Namespace, results: Results, *, name: str = "
 
     steps_seen: list = []
     cfg = PruneConfig(goal="macs", amount=2 / 3, criterion=args.criterion, round_to=8, steps=args.steps,
-                      protect_residual=args.protect_residual)
+                      step_sizes=step_sizes, protect_residual=args.protect_residual)
     try:
         res = run_schedule(model, example, cfg, teacher=model, recovery=recovery, recovery_data=data,
                            evaluate=data.evaluate, on_step=lambda r, m: (on_step(r, m), steps_seen.append(r)),
@@ -870,6 +879,9 @@ def render_markdown(data: dict) -> str:
                                                   "count and recovery length recorded below"),
                         ("efficientnet_lite0_3x", "EfficientNet-Lite0 grocery teacher, to 3x only, with the step "
                                                   "count and recovery length recorded below"),
+                        ("efficientnet_lite0_3x_geometric", "EfficientNet-Lite0 grocery teacher, to 3x only in "
+                                                            "geometric steps (each removes the same share of what "
+                                                            "is left)"),
                         ("resnet18", "ResNet-18 (short training here)")):
         sec = data.get(name)
         if not sec:
@@ -999,7 +1011,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="/tmp/edge_kd_prune_bench", help="scratch folder (artifacts, caches)")
     parser.add_argument("--sections", nargs="+", default=["reference", "efficientnet_lite0", "resnet18"],
                         choices=["reference", "efficientnet_lite0", "efficientnet_lite0_augment",
-                                 "efficientnet_lite0_2x", "efficientnet_lite0_3x", "grocery_measure", "resnet18", "remeasure", "cputime",
+                                 "efficientnet_lite0_2x", "efficientnet_lite0_3x",
+                                 "efficientnet_lite0_3x_geometric", "grocery_measure", "resnet18", "remeasure", "cputime",
                                  "ortprofile", "sensitivity", "compensated"])
     parser.add_argument("--eval-images", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=4,
@@ -1069,6 +1082,8 @@ def main(argv: list[str] | None = None) -> int:
             section_grocery(args, results, name=section, stop_at_2x=True)
         elif section == "efficientnet_lite0_3x":
             section_grocery(args, results, name=section, skip_2x=True)
+        elif section == "efficientnet_lite0_3x_geometric":
+            section_grocery(args, results, name=section, skip_2x=True, step_sizes="geometric")
         elif section == "grocery_measure":
             grocery_measure(args, results)
         else:

@@ -275,7 +275,9 @@ class PruneConfig:
     model's latency to keep (0.5 = twice as fast) or a p50 budget such as ``"12ms"``, channels chosen per
     group by the target runtime's measured latency table (``edge_kd.prune.latency``);
     ``criterion`` ranks channels (names in ``edge_kd.prune.criteria``: l1, l2, bn, taylor);
-    ``steps`` iterative rounds; ``finetune_epochs`` of recovery after each step (the distillation
+    ``steps`` iterative rounds, ``step_sizes`` how a MACs/params goal is split over them (``even``: the same
+    share of the original each round; ``geometric``: the same share of what is left, gentler late rounds);
+    ``finetune_epochs`` of recovery after each step (the distillation
     trainer against the unpruned model, at ``finetune_lr`` peak learning rate, batch ``[distill].batch_size``)
     and ``final_epochs`` after the last one (default: ``finetune_epochs``; many small steps with a short
     recovery each and a long final one converge best on a CPU); ``round_to`` overrides the target profile's
@@ -290,6 +292,7 @@ class PruneConfig:
     amount: float | str = 0.5
     criterion: str = "l2"
     steps: int = 1
+    step_sizes: Literal["even", "geometric"] = "even"
     finetune_epochs: int = 2
     final_epochs: int | None = None
     finetune_lr: float = 1e-4
@@ -306,6 +309,8 @@ class PruneConfig:
             self.latency_budget()
         if self.steps < 1 or self.finetune_epochs < 0 or (self.final_epochs is not None and self.final_epochs < 0):
             raise ValueError("steps must be >= 1, finetune_epochs and final_epochs >= 0")
+        if self.step_sizes not in ("even", "geometric"):
+            raise ValueError(f"step_sizes must be \"even\" or \"geometric\", got {self.step_sizes!r}")
         if not self.finetune_lr > 0:
             raise ValueError(f"finetune_lr must be > 0, got {self.finetune_lr}")
         if self.round_to is not None and self.round_to < 1:

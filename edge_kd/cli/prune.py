@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "blocks (much less damage per step on MobileNet/EfficientNet-style networks)")
     parser.add_argument("--prune-embeddings", action="store_true", help="also shrink embedding dimensions")
     parser.add_argument("--steps", type=int, default=1, help="pruning steps (recovery fine-tune after each)")
+    parser.add_argument("--step-sizes", choices=("even", "geometric"), default="even",
+                        help="split a --macs/--ratio goal over the steps evenly (the same share of the original "
+                             "each step) or geometrically (the same share of what is left: gentler late steps)")
     parser.add_argument("--round-to", type=int, default=None,
                         help="channel multiple (default: the target profile's pruning.round_to)")
     parser.add_argument("--data", metavar="SPEC", help="labelled data for recovery and accuracy, e.g. "
@@ -122,6 +125,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     config = PruneConfig(goal=goal, amount=amount, latency_unit=unit, criterion=args.criterion,
                          protect=tuple(args.protect), protect_residual=args.protect_residual,
                          protect_embeddings=not args.prune_embeddings, steps=args.steps,
+                         step_sizes=args.step_sizes,
                          round_to=args.round_to if args.round_to is not None else target.pruning.round_to)
     spec = model_spec(args)
     model = spec.build()

@@ -1,8 +1,9 @@
 """Iterative pruning: several small steps, each followed by a short recovery fine-tune that distills
 from the unpruned model, with params, MACs, runtime latency and accuracy recorded after every step.
 
-A ``params``/``macs`` goal is split evenly over the steps (step k keeps ``1 - amount * k / steps`` of the
-ORIGINAL count): more, smaller steps hurt the network less per step and let a short recovery catch up.
+A ``params``/``macs`` goal is split over the steps, evenly (step k keeps ``1 - amount * k / steps`` of the
+ORIGINAL count) or geometrically (``PruneConfig.step_sizes``: each step removes the same share of what is
+left): more, smaller steps hurt the network less per step and let a short recovery catch up.
 Recovery has one path: edge_kd.distill's trainer against the unpruned model's logits (computed once),
 ``RecoveryConfig.epochs`` after each step and ``final_epochs`` after the last one, the best validation
 epoch kept. The CPU time (``time.process_time``, all threads) of every step and of every recovery
@@ -437,7 +438,7 @@ def run_schedule(model: Any, example_inputs: tuple, config: PruneConfig, *, teac
             wanted = last.macs_ratio * budget / max(last.p50_ms or budget, 1e-9)
             fraction = min(max(wanted, last.macs_ratio - 0.25), last.macs_ratio - 0.05)
         else:
-            fraction = 1.0 - config.amount * k / config.steps
+            fraction = config.step_target(k)
         grads = _taylor_batches(train_batches, config.taylor_batches) if _needs_grads(config) else None
         stats_inputs = ([inputs for inputs, _ in itertools.islice(train_batches(), 2)]
                         if (train_batches is not None and config.compensate) else None)

@@ -60,7 +60,8 @@ class PruneStage(BuildStage):
         amount, unit = cfg.latency_budget() if cfg.goal == "latency" else (cfg.amount, "ms")
         config = PruneConfig(goal=cfg.goal, amount=amount, latency_unit=unit, criterion=cfg.criterion,
                              round_to=cfg.round_to or target.pruning.round_to, protect=tuple(cfg.protect),
-                             protect_residual=cfg.protect_residual, steps=cfg.steps)
+                             protect_residual=cfg.protect_residual, steps=cfg.steps,
+                             step_sizes=cfg.step_sizes)
         # A MACs/params schedule keeps the model after every step (a grocery build prunes for an hour or
         # more): with --resume an interrupted stage continues after its last completed step.
         checkpoints = StepCheckpoints(build.root / PRUNE_CHECKPOINTS, record["cache_key"], spec)

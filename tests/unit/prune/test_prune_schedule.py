@@ -31,6 +31,23 @@ def test_two_steps_with_recovery():
     assert len(evals) == 3 + 2  # after each step, plus before recovery on the two pruning steps
 
 
+@pytest.mark.parametrize("step_sizes, targets", [("even", [0.625, 0.25]), ("geometric", [0.5, 0.25])])
+def test_step_sizes_split_the_goal_evenly_or_geometrically(step_sizes, targets):
+    # 4x fewer MACs in two steps: even steps keep 1 - 0.75 k/2 of the original, geometric ones halve what is
+    # left each time, so the first geometric step prunes deeper and the last one gentler.
+    x = TINY_SPECS["cnn"].example_inputs()
+    config = PruneConfig(goal="macs", amount=0.75, steps=2, round_to=1, step_sizes=step_sizes)
+    result = run_schedule(tiny_cnn(width=32), x, config)
+    assert [s.target_fraction for s in result.steps[1:]] == targets
+    for step, target in zip(result.steps[1:], targets):
+        assert target - 0.08 <= step.macs_ratio <= target + 1e-6
+
+
+def test_unknown_step_sizes_are_refused():
+    with pytest.raises(InputError, match="step_sizes 'linear' is unknown; known: even, geometric"):
+        PruneConfig(goal="macs", amount=0.5, steps=2, step_sizes="linear")
+
+
 def test_no_recovery_data_means_no_recovery():
     x = TINY_SPECS["cnn"].example_inputs()
     result = run_schedule(tiny_cnn(), x, PruneConfig(goal="macs", amount=0.5, steps=2, round_to=1))
