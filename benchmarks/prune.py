@@ -551,27 +551,29 @@ def section_grocery(args: argparse.Namespace, results: Results, *, name: str = "
 
 
 def grocery_measure(args: argparse.Namespace, results: Results) -> None:
-    """fp32 and int8 exports of the grocery variants in every runtime (the cputime section times them)."""
+    """fp32 and int8 exports of the variants of the --measure-sections grocery sections in every runtime
+    (the cputime section times them)."""
     import torch
 
     from edge_kd.models.spec import ModelSpec
 
-    name = "efficientnet_lite0"
-    sec = results.data.get(name) or {}
-    if not sec.get("rows"):
-        raise SystemExit("run the efficientnet_lite0 section first")
+    for name in args.measure_sections:
+        if not (results.data.get(name) or {}).get("rows"):
+            raise SystemExit(f"run the {name} section first (--measure-sections names grocery sections)")
     teacher, splits, _ = grocery_teacher(args)
     train = teacher.prepare(splits.train)
     example = (torch.from_numpy(train.inputs([0])[0]),)
     calib = [(torch.from_numpy(train.inputs([i])[0]),) for i in range(0, len(train), max(1, len(train) // 64))][:64]
-    work = Path(args.work) / name
-    for row in sec["rows"]:
-        label = row["variant"]
-        model = teacher.model if label == "unpruned" else \
-            ModelSpec.load(work / "models" / f"{label.split()[0]}.json").build()
-        row["runtimes"] = measure_runtimes(model.eval(), example, _variant_folder(work.parent, name, label),
-                                           int8_calibration=None if args.no_int8 else calib)
-        results.put(name, sec)
+    for name in args.measure_sections:
+        sec = results.data[name]
+        work = Path(args.work) / name
+        for row in sec["rows"]:
+            label = row["variant"]
+            model = teacher.model if label == "unpruned" else \
+                ModelSpec.load(work / "models" / f"{label.split()[0]}.json").build()
+            row["runtimes"] = measure_runtimes(model.eval(), example, _variant_folder(work.parent, name, label),
+                                               int8_calibration=None if args.no_int8 else calib)
+            results.put(name, sec)
 
 
 def _artifact(folder: Path, target: str) -> Path | None:
@@ -669,6 +671,29 @@ def section_cputime(args: argparse.Namespace, results: Results) -> None:
             log(f"cputime {section}: round {rnd + 1}/{args.rounds} done")
         sec["cputime"] = {label: {t: {k: {"cpu_ms": statistics.median(v), "rounds": len(v)} for k, v in kinds.items()}
                                   for t, kinds in targets.items()} for label, targets in samples.items()}
+        results.put(section, sec)
+
+
+def section_emulate(args: argparse.Namespace, results: Results) -> None:
+    """Every stored artifact of --cpu-sections on the emulated ARM64 phone core (--core): instructions per
+    inference and the cost-model estimate (edge_kd.emulate), so prune + int8 speed-ups can be read on the
+    kernels a phone runs (on this x86 host LiteRT's and XNNPACK's int8 gain little over fp32)."""
+    from edge_kd.emulate import emulate_artifact
+
+    work = Path(args.work)
+    for section in args.cpu_sections:
+        sec = results.data.get(section)
+        if not sec:
+            continue
+        out: dict[str, Any] = {}
+        for label, target, kind, path in _stored_artifacts(work, section, sec):
+            m = emulate_artifact(path, args.core, runs=1)
+            out.setdefault(label, {}).setdefault(target, {})[kind] = {
+                "estimate_ms": m["estimate_ms"], "instructions": m["instructions"], "classes": m["classes"],
+                "runtime_version": m["runtime_version"], "emulation_seconds": m["emulation_seconds"]}
+            log(f"emulate {section} {label} {target} {kind}: {m['instructions'] / 1e6:.1f} M insn, "
+                f"est {m['estimate_ms']:.2f} ms on {args.core} ({m['emulation_seconds']:.0f} s)")
+        sec["emulated"] = {"core": args.core, "artifacts": out}
         results.put(section, sec)
 
 
@@ -945,7 +970,7 @@ def render_markdown(data: dict) -> str:
                     cells.append(f"{v['min_ms']:.2f} ({_fmt(sp)}x) / {v['p50_ms']:.2f}")
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
-    for name in ("reference", "efficientnet_lite0", PREVIOUS_GROCERY, "resnet18"):
+    for name in ("reference", "efficientnet_lite0", "efficientnet_lite0_3x_geometric", PREVIOUS_GROCERY, "resnet18"):
         cpu = (data.get(name) or {}).get("cputime")
         if not cpu:
             continue
@@ -967,6 +992,29 @@ def render_markdown(data: dict) -> str:
                     cells.append("n/a" if not v else f"{v['cpu_ms']:.2f} ({_fmt(b['cpu_ms'] / v['cpu_ms'] if b else None)}x)")
             ratio = macs[labels[0]] / macs[label] if label in macs else None
             lines.append(f"| {label} | {_fmt(ratio)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    for name in ("efficientnet_lite0", "efficientnet_lite0_3x_geometric"):
+        emu = (data.get(name) or {}).get("emulated")
+        if not emu:
+            continue
+        arts = emu["artifacts"]
+        labels = list(arts)
+        base = arts[labels[0]]
+        kinds = [k for k in ("fp32", "int8") if any(k in arts[l].get(t, {}) for l in labels for t in TARGETS)]
+        lines += [f"### {name}: estimated latency on an emulated {emu['core']} (edge_kd.emulate cost model, one "
+                  f"core; speed-up vs unpruned fp32 in the same runtime)", "",
+                  "| variant | " + " | ".join(f"{RUNTIME_LABEL[t]} {k} est ms (speed-up)"
+                                            for k in kinds for t in TARGETS) + " |",
+                  "|---|" + "---:|" * (len(kinds) * len(TARGETS))]
+        for label in labels:
+            cells = []
+            for k in kinds:
+                for t in TARGETS:
+                    v = arts[label].get(t, {}).get(k)
+                    b = base.get(t, {}).get("fp32")
+                    cells.append("n/a" if not v else
+                                 f"{v['estimate_ms']:.2f} ({_fmt(b['estimate_ms'] / v['estimate_ms'] if b else None)}x)")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     prof = (data.get("reference") or {}).get("ort_profile_ms_per_run")
     if prof:
@@ -1012,7 +1060,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sections", nargs="+", default=["reference", "efficientnet_lite0", "resnet18"],
                         choices=["reference", "efficientnet_lite0", "efficientnet_lite0_augment",
                                  "efficientnet_lite0_2x", "efficientnet_lite0_3x",
-                                 "efficientnet_lite0_3x_geometric", "grocery_measure", "resnet18", "remeasure", "cputime",
+                                 "efficientnet_lite0_3x_geometric", "grocery_measure", "resnet18", "remeasure", "cputime", "emulate",
                                  "ortprofile", "sensitivity", "compensated"])
     parser.add_argument("--eval-images", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=4,
@@ -1040,6 +1088,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-int8", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="fewer variants (smoke run)")
+    parser.add_argument("--measure-sections", nargs="+", default=["efficientnet_lite0"],
+                        help="grocery_measure: the grocery sections whose variants are exported and measured")
+    parser.add_argument("--core", default="cortex-a76", help="emulate: the ARM64 core model (edge_kd.emulate.cost)")
     parser.add_argument("--cpu-runs", type=int, default=15, help="cputime: timed runs per artifact and round")
     parser.add_argument("--cpu-sections", nargs="+", default=["reference", "efficientnet_lite0", "resnet18"])
     parser.add_argument("--rounds", type=int, default=3, help="remeasure: interleaved rounds per artifact")
@@ -1050,7 +1101,7 @@ def main(argv: list[str] | None = None) -> int:
         results.md_path.write_text(render_markdown(results.data))
         return 0
 
-    needs_data = [s for s in args.sections if s not in ("reference", "remeasure", "cputime", "ortprofile")]
+    needs_data = [s for s in args.sections if s not in ("reference", "remeasure", "cputime", "emulate", "ortprofile")]
     grocery = Path(args.data) / "grocery-store"
     if needs_data and not (grocery / "train.txt").is_file():
         print(f"missing data: {grocery}/train.txt (grocery-store image lists); pass --data PATH", file=sys.stderr)
@@ -1068,6 +1119,8 @@ def main(argv: list[str] | None = None) -> int:
             section_remeasure(args, results)
         elif section == "cputime":
             section_cputime(args, results)
+        elif section == "emulate":
+            section_emulate(args, results)
         elif section == "ortprofile":
             section_ortprofile(args, results)
         elif section == "sensitivity":

@@ -309,8 +309,6 @@ class PruneConfig:
             self.latency_budget()
         if self.steps < 1 or self.finetune_epochs < 0 or (self.final_epochs is not None and self.final_epochs < 0):
             raise ValueError("steps must be >= 1, finetune_epochs and final_epochs >= 0")
-        if self.step_sizes not in ("even", "geometric"):
-            raise ValueError(f"step_sizes must be \"even\" or \"geometric\", got {self.step_sizes!r}")
         if not self.finetune_lr > 0:
             raise ValueError(f"finetune_lr must be > 0, got {self.finetune_lr}")
         if self.round_to is not None and self.round_to < 1:

@@ -190,8 +190,9 @@ def _write_pruning_recipe(tmp_path, prune_keys: str) -> None:
 
 
 def test_build_with_pruning_stage(tmp_path):
-    """[prune].enabled adds a prune stage between distill and quantize; the shipped model is the pruned one."""
-    _write_pruning_recipe(tmp_path, "steps = 2\nfinetune_epochs = 1\n")
+    """[prune].enabled adds a prune stage between distill and quantize; the shipped model is the pruned one.
+    Geometric step sizes: the first step keeps sqrt(0.5) of the MACs, the second 0.5."""
+    _write_pruning_recipe(tmp_path, "steps = 2\nfinetune_epochs = 1\nstep_sizes = \"geometric\"\n")
     result = _cli("build", "recipe.toml", "--target", "ort-mobile", "--out", "out", cwd=tmp_path)
     assert result.returncode in (0, 1), result.stderr[-3000:]
     manifest = json.loads((tmp_path / "out" / "ort-mobile" / "build.json").read_text())
@@ -199,6 +200,7 @@ def test_build_with_pruning_stage(tmp_path):
     assert list(stages) == ["distill", "prune", "quantize", "bundle", "bench", "gate"]
     steps = stages["prune"]["details"]["steps"]
     assert stages["prune"]["details"]["goal_met"] and steps[-1]["macs"] <= 0.5 * steps[0]["macs"] * 1.05
+    assert [s["target_fraction"] for s in steps[1:]] == [0.7071, 0.5]
     from edge_kd.models.spec import ModelSpec
     from edge_kd.prune.macs import count_macs
 

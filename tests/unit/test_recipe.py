@@ -85,6 +85,7 @@ def test_shared_data_variable_and_env(tmp_path, monkeypatch):
     (("temperature = 2.0", "temperature = \"hot\""), "'distill.temperature': expected a number"),
     (("temperature = 2.0", "temperature = -1.0"), "'distill': temperature must be > 0"),
     (("amount = 0.25", "amount = 2.5"), "'prune': amount is the fraction of params to remove"),
+    (("amount = 0.25", "amount = 0.25\nstep_sizes = \"linear\""), "'prune.step_sizes': expected one of"),
     (("method = \"percentile\"", "method = \"kl\""), "'quantize.method': expected one of"),
     (("method = \"percentile\"", "method = \"percentile\"\neval_samples = -1"),
      "'quantize': eval_samples must be an integer >= 0 (0 = every validation row)"),

@@ -24,6 +24,16 @@ def test_prune_writes_spec_weights_and_manifest(tmp_path, capsys):
     assert "MACs ratio" in capsys.readouterr().out
 
 
+def test_prune_geometric_step_sizes_reach_the_cli_schedule(tmp_path):
+    out = tmp_path / "b"
+    code = main(["prune", *CNN, "--macs", "0.75", "--steps", "2", "--step-sizes", "geometric", "--round-to", "1",
+                 "--no-latency", "--out", str(out)])
+    assert code == 0
+    manifest = json.loads((out / "build.json").read_text())
+    steps = next(s for s in manifest["stages"] if s["name"] == "prune")["details"]["steps"]
+    assert [s["target_fraction"] for s in steps[1:]] == [0.5, 0.25]  # even steps: 0.625, 0.25
+
+
 @pytest.mark.parametrize("ratio", ["0", "1", "1.5", "-0.2"])
 def test_ratio_outside_interval_exits_2_without_artifacts(tmp_path, capsys, ratio):
     out = tmp_path / "b"
