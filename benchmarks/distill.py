@@ -167,11 +167,10 @@ class HashedFeatures:
         self.init_record = {"words": len(self.inits["with"].words),
                             "features": int(len(self.inits["with"].feature_hashes)), "seconds": round(time.time() - t0, 1)}
 
-    def family(self, dim: int, num_classes: int):
+    def family(self, dim: int, num_classes: int, hidden: int = 0):
         from edge_kd.models.students import make_family
 
-        return make_family("text_hashed", num_classes=num_classes, dim=dim, max_ids=self.max_ids,
-                           low=256, high=262144, step=256)
+        return make_family("text_hashed", num_classes=num_classes, dim=dim, max_ids=self.max_ids, hidden=hidden)
 
     def ids(self, split: str, value: int, rows: slice | list[int] = slice(None)):
         from edge_kd.preprocess.text import ids_from_hashes
@@ -207,11 +206,11 @@ class WordpieceFeatures:
                             "seconds": round(time.time() - t0, 1)}
         self._ids: dict[tuple[str, int], np.ndarray] = {}
 
-    def family(self, dim: int, num_classes: int):
+    def family(self, dim: int, num_classes: int, hidden: int = 0):
         from edge_kd.models.students import make_family
 
         return make_family("text_wordpiece", num_classes=num_classes, dim=dim, max_ids=self.max_ids,
-                           pieces=len(self.pieces))
+                           pieces=len(self.pieces), hidden=hidden)
 
     def ids(self, split: str, value: int, rows: slice | list[int] = slice(None)):
         if (split, value) not in self._ids:
@@ -450,6 +449,8 @@ def main() -> int:
                    help="training epochs: one number, or per budget (BUDGET=N,...; 20 for a budget not named)")
     p.add_argument("--dims", default="1MiB=64,256KiB=32,64KiB=32",
                    help="embedding dim per budget (the size search runs over buckets at that dim)")
+    p.add_argument("--hidden", default="0",
+                   help="hidden layer width of the students' head (0 = linear head): one number or per budget")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--max-ids", type=int, default=0,
@@ -564,6 +565,7 @@ def run(args) -> int:
     eval_idx = np.arange(len(test)) if not args.eval_rows else np.random.default_rng(0).permutation(len(test))[:args.eval_rows]
 
     dims = per_budget(args.dims, 64)
+    hidden_for = per_budget(args.hidden, 0)
     epochs_for, patience_for = per_budget(args.epochs, 20), per_budget(args.patience, 4)
     measure = default_measurer()
     trained: dict[tuple[str, int, int, str, int, int], tuple] = {}
@@ -572,10 +574,11 @@ def run(args) -> int:
         """``mode``: "hard-label" (CE; teacher init and transfer rows as the full student), "distilled"
         (KD + teacher init + transfer set) or an ablation "kd", "kd+init", "kd+transfer"."""
         epochs, patience = epochs_for(budget_text), patience_for(budget_text)
-        key = (feat.family_name, value, dim, mode, epochs, patience)
+        hidden = hidden_for(budget_text)
+        key = (feat.family_name, value, dim, hidden, mode, epochs, patience)
         if key in trained:
             return trained[key]
-        family = feat.family(dim, len(labels))
+        family = feat.family(dim, len(labels), hidden)
         use_init = mode in ("hard-label", "distilled", "kd+init")
         use_transfer = mode in ("hard-label", "distilled", "kd+transfer")
         rows = len(train_texts) if use_transfer else n_train
@@ -658,17 +661,18 @@ def run(args) -> int:
                                   for f in features.values()]:
             budget = parse_bytes(budget_text)
             dim = dims(budget_text)
-            family = feat.family(dim, len(labels))
+            hidden = hidden_for(budget_text)
+            family = feat.family(dim, len(labels), hidden)
             d = base_target.to_dict()
             d["budgets"]["artifact_size"] = budget
             d["budgets"]["download_size"] = budget
             from edge_kd.targets import TargetProfile
 
             target = TargetProfile.from_dict(d, source=f"{target_name} with a {budget_text} budget")
-            memo_key = f"{target_name}|{budget}|{dim}|{feat.max_ids}|{feat.extra_bytes(family.values[-1])}"
-            if feat.family_name != "text_hashed":  # the architecture's options are part of the decision
-                options = ",".join(f"{k}={v}" for k, v in sorted(family.kwargs.items()))
-                memo_key = f"{feat.family_name}|{memo_key}|{len(family.values)}|{options}"
+            # Everything the decision depends on: the family, its knob values and architecture options.
+            options = ",".join(f"{k}={v}" for k, v in sorted(family.kwargs.items()))
+            memo_key = (f"{feat.family_name}|{target_name}|{budget}|{feat.extra_bytes(family.values[-1])}|"
+                        f"{family.values[0]}..{family.values[-1]}/{len(family.values)}|{options}")
             t1 = time.time()
             if memo_key in sizing_memo:
                 decision = sizing_memo[memo_key]
@@ -686,7 +690,7 @@ def run(args) -> int:
             if target_name not in [s.strip() for s in args.ablation_targets.split(",")]:
                 ablations = []
             common = {"target": target_name, "family": feat.family_name, "budget": budget_text, feat.knob: value,
-                      "dim": dim, "params": decision["params"]}
+                      "dim": dim, "hidden": hidden, "params": decision["params"]}
             for mode in ("hard-label", "distilled", *ablations):
                 model, pt_acc, res, ids_te, trained_as, val_correct = student_for(feat, value, dim, mode, budget_text)
                 if mode == "distilled":

@@ -86,7 +86,7 @@ def test_text_student_pooling_equals_the_masked_mean():
 
 def test_wordpiece_student_is_an_ordered_masked_mean_and_its_knob_stops_at_the_ranked_pieces():
     family = make_family("text_wordpiece", num_classes=3, dim=8, max_ids=6, pieces=700, kernel=3)
-    assert family.knob == "vocab" and family.values[0] == 128 and family.values[-1] == 640
+    assert family.knob == "vocab" and family.values[0] == 128 and family.values[-1] == 672  # steps of 32, <= 700
     model = family.build(300).eval()
     assert family.inputs_for(300)[0].high == 301 and family.inputs_for(300)[0].shape == (1, 6)
     # the convolution sees neighbours: order matters, unlike the hashed bag
