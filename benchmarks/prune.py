@@ -830,6 +830,29 @@ def _cell(row: dict, base: dict, target: str, kind: str = "fp32") -> str:
     return text + ")"
 
 
+def _speedup_table(title: str, table: dict, column: str, key: str, *, suffix: Any = None,
+                   macs: dict[str, int] | None = None) -> list[str]:
+    """A {variant: {target: {kind: figures}}} table as markdown: ``figures[key]`` per kind and target with its
+    speed-up over the first (unpruned) variant's fp32 in the same runtime, ``suffix(figures)`` after it,
+    and the MACs ratio column when ``macs`` is given."""
+    kinds = [k for k in ("fp32", "int8") if any(k in table[v].get(t, {}) for v in table for t in TARGETS)]
+    base = table[next(iter(table))]
+    lines = [f"### {title}", "",
+             "| variant | " + ("MACs ratio | " if macs else "") + " | ".join(
+                 f"{RUNTIME_LABEL[t]} {k} {column}" for k in kinds for t in TARGETS) + " |",
+             "|---|" + ("---:|" if macs else "") + "---:|" * (len(kinds) * len(TARGETS))]
+    for label in table:
+        cells = []
+        for k in kinds:
+            for t in TARGETS:
+                v, b = table[label].get(t, {}).get(k), base.get(t, {}).get("fp32")
+                cells.append("n/a" if not v else f"{v[key]:.2f} ({_fmt(b[key] / v[key] if b else None)}x)"
+                             + (suffix(v) if suffix else ""))
+        ratio = f"{_fmt(macs[next(iter(table))] / macs[label] if label in macs else None)} | " if macs else ""
+        lines.append(f"| {label} | {ratio}" + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def _fmt(x: float | None, spec: str = ".2f") -> str:
     return "n/a" if x is None else format(x, spec)
 
@@ -947,75 +970,23 @@ def render_markdown(data: dict) -> str:
             lines += ["Failures:", ""] + [f"- {v} / {t} / {k}: {e}" for v, t, k, e in errors] + [""]
     for name in ("reference", "efficientnet_lite0", "resnet18"):
         rem = (data.get(name) or {}).get("remeasured")
-        if not rem:
-            continue
-        labels = list(rem)
-        base = rem[labels[0]]
-        kinds = [k for k in ("fp32", "int8") if any(k in rem[l].get(t, {}) for l in labels for t in TARGETS)]
-        lines += [f"### {name}: wall clock remeasured, interleaved round-robin (fastest run over all rounds; "
-                  f"biased toward short models on a loaded machine, see Notes)", "",
-                  "| variant | " + " | ".join(f"{RUNTIME_LABEL[t]} {k} min ms (speed-up) / median p50"
-                                              for k in kinds for t in TARGETS) + " |",
-                  "|---|" + "---:|" * (len(kinds) * len(TARGETS))]
-        for label in labels:
-            cells = []
-            for k in kinds:
-                for t in TARGETS:
-                    v = rem[label].get(t, {}).get(k)
-                    b = base.get(t, {}).get("fp32")
-                    if not v:
-                        cells.append("n/a")
-                        continue
-                    sp = b["min_ms"] / v["min_ms"] if b else None
-                    cells.append(f"{v['min_ms']:.2f} ({_fmt(sp)}x) / {v['p50_ms']:.2f}")
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
-        lines.append("")
+        if rem:
+            lines += _speedup_table(f"{name}: wall clock remeasured, interleaved round-robin (fastest run over all "
+                                    "rounds; biased toward short models on a loaded machine, see Notes)", rem,
+                                    "min ms (speed-up) / median p50", "min_ms",
+                                    suffix=lambda v: f" / {v['p50_ms']:.2f}")
     for name in ("reference", "efficientnet_lite0", "efficientnet_lite0_3x_geometric", PREVIOUS_GROCERY, "resnet18"):
         cpu = (data.get(name) or {}).get("cputime")
-        if not cpu:
-            continue
-        labels = list(cpu)
-        base = cpu[labels[0]]
-        kinds = [k for k in ("fp32", "int8") if any(k in cpu[l].get(t, {}) for l in labels for t in TARGETS)]
-        macs = {r["variant"]: r["macs"] for r in data[name]["rows"]}
-        lines += [f"### {name}: CPU time per inference (median, one runtime thread; speed-up vs unpruned fp32 "
-                  f"in the same runtime)", "",
-                  "| variant | MACs ratio | " + " | ".join(f"{RUNTIME_LABEL[t]} {k} CPU ms (speed-up)"
-                                                        for k in kinds for t in TARGETS) + " |",
-                  "|---|---:|" + "---:|" * (len(kinds) * len(TARGETS))]
-        for label in labels:
-            cells = []
-            for k in kinds:
-                for t in TARGETS:
-                    v = cpu[label].get(t, {}).get(k)
-                    b = base.get(t, {}).get("fp32")
-                    cells.append("n/a" if not v else f"{v['cpu_ms']:.2f} ({_fmt(b['cpu_ms'] / v['cpu_ms'] if b else None)}x)")
-            ratio = macs[labels[0]] / macs[label] if label in macs else None
-            lines.append(f"| {label} | {_fmt(ratio)} | " + " | ".join(cells) + " |")
-        lines.append("")
+        if cpu:
+            lines += _speedup_table(f"{name}: CPU time per inference (median, one runtime thread; speed-up vs "
+                                    "unpruned fp32 in the same runtime)", cpu, "CPU ms (speed-up)", "cpu_ms",
+                                    macs={r["variant"]: r["macs"] for r in data[name]["rows"]})
     for name in ("efficientnet_lite0", "efficientnet_lite0_3x_geometric"):
         emu = (data.get(name) or {}).get("emulated")
-        if not emu:
-            continue
-        arts = emu["artifacts"]
-        labels = list(arts)
-        base = arts[labels[0]]
-        kinds = [k for k in ("fp32", "int8") if any(k in arts[l].get(t, {}) for l in labels for t in TARGETS)]
-        lines += [f"### {name}: estimated latency on an emulated {emu['core']} (edge_kd.emulate cost model, one "
-                  f"core; speed-up vs unpruned fp32 in the same runtime)", "",
-                  "| variant | " + " | ".join(f"{RUNTIME_LABEL[t]} {k} est ms (speed-up)"
-                                            for k in kinds for t in TARGETS) + " |",
-                  "|---|" + "---:|" * (len(kinds) * len(TARGETS))]
-        for label in labels:
-            cells = []
-            for k in kinds:
-                for t in TARGETS:
-                    v = arts[label].get(t, {}).get(k)
-                    b = base.get(t, {}).get("fp32")
-                    cells.append("n/a" if not v else
-                                 f"{v['estimate_ms']:.2f} ({_fmt(b['estimate_ms'] / v['estimate_ms'] if b else None)}x)")
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
-        lines.append("")
+        if emu:
+            lines += _speedup_table(f"{name}: estimated latency on an emulated {emu['core']} (edge_kd.emulate cost "
+                                    "model, one core; speed-up vs unpruned fp32 in the same runtime)",
+                                    emu["artifacts"], "est ms (speed-up)", "estimate_ms")
     prof = (data.get("reference") or {}).get("ort_profile_ms_per_run")
     if prof:
         labels = list(prof)
