@@ -86,6 +86,16 @@ NOTES = [
     "and 12 final epochs bring val back to 56.4% only. The next thing to try: more, smaller steps past 2x "
     "(the step size is even in MACs, so late steps cut a larger share of the remaining channels) and longer "
     "recovery between them. 4,202 CPU s of pruning + recovery.",
+    "Geometric steps to 3x (section efficientnet_lite0_3x_geometric, run 2026-12-05 03:34-04:49 UTC, --steps 12 "
+    "--recovery-batches 0 --final-epochs 12, criterion taylor, residual widths kept, lr 2e-4, the same cached "
+    "teacher as efficientnet_lite0_3x): PruneConfig.step_sizes = \"geometric\", each step keeps (1/3)^(1/12) = 91% "
+    "of what is left instead of removing 1/12 of the original. 71.6% test top-1 at 3.09x fewer MACs, 4.7 pt below "
+    "the teacher (76.3%), against 68.6% (7.7 pt) with 8 even steps: 3 pt better, the <= 3 pt goal still not met. "
+    "The even schedule's two steps past 2x fell to 30% / 22% val before recovery; the four geometric steps past "
+    "2.2x to 54% / 45% / 39% / 39%, and after their epoch 59% / 57% / 51% / 49% (even: 40.5% / 36.1%); the 12 "
+    "final epochs end at 64.9% val (even: 56.4%; best epoch 8). CPU time: 6,562 s (even: 4,202 s). Steps 1-2 "
+    "shared the 2 cores with the distillation benchmark and a demo build, and step 2 was paused 4 min: their "
+    "CPU seconds (803 and 1,086) read high against the even run's same-size steps (561 and 518).",
     "Recovery on augmented views (section efficientnet_lite0_augment, run 23:16-23:32 UTC, --augment): the same "
     "schedule to 2x, every recovery batch a random crop/flip/jitter of the photos scored by the unpruned model "
     "(consistent teaching): 72.2% test top-1 against 73.3% without, at about the same CPU time (1,668 vs 1,773 s; "

@@ -50,7 +50,8 @@ class PruneConfig:
     what is left: toward 3x fewer MACs in 8 even steps, the last two remove ~20% of the remaining MACs each,
     and on the grocery EfficientNet-Lite0 they dropped val top-1 to 30% / 22% before recovery (prune.md).
     ``geometric`` removes the same share of what is LEFT each round (step k keeps ``(1 - amount) ** (k /
-    steps)``): every round damages the network about as much as the first.
+    steps)``): toward 3x in 12 geometric steps the same network never fell below 38% val top-1 before
+    recovery, and ended at 71.6% test top-1 against 68.6% for 8 even steps (prune.md).
     max_layer_ratio: no layer loses more than this fraction of its channels (the "smallest allowed model").
     compensate: fold the mean contribution of removed channels into the next layer (needs real inputs).
     """
