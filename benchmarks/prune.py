@@ -480,7 +480,7 @@ def section_grocery(args: argparse.Namespace, results: Results, *, name: str = "
     half = args.steps * 3 // 4  # step k keeps 1 - (2/3) k / steps of the MACs: 2x at k = 3/4 of the steps
     if step_sizes == "geometric":
         if not skip_2x:
-            raise SystemExit("--step-sizes geometric has no step at exactly 2x: use it with efficientnet_lite0_3x")
+            raise SystemExit("geometric steps have no step at exactly 2x: only the 3x model is made (skip_2x)")
         half, plan = -1, f"{args.steps} geometric steps to 3x fewer MACs (each keeps (1/3)^(1/{args.steps}) of what is left)"
     elif half * 4 != args.steps * 3:
         raise SystemExit("--steps must be a multiple of 4 (the 2x model is taken at 3/4 of the steps)")
