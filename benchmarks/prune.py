@@ -96,6 +96,13 @@ NOTES = [
     "final epochs end at 64.9% val (even: 56.4%; best epoch 8). CPU time: 6,562 s (even: 4,202 s). Steps 1-2 "
     "shared the 2 cores with the distillation benchmark and a demo build, and step 2 was paused 4 min: their "
     "CPU seconds (803 and 1,086) read high against the even run's same-size steps (561 and 518).",
+    "Continued recovery on augmented views (section efficientnet_lite0_3x_geometric_augmented, run 2026-12-05 "
+    "05:04-05:31 UTC beside the CI, --final-epochs 10 --recovery-lr 1e-4): the geometric 3x model (71.6% test, 64.9% "
+    "val) trained 10 more epochs on random crops/flips/jitter of the photos, each scored by the unpruned model. It "
+    "got worse: val 61.1% after the first epoch, 54-58% after the others, and the best of them (the first) gives "
+    "68.1% test top-1. Over 10 epochs consistent teaching moves the small network toward the teacher's answers on "
+    "distorted views, away from the plain photos it is judged on; the trainer keeps the best epoch it ran, not "
+    "the weights it started from. 2,152 CPU s.",
     "Recovery on augmented views (section efficientnet_lite0_augment, run 23:16-23:32 UTC, --augment): the same "
     "schedule to 2x, every recovery batch a random crop/flip/jitter of the photos scored by the unpruned model "
     "(consistent teaching): 72.2% test top-1 against 73.3% without, at about the same CPU time (1,668 vs 1,773 s; "
