@@ -568,7 +568,8 @@ def run(args) -> int:
     hidden_for = per_budget(args.hidden, 0)
     epochs_for, patience_for = per_budget(args.epochs, 20), per_budget(args.patience, 4)
     measure = default_measurer()
-    trained: dict[tuple[str, int, int, str, int, int], tuple] = {}
+    # (family, knob value, dim, hidden, mode, epochs, patience) -> the trained student and its figures
+    trained: dict[tuple[str, int, int, int, str, int, int], tuple] = {}
 
     def student_for(feat, value: int, dim: int, mode: str, budget_text: str):
         """``mode``: "hard-label" (CE; teacher init and transfer rows as the full student), "distilled"
