@@ -1,0 +1,85 @@
+"""LiteRT int8 of a network with TensorFlow "same" padding before strided convolutions (EfficientNet-Lite).
+
+In a PT2E int8 graph litert-torch cannot fold the ``nn.ZeroPad2d`` into the strided convolution: it pads in
+NCHW and transposes the activation there and back around every such pad. ``export_tflite`` rewrites each
+``TRANSPOSE -> PAD -> TRANSPOSE`` as one NHWC ``PAD`` (edge_kd.export.litert.fold_transposed_pads), which
+the XNNPACK delegate fuses into the convolution."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edge_kd.export import litert as litert_export
+from edge_kd.models.efficientnet_lite import MBConvLite
+from edge_kd.quantize.litert import LiteRTBackend
+from edge_kd.runtimes import open_runner
+from edge_kd.targets import load_target
+
+pytestmark = pytest.mark.integration
+
+
+class StridedSamePadNet(nn.Module):
+    """Stem conv, two EfficientNet-Lite blocks that pad explicitly before a stride-2 depthwise conv, head."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU6())
+        self.blocks = nn.Sequential(MBConvLite(32, 8, 16, 3, 2, 2), MBConvLite(16, 16, 16, 5, 2, 2))
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+def _op_names(path: Path) -> list[str]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    return [op["op_name"] for op in Interpreter(model_path=str(path))._get_ops_details()]
+
+
+@pytest.fixture(scope="module")
+def int8_with_and_without_fold(tmp_path_factory):
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = StridedSamePadNet().eval()
+    assert sum(isinstance(m, nn.ZeroPad2d) for m in model.modules()) == 2
+    rng = np.random.default_rng(0)
+    samples = [(rng.random((1, 3, 32, 32), dtype=np.float32),) for _ in range(24)]
+    example = (torch.from_numpy(samples[0][0]),)
+    backend = LiteRTBackend(load_target("tflite-int8").quantization)
+    calibrated = backend.calibrate(model, example, samples[:16])
+    root = tmp_path_factory.mktemp("pads")
+    (folded,), _ = backend.build(calibrated, "minmax", example, root / "folded.tflite")
+    original = litert_export.fold_transposed_pads
+    litert_export.fold_transposed_pads = lambda path: 0
+    try:
+        (unfolded,), _ = backend.build(calibrated, "minmax", example, root / "unfolded.tflite")
+    finally:
+        litert_export.fold_transposed_pads = original
+    return folded, unfolded, samples[16:]
+
+
+def test_int8_pads_are_rewritten_in_nhwc_without_transposes(int8_with_and_without_fold):
+    folded, unfolded, _ = int8_with_and_without_fold
+    before, after = _op_names(unfolded), _op_names(folded)
+    # Without the rewrite: a transpose pair around each of the two strided pads (plus the input's).
+    assert before.count("TRANSPOSE") >= 5 and before.count("PAD") == 2, before
+    assert after.count("PAD") == 2 and after.count("TRANSPOSE") == before.count("TRANSPOSE") - 4, after
+    assert fold_again(folded) == 0  # nothing left to rewrite
+
+
+def fold_again(path: Path) -> int:
+    copy = path.with_name("again.tflite")
+    copy.write_bytes(path.read_bytes())
+    return litert_export.fold_transposed_pads(copy)
+
+
+def test_rewritten_int8_model_gives_the_same_outputs(int8_with_and_without_fold):
+    folded, unfolded, held_out = int8_with_and_without_fold
+    a, b = open_runner(folded), open_runner(unfolded)
+    for sample in held_out:
+        np.testing.assert_array_equal(np.asarray(a.run(list(sample))[0]), np.asarray(b.run(list(sample))[0]))
