@@ -103,12 +103,14 @@ def transfer_set(t: dict, args, report: dict) -> dict:
     ``--aug-copies`` meaning-keeping copies, deduplicated against train/val/test, labelled by the teacher
     once (cached). Returns texts, labels and the teacher's logits; records counts and CPU time."""
     from edge_kd.distill.cache import TeacherCache, arrays_fingerprint, weights_fingerprint
-    from edge_kd.distill.transfer import build_transfer_set, teacher_neighbours, teacher_soft_targets
+    from edge_kd.distill.transfer import (NO_LABEL, build_transfer_set, read_unlabeled, teacher_neighbours,
+                                          teacher_soft_targets)
     from edge_kd.models.teachers import Teacher
     from edge_kd.recipe import TransferConfig
 
     train, val, test = t["train"], t["val"], t["test"]
-    if not args.aug_copies:
+    unlabeled = read_unlabeled(args.unlabeled) if args.unlabeled else []
+    if not args.aug_copies and not unlabeled:
         report["transfer"] = {"rows": 0}
         return {"texts": [], "labels": np.zeros(0, np.int64), "logits": np.zeros((0, train.num_classes), np.float32)}
     # ``args.transfer``: other [distill.transfer] settings (benchmarks/distill_ingredients.py compares them).
@@ -119,7 +121,7 @@ def transfer_set(t: dict, args, report: dict) -> dict:
     t0 = time.time()
     ts = build_transfer_set(train.texts, train.labels, cfg, seed=0,
                             neighbours=teacher_neighbours(teacher, train.texts, cfg.neighbours),
-                            exclude=list(val.texts) + list(test.texts))
+                            unlabeled=unlabeled, exclude=list(val.texts) + list(test.texts))
     log(f"transfer set: {len(ts):,} rows ({time.time() - t0:.1f}s) {ts.stats}")
     cache = TeacherCache(args.cache / "teacher-outputs")
     key = cache.key(weights_fingerprint(t["model"]), arrays_fingerprint(np.array(ts.texts, dtype=object)),
@@ -139,12 +141,15 @@ def transfer_set(t: dict, args, report: dict) -> dict:
         meta["teacher_cpu_seconds"] = spent[0]
         meta_path.write_text(json.dumps(meta))
     cpu = spent[0] if spent else meta.get("teacher_cpu_seconds")
-    report["transfer"] = {**ts.stats, "augment_copies": cfg.augment_copies, "word_dropout": cfg.word_dropout,
+    # Unlabeled rows take the teacher's answer as their hard label, as the distill stage does.
+    labels = np.where(ts.labels == NO_LABEL, logits.argmax(axis=1), ts.labels)
+    report["transfer"] = {**ts.stats, "unlabeled": args.unlabeled or None, "unlabeled_rows_read": len(unlabeled),
+                          "augment_copies": cfg.augment_copies, "word_dropout": cfg.word_dropout,
                           "substitute": cfg.substitute, "ngram_sample": cfg.ngram_sample,
                           "teacher_outputs_cached": cached, "teacher_cpu_seconds": round(cpu, 1) if cpu else None,
                           "teacher_rows_per_cpu_second": round(len(ts) / cpu, 1) if cpu else None}
     log(f"transfer set labelled by the teacher: {report['transfer']}")
-    return {"texts": list(ts.texts), "labels": ts.labels, "logits": logits}
+    return {"texts": list(ts.texts), "labels": labels, "logits": logits}
 
 
 class HashedFeatures:
@@ -465,6 +470,8 @@ def main() -> int:
     p.add_argument("--aug-copies", type=int, default=2,
                    help="transfer set: meaning-keeping copies of train the teacher labels ([distill.transfer] "
                         "augment_copies)")
+    p.add_argument("--unlabeled", default="",
+                   help="transfer set: unlabeled text the teacher labels too, csv:PATH?text=COLUMN ([data] unlabeled)")
     p.add_argument("--ablations", default="kd,kd+init,kd+transfer",
                    help="ingredient ablations measured beside the full student (kd = no teacher init, no "
                         "transfer set); empty for none")
