@@ -1,9 +1,12 @@
-"""LiteRT int8 of a network with TensorFlow "same" padding before strided convolutions (EfficientNet-Lite).
+"""LiteRT int8 graphs of EfficientNet-Lite-like networks: what litert-torch leaves slow, and edge_kd fixes.
 
-In a PT2E int8 graph litert-torch cannot fold the ``nn.ZeroPad2d`` into the strided convolution: it pads in
-NCHW and transposes the activation there and back around every such pad. ``export_tflite`` rewrites each
-``TRANSPOSE -> PAD -> TRANSPOSE`` as one NHWC ``PAD`` (edge_kd.export.litert.fold_transposed_pads), which
-the XNNPACK delegate fuses into the convolution."""
+1. TensorFlow "same" padding before strided convolutions: in a PT2E int8 graph litert-torch cannot fold the
+   ``nn.ZeroPad2d`` into the convolution, so it pads in NCHW and transposes the activation there and back
+   around every such pad. ``export_tflite`` rewrites each ``TRANSPOSE -> PAD -> TRANSPOSE`` as one NHWC
+   ``PAD`` (edge_kd.export.litert.fold_transposed_pads), which the XNNPACK delegate fuses into the conv.
+2. Residual adds: litert-torch's quantizer annotated one add per group of adds with the same source
+   function, leaving the others float between DEQUANTIZE and QUANTIZE; edge_kd annotates every add
+   (edge_kd.quantize.ranges.annotate_adds)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,13 +25,15 @@ from edge_kd.targets import load_target
 pytestmark = pytest.mark.integration
 
 
-class StridedSamePadNet(nn.Module):
-    """Stem conv, two EfficientNet-Lite blocks that pad explicitly before a stride-2 depthwise conv, head."""
+class LiteNet(nn.Module):
+    """Stem conv and EfficientNet-Lite blocks: two pad explicitly before a stride-2 depthwise conv, two in
+    between add their input back (consecutive residual blocks, one ``forward`` for all), then a head."""
 
     def __init__(self):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU6())
-        self.blocks = nn.Sequential(MBConvLite(32, 8, 16, 3, 2, 2), MBConvLite(16, 16, 16, 5, 2, 2))
+        self.blocks = nn.Sequential(MBConvLite(32, 8, 16, 3, 2, 2), MBConvLite(16, 16, 16, 3, 1, 2),
+                                    MBConvLite(16, 16, 16, 3, 1, 2), MBConvLite(16, 16, 16, 5, 2, 2))
         self.head = nn.Linear(16, 4)
 
     def forward(self, x):
@@ -45,8 +50,9 @@ def _op_names(path: Path) -> list[str]:
 def int8_with_and_without_fold(tmp_path_factory):
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    model = StridedSamePadNet().eval()
+    model = LiteNet().eval()
     assert sum(isinstance(m, nn.ZeroPad2d) for m in model.modules()) == 2
+    assert sum(getattr(m, "residual", False) for m in model.modules()) == 2
     rng = np.random.default_rng(0)
     samples = [(rng.random((1, 3, 32, 32), dtype=np.float32),) for _ in range(24)]
     example = (torch.from_numpy(samples[0][0]),)
@@ -70,6 +76,19 @@ def test_int8_pads_are_rewritten_in_nhwc_without_transposes(int8_with_and_withou
     assert before.count("TRANSPOSE") >= 5 and before.count("PAD") == 2, before
     assert after.count("PAD") == 2 and after.count("TRANSPOSE") == before.count("TRANSPOSE") - 4, after
     assert fold_again(folded) == 0  # nothing left to rewrite
+
+
+def test_every_residual_add_is_int8(int8_with_and_without_fold):
+    from ai_edge_litert.interpreter import Interpreter
+
+    folded, _, _ = int8_with_and_without_fold
+    interp = Interpreter(model_path=str(folded))
+    dtypes = {t["index"]: np.dtype(t["dtype"]) for t in interp.get_tensor_details()}
+    ops = interp._get_ops_details()
+    adds = [op for op in ops if op["op_name"] == "ADD"]
+    assert len(adds) == 2 and all(dtypes[op["outputs"][0]] == np.int8 for op in adds), adds
+    # No float island left inside the graph (int8 in, int8 out: no conversion at all).
+    assert not [op["op_name"] for op in ops if op["op_name"] in ("DEQUANTIZE", "QUANTIZE")]
 
 
 def fold_again(path: Path) -> int:
