@@ -479,6 +479,7 @@ def main() -> int:
                    help="targets whose student sizes get the ingredient ablations")
     p.add_argument("--ablations-runtime", action="store_true",
                    help="also export the ablation students and judge them through the runtime (default: PyTorch)")
+    p.add_argument("--seed", type=int, default=0, help="students' seed (initial rows and data order)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--calib-samples", type=int, default=256)
     p.add_argument("--reuse-teacher-rows", action="store_true",
@@ -592,18 +593,22 @@ def run(args) -> int:
         rows = len(train_texts) if use_transfer else n_train
         ids_tr = feat.ids("train", value, slice(0, rows))
         ids_va = feat.ids("val", value)
+        # The seed draws the student's initial rows and the data order (seeded here, not left to whatever
+        # the global generator holds after the students trained or memoised before this one).
+        torch.manual_seed(args.seed)
         model = family.build(value)
         if use_init:
             feat.inits["with" if use_transfer else "without"].apply(model)
         loss = build_loss("ce") if mode == "hard-label" else build_loss("hinton", temperature=args.temperature,
                                                                         alpha=args.alpha)
         cfg = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=1e-4, patience=patience,
-                          seed=0, device="cpu", progress=False)
+                          seed=args.seed, device="cpu", progress=False)
         # The checkpoint folder names everything the student depends on, incl. the teacher's outputs.
         arch = "".join(f"-{k[0]}{v}" for k, v in sorted(family.kwargs.items()) if k in ("kernel", "hidden") and v)
         ck = args.cache / "students" / (f"{feat.short}{value}-d{dim}-m{feat.max_ids}{arch}-{mode}-e{epochs}"
                                         f"-bs{args.batch_size}-lr{args.lr}-p{patience}-T{args.temperature}"
-                                        f"-a{args.alpha}-t{teacher_fp}" + (f"-x{transfer_fp}" if use_transfer else ""))
+                                        f"-a{args.alpha}-s{args.seed}-t{teacher_fp}"
+                                        + (f"-x{transfer_fp}" if use_transfer else ""))
         t1 = time.time()
         res = train_student(model, loss, DistillData((ids_tr,), y_train[:rows], teacher_train[:rows]),
                             EvalData((ids_va,), val.labels), cfg, checkpoint_dir=ck, resume=True)
