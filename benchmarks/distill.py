@@ -172,10 +172,11 @@ class HashedFeatures:
         self.init_record = {"words": len(self.inits["with"].words),
                             "features": int(len(self.inits["with"].feature_hashes)), "seconds": round(time.time() - t0, 1)}
 
-    def family(self, dim: int, num_classes: int, hidden: int = 0):
+    def family(self, dim: int, num_classes: int, hidden: int = 0, dropout: float = 0.1):
         from edge_kd.models.students import make_family
 
-        return make_family("text_hashed", num_classes=num_classes, dim=dim, max_ids=self.max_ids, hidden=hidden)
+        return make_family("text_hashed", num_classes=num_classes, dim=dim, max_ids=self.max_ids, hidden=hidden,
+                           dropout=dropout)
 
     def ids(self, split: str, value: int, rows: slice | list[int] = slice(None)):
         from edge_kd.preprocess.text import ids_from_hashes
@@ -211,11 +212,11 @@ class WordpieceFeatures:
                             "seconds": round(time.time() - t0, 1)}
         self._ids: dict[tuple[str, int], np.ndarray] = {}
 
-    def family(self, dim: int, num_classes: int, hidden: int = 0):
+    def family(self, dim: int, num_classes: int, hidden: int = 0, dropout: float = 0.1):
         from edge_kd.models.students import make_family
 
         return make_family("text_wordpiece", num_classes=num_classes, dim=dim, max_ids=self.max_ids,
-                           pieces=len(self.pieces), hidden=hidden)
+                           pieces=len(self.pieces), hidden=hidden, dropout=dropout)
 
     def ids(self, split: str, value: int, rows: slice | list[int] = slice(None)):
         if (split, value) not in self._ids:
@@ -456,6 +457,7 @@ def main() -> int:
                    help="embedding dim per budget (the size search runs over buckets at that dim)")
     p.add_argument("--hidden", default="0",
                    help="hidden layer width of the students' head (0 = linear head): one number or per budget")
+    p.add_argument("--dropout", type=float, default=0.1, help="dropout on the students' pooled vector")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--max-ids", type=int, default=0,
@@ -587,7 +589,7 @@ def run(args) -> int:
         key = (feat.family_name, value, dim, hidden, mode, epochs, patience)
         if key in trained:
             return trained[key]
-        family = feat.family(dim, len(labels), hidden)
+        family = feat.family(dim, len(labels), hidden, args.dropout)
         use_init = mode in ("hard-label", "distilled", "kd+init")
         use_transfer = mode in ("hard-label", "distilled", "kd+transfer")
         rows = len(train_texts) if use_transfer else n_train
@@ -605,6 +607,7 @@ def run(args) -> int:
                           seed=args.seed, device="cpu", progress=False)
         # The checkpoint folder names everything the student depends on, incl. the teacher's outputs.
         arch = "".join(f"-{k[0]}{v}" for k, v in sorted(family.kwargs.items()) if k in ("kernel", "hidden") and v)
+        arch += f"-dr{args.dropout}" if args.dropout != 0.1 else ""
         ck = args.cache / "students" / (f"{feat.short}{value}-d{dim}-m{feat.max_ids}{arch}-{mode}-e{epochs}"
                                         f"-bs{args.batch_size}-lr{args.lr}-p{patience}-T{args.temperature}"
                                         f"-a{args.alpha}-s{args.seed}-t{teacher_fp}"
@@ -675,7 +678,7 @@ def run(args) -> int:
             budget = parse_bytes(budget_text)
             dim = dims(budget_text)
             hidden = hidden_for(budget_text)
-            family = feat.family(dim, len(labels), hidden)
+            family = feat.family(dim, len(labels), hidden, args.dropout)
             d = base_target.to_dict()
             d["budgets"]["artifact_size"] = budget
             d["budgets"]["download_size"] = budget
