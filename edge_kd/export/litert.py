@@ -64,7 +64,8 @@ def fold_transposed_pads(path: Path) -> int:
     litert-torch then pads in PyTorch's NCHW layout and transposes the activation there and back. The
     XNNPACK delegate fuses an NHWC pad into the convolution that follows, so the rewrite removes two
     full-activation copies per strided block. Measured on the grocery EfficientNet-Lite0 int8 .tflite
-    (4 such pads, 192 px, one thread, 2026-12-05): 3.72 -> 3.04 ms per image, outputs bit-identical.
+    (4 such pads, 192 px, one thread, a one-off timing on 2026-12-05): 3.72 -> 3.04 ms per image, outputs
+    bit-identical.
 
     The rewrite is exact: the pad widths are permuted with the layout and the tensors' quantization is
     unchanged (a transpose keeps it). Returns the number of pads rewritten (0 leaves the file as it was).
