@@ -236,11 +236,13 @@ def annotate_adds(gm: torch.fx.GraphModule, config: Any, filter_fn: Callable[[to
                   ) -> list[list[torch.fx.Node]]:
     """Annotate every ``tensor + tensor`` add as one quantized op (litert-torch's quantizer only).
 
-    litert-torch's add annotator groups the graph's adds by their source function and annotates only the
-    first output node of each group. The inverted-residual blocks of EfficientNet-Lite or MobileNet share
-    one ``forward`` (``h + x``), so only one add per group was quantized: 7 of EfficientNet-Lite0's 9
-    residual adds stayed float in the .tflite, each between two DEQUANTIZE ops and a QUANTIZE (ExecuTorch's
-    XNNPACKQuantizer annotates every add). Annotated here first, the quantizer's pass skips them.
+    litert-torch's add annotator finds adds through the graph's source partitions (``source_fn_stack``),
+    which the non-strict ``torch.export`` that edge_kd calibrates does not record for a ``+`` in a module's
+    ``forward``: no residual add of EfficientNet-Lite or MobileNet was annotated. The converter still made
+    an int8 ADD where the neighbouring ops happened to quantize both inputs and the output (2 of
+    EfficientNet-Lite0's 9); the other 7 ran in float in the .tflite, each between two DEQUANTIZE ops and a
+    QUANTIZE. (ExecuTorch's XNNPACKQuantizer annotates every add.) Annotated here first, the quantizer's
+    own pass skips them.
     """
     from litert_torch.quantize.pt2e_quantizer_utils import (_is_annotated, _mark_nodes_as_annotated,
                                                             get_input_act_qspec, get_output_act_qspec)

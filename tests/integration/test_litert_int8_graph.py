@@ -4,9 +4,9 @@
    ``nn.ZeroPad2d`` into the convolution, so it pads in NCHW and transposes the activation there and back
    around every such pad. ``export_tflite`` rewrites each ``TRANSPOSE -> PAD -> TRANSPOSE`` as one NHWC
    ``PAD`` (edge_kd.export.litert.fold_transposed_pads), which the XNNPACK delegate fuses into the conv.
-2. Residual adds: litert-torch's quantizer annotated one add per group of adds with the same source
-   function, leaving the others float between DEQUANTIZE and QUANTIZE; edge_kd annotates every add
-   (edge_kd.quantize.ranges.annotate_adds)."""
+2. Residual adds: litert-torch's quantizer finds adds through source partitions, which the non-strict
+   export does not record for a ``+`` in ``forward``; unannotated adds ran in float between DEQUANTIZE and
+   QUANTIZE. edge_kd annotates every add (edge_kd.quantize.ranges.annotate_adds)."""
 from __future__ import annotations
 
 from pathlib import Path
