@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -70,7 +71,7 @@ def summarize(reports: dict[int, dict]) -> list[dict]:
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = ["# Distillation across seeds: banking77, through the runtime", "",
              f"Measured {meta['finished']} by `{meta['command']}`; each seed is one run of `benchmarks/distill.py "
-             f"--seed N {' '.join(meta['passthrough'])}` (its own results: `<cache>/seeds/`). The seed draws the "
+             f"--seed N {shlex.join(meta['passthrough'])}` (its own results: `<cache>/seeds/`). The seed draws the "
              "students' initial rows (where teacher init leaves them) and the data order; the teacher, transfer "
              "set and sizing are the same in every run. % of teacher = runtime accuracy / the fp32 teacher's "
              "runtime accuracy on the 3,080 test rows (one row = 0.03 pt).", "",
@@ -118,7 +119,7 @@ def main() -> int:
         print(f"error: benchmarks/distill.py failed (exit {exc.returncode}); run it alone to see why", file=sys.stderr)
         return exc.returncode if exc.returncode in (1, 2) else 1
     rows = summarize(reports)
-    meta = {"command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "seeds": seeds,
+    meta = {"command": "python " + shlex.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "seeds": seeds,
             "passthrough": passthrough, "seconds": round(time.time() - started, 1),
             "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "teacher_runtime_accuracy": {r["target"]: r["runtime_accuracy"] for rep in reports.values()
