@@ -462,6 +462,19 @@ def grocery_teacher(args: argparse.Namespace):
     return teacher, splits, info
 
 
+def grocery_recovery_inputs(args: argparse.Namespace):
+    """What the grocery pruning sections start from: the teacher and its info, the prepared train / val /
+    test splits, one example input, and the recovery rows (the whole training split, val for the epoch)."""
+    import torch
+
+    from edge_kd.prune.schedule import RecoveryData
+
+    teacher, splits, info = grocery_teacher(args)
+    train, val, test = (teacher.prepare(d) for d in (splits.train, splits.val, splits.test))
+    example = (torch.from_numpy(test.inputs([0])[0]),)
+    return teacher, info, (train, val, test), example, RecoveryData.from_dataset(train, slice(None), None, val=val)
+
+
 class _StopAt2x(Exception):
     pass
 
@@ -483,16 +496,13 @@ def section_grocery(args: argparse.Namespace, results: Results, *, name: str = "
 
     from edge_kd.prune.macs import count_macs, count_params
     from edge_kd.prune.pruner import PruneConfig
-    from edge_kd.prune.schedule import RecoveryConfig, RecoveryData, recover_with_trainer, run_schedule, teacher_logits
+    from edge_kd.prune.schedule import RecoveryConfig, recover_with_trainer, run_schedule, teacher_logits
     from edge_kd.prune.serialize import save_pruned
 
-    teacher, splits, info = grocery_teacher(args)
+    teacher, info, (train, val, test), example, data = grocery_recovery_inputs(args)
     model = teacher.model.eval()
     size = info["image_size"]
-    train, val, test = (teacher.prepare(d) for d in (splits.train, splits.val, splits.test))
-    example = (torch.from_numpy(test.inputs([0])[0]),)
     work = Path(args.work) / name
-    data = RecoveryData.from_dataset(train, slice(None), None, val=val)
     # Steps: one epoch of at most --recovery-batches batches each; the 2x and 3x models then get
     # --final-epochs whole epochs (uncapped).
     recovery = RecoveryConfig(epochs=1, max_batches=args.recovery_batches or None,
@@ -590,7 +600,7 @@ def section_more_recovery(args: argparse.Namespace, results: Results) -> None:
 
     from edge_kd.models.spec import ModelSpec
     from edge_kd.prune.macs import count_macs, count_params
-    from edge_kd.prune.schedule import RecoveryConfig, RecoveryData, recover_with_trainer
+    from edge_kd.prune.schedule import RecoveryConfig, recover_with_trainer
     from edge_kd.prune.serialize import save_pruned
 
     source, name = "efficientnet_lite0_3x_geometric", "efficientnet_lite0_3x_geometric_augmented"
@@ -598,11 +608,8 @@ def section_more_recovery(args: argparse.Namespace, results: Results) -> None:
     spec_path = Path(args.work) / source / "models" / "3x.json"
     if len(src.get("rows", [])) < 2 or not spec_path.is_file():
         raise SystemExit(f"run the {source} section first (its 3x model: {spec_path})")
-    teacher, splits, info = grocery_teacher(args)
-    train, val, test = (teacher.prepare(d) for d in (splits.train, splits.val, splits.test))
+    teacher, info, (_, _, test), example, data = grocery_recovery_inputs(args)
     model = ModelSpec.load(spec_path).build()
-    example = (torch.from_numpy(test.inputs([0])[0]),)
-    data = RecoveryData.from_dataset(train, slice(None), None, val=val)
     config = RecoveryConfig(epochs=args.final_epochs, lr=args.recovery_lr, batch_size=32, alpha=args.recovery_alpha,
                             augment=True)
     torch.set_num_threads(args.train_threads)
