@@ -103,8 +103,7 @@ def transfer_set(t: dict, args, report: dict) -> dict:
     ``--aug-copies`` meaning-keeping copies, deduplicated against train/val/test, labelled by the teacher
     once (cached). Returns texts, labels and the teacher's logits; records counts and CPU time."""
     from edge_kd.distill.cache import TeacherCache, arrays_fingerprint, weights_fingerprint
-    from edge_kd.distill.transfer import (NO_LABEL, build_transfer_set, read_unlabeled, teacher_neighbours,
-                                          teacher_soft_targets)
+    from edge_kd.distill.transfer import build_transfer_set, read_unlabeled, teacher_neighbours, teacher_soft_targets
     from edge_kd.models.teachers import Teacher
     from edge_kd.recipe import TransferConfig
 
@@ -141,8 +140,7 @@ def transfer_set(t: dict, args, report: dict) -> dict:
         meta["teacher_cpu_seconds"] = spent[0]
         meta_path.write_text(json.dumps(meta))
     cpu = spent[0] if spent else meta.get("teacher_cpu_seconds")
-    # Unlabeled rows take the teacher's answer as their hard label, as the distill stage does.
-    labels = np.where(ts.labels == NO_LABEL, logits.argmax(axis=1), ts.labels)
+    labels = ts.labels_with_teacher(logits)  # unlabeled rows: the teacher's answer, as in the distill stage
     report["transfer"] = {**ts.stats, "unlabeled": args.unlabeled or None, "unlabeled_rows_read": len(unlabeled),
                           "augment_copies": cfg.augment_copies, "word_dropout": cfg.word_dropout,
                           "substitute": cfg.substitute, "ngram_sample": cfg.ngram_sample,

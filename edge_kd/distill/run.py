@@ -707,7 +707,7 @@ def _with_transfer_set(shared: Any, recipe: Any, teacher: Any, teacher_fp: str, 
     logits, scored = _teacher_outputs_cached(
         cache, key, lambda: teacher_soft_targets(teacher, ts.texts, batch_size=options.teacher_batch_size),
         len(ts), teacher.name)
-    labels = np.where(ts.labels == NO_LABEL, logits.argmax(axis=1), ts.labels)
+    labels = ts.labels_with_teacher(logits)
     details.update(scored)
     log(f"transfer set: {len(ts):,} rows ({ts.stats['augmented']:,} augmented, {ts.stats['unlabeled']:,} unlabeled)"
         + (" labelled by the teacher (cached)" if scored["teacher_outputs_cached"] else

@@ -58,6 +58,11 @@ class TransferSet:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def labels_with_teacher(self, logits: np.ndarray) -> np.ndarray:
+        """Every row's hard label: its own, or for unlabeled text the teacher's answer (``logits``: the
+        teacher's outputs on :attr:`texts`)."""
+        return np.where(self.labels == NO_LABEL, np.asarray(logits).argmax(axis=1), self.labels)
+
 
 def _norm(text: str) -> str:
     return " ".join(text.lower().split())

@@ -52,6 +52,9 @@ def test_transfer_set_dedups_against_train_and_held_out_and_caps():
     assert not set(norm) & {" ".join(t.lower().split()) for t in TEXTS + held_out}
     assert ts.origin.count("unlabeled") == 1 and ts.texts[0] == "do you ship to canada"
     assert ts.labels[0] == NO_LABEL and (ts.labels[1:] >= 0).all()
+    teacher = np.zeros((len(ts), 9), np.float32)
+    teacher[:, 7] = 1.0  # the teacher answers 7 everywhere: only the unlabeled row takes it
+    assert ts.labels_with_teacher(teacher).tolist() == [7] + ts.labels[1:].tolist()
     assert ts.stats["dropped_held_out"] >= 1 and ts.stats["dropped_duplicates"] >= 2
     assert ts.stats["rows"] == len(ts) == ts.stats["augmented"] + ts.stats["unlabeled"]
     capped = build_transfer_set(TEXTS, LABELS, TransferConfig(augment_copies=4, max_rows=3), seed=0, unlabeled=unl)
