@@ -165,8 +165,12 @@ class HashedFeatures:
         self.hashes = {k: hash_texts(base, v) for k, v in texts.items()}
         log(f"hashed n-gram features of {sum(len(h) for h in self.hashes.values())} texts ({time.time() - t0:.1f}s)")
         t0 = time.time()
-        self.inits = {"with": HashedInit.from_embeddings(base, emb, tokenizer, texts["train"]),
-                      "without": HashedInit.from_embeddings(base, emb, tokenizer, texts["train"][:n_train])}
+        # Teacher init per training split: the labelled sentences alone, or with a transfer set ("train" and,
+        # for a budget with another --aug-copies, "train+N").
+        self.inits = {"without": HashedInit.from_embeddings(base, emb, tokenizer, texts["train"][:n_train]),
+                      **{k: HashedInit.from_embeddings(base, emb, tokenizer, v) for k, v in texts.items()
+                         if k.startswith("train")}}
+        self.inits["with"] = self.inits["train"]
         self.init_record = {"words": len(self.inits["with"].words),
                             "features": int(len(self.inits["with"].feature_hashes)), "seconds": round(time.time() - t0, 1)}
 
@@ -205,7 +209,8 @@ class WordpieceFeatures:
         t0 = time.time()
         self.pieces = rank_wordpieces(texts["train"][:n_train], tokenizer.get_vocab())
         init = WordpieceInit.from_embeddings(self.pieces, emb, tokenizer.get_vocab())
-        self.inits = {"with": init, "without": init}  # the ranking reads the labelled sentences only
+        # the ranking reads the labelled sentences only: one init whatever the transfer set
+        self.inits = {"with": init, "without": init, **{k: init for k in texts if k.startswith("train")}}
         self.init_record = {"pieces": len(self.pieces), "pieces_from_teacher": int(init.known.sum()),
                             "seconds": round(time.time() - t0, 1)}
         self._ids: dict[tuple[str, int], np.ndarray] = {}
@@ -256,12 +261,16 @@ def write_results(report: dict) -> None:
         "vocabulary, shipped in the bundle), a residual 3-piece convolution, masked mean, linear head, knob = "
         "pieces kept (vocab).",
         "Hard-label and distilled students use the same rows (train + the transfer set's copies, with their "
-        "sentence's label for CE), the same teacher-initialized rows, epochs and optimiser; only the loss differs "
-        f"(CE vs Hinton KD, T={report['config']['temperature']}, alpha={report['config']['alpha']}). Ablation "
-        "rows drop one or both ingredients (table below).", "",
-        "| target | family | model | budget | size x dim | params | bundle bytes | fits | artifact | accuracy (runtime) "
-        "| % of teacher (runtime) | accuracy (PyTorch) | val (PyTorch) | p50 ms | teacher p50 / p50 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "sentence's label for CE), epochs and optimiser; only the loss differs "
+        f"(CE vs Hinton KD, T={report['config']['temperature']}, alpha={report['config']['alpha']}). Their first "
+        f"rows: --init {report['config'].get('init', 'teacher')} (teacher = the teacher-initialized rows of the "
+        "distill stage; auto = trained from the teacher's rows and from random rows, the better validation "
+        "accuracy kept; 'rows from' names the one used). Ablation rows drop one or both ingredients (table "
+        "below).", "",
+        "| target | family | model | rows from | budget | size x dim | params | bundle bytes | fits | artifact "
+        "| accuracy (runtime) | % of teacher (runtime) | accuracy (PyTorch) | val (PyTorch) | p50 ms "
+        "| teacher p50 / p50 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["rows"]:
         def f(key, fmt="{:.4f}"):
@@ -269,7 +278,7 @@ def write_results(report: dict) -> None:
             return fmt.format(v) if isinstance(v, (int, float)) else (v if v is not None else "-")
         size = r.get("buckets", r.get("vocab"))
         lines.append(f"| {r['target']} | {r.get('family', '-') if size else '-'} | {r['model']}"
-                     f"{' (memoised)' if r.get('memoised') else ''} | {r.get('budget', '-')} | "
+                     f"{' (memoised)' if r.get('memoised') else ''} | {_rows_from(r)} | {r.get('budget', '-')} | "
                      f"{size if size else '-'}{'x' + str(r['dim']) if r.get('dim') else ''} | "
                      f"{f('params', '{:,}')} | {f('bundle_bytes', '{:,}')} | {f('fits', '{}')} | {r.get('how', '-')} | "
                      f"{f('runtime_accuracy')} | {f('pct_of_teacher', '{:.2f}%')} | {f('pytorch_accuracy')} | "
@@ -307,8 +316,15 @@ def ingredient_table(report: dict) -> list[str]:
              f"({_init_summary(report)}). Transfer set: "
              f"{t.get('rows', 0):,} meaning-keeping copies of the training sentences (word dropout "
              f"{t.get('word_dropout', '-')}, neighbour-word substitution {t.get('substitute', '-')}, n-gram sampling "
-             f"{t.get('ngram_sample', '-')}) labelled by the teacher. The hard-label student has both ingredients "
-             "(its copies keep their sentence's label); only the loss differs from the shipped one.", "",
+             f"{t.get('ngram_sample', '-')}) labelled by the teacher"
+             + "".join(f"; {st.get('rows', 0):,} rows ({c} copies per sentence) for the budgets of --aug-copies "
+                       f"{report['config']['aug_copies']} that name {c}"
+                       for c, st in report.get("transfer_by_copies", {}).items())
+             + ". The hard-label student has both ingredients "
+             "(its copies keep their sentence's label); only the loss differs from the shipped one"
+             + ("." if report["config"].get("init", "teacher") == "teacher" else
+                f"; with --init {report['config']['init']} 'both' means the transfer set and rows as in the table "
+                "above."), "",
              "| target | family | budget | size x dim | " + " | ".join(name for _, name in INGREDIENTS) + " |",
              "|---|---|---|---|" + "---:|" * len(INGREDIENTS)]
     keys = sorted({(r["target"], r["budget"], _family(r)) for r in rows},
@@ -322,6 +338,14 @@ def ingredient_table(report: dict) -> list[str]:
         lines.append(f"| {target} | {family} | {budget} | {ref.get('buckets', ref.get('vocab'))}x{ref['dim']} | "
                      + " | ".join(vals) + " |")
     return lines
+
+
+def _rows_from(row: dict) -> str:
+    """Where the student's first rows came from, and with --init auto both validation accuracies."""
+    if not row.get("init"):
+        return "-"
+    v = row.get("val_by_init")
+    return row["init"] + (f" (val teacher {v['teacher']:.4f} / random {v['random']:.4f})" if v else "")
 
 
 def _family(row: dict) -> str:
@@ -467,11 +491,19 @@ def main() -> int:
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--patience", default="1MiB=4,256KiB=4,64KiB=8",
                    help="early-stopping patience in epochs: one number or per budget (4 for a budget not named)")
-    p.add_argument("--aug-copies", type=int, default=2,
+    # 4 copies for the 256KiB and 64KiB students, chosen on validation (2026-12-05, ORT-sized hashed students,
+    # 5 seeds, early stopping on a tenth of train, judged on the validation split; a one-off sweep): 256KiB
+    # +0.76 pt, 64KiB +0.98 pt, 1MiB -0.16 pt (kept at 2). Test, for the record: results/distill_seeds.md
+    # against distill_seeds_copies2.md.
+    p.add_argument("--aug-copies", default="1MiB=2,256KiB=4,64KiB=4",
                    help="transfer set: meaning-keeping copies of train the teacher labels ([distill.transfer] "
-                        "augment_copies)")
+                        "augment_copies): one number, or per budget (BUDGET=N,...; 2 for a budget not named)")
     p.add_argument("--unlabeled", default="",
                    help="transfer set: unlabeled text the teacher labels too, csv:PATH?text=COLUMN ([data] unlabeled)")
+    p.add_argument("--init", choices=("teacher", "random", "auto"), default="teacher",
+                   help="the hard-label and distilled students' first rows: the teacher's ([student] init = "
+                        "\"teacher\", the default) or random; auto = both trained, the better validation accuracy "
+                        "kept (measured 2026-12-05 over 5 seeds: no gain on test, see the README)")
     p.add_argument("--ablations", default="kd,kd+init,kd+transfer",
                    help="ingredient ablations measured beside the full student (kd = no teacher init, no "
                         "transfer set); empty for none")
@@ -524,7 +556,24 @@ def run(args) -> int:
     t = teacher_logits(args.data, args.cache, aug_copies=0, threads=args.threads, log=log)
     train, val, test = t["train"], t["val"], t["test"]
     labels = tuple(train.label_names)
-    transfer = transfer_set(t, args, report)
+    # The transfer set of the copies most budgets use ("train"), and one more per other --aug-copies value
+    # ("train+N"): a budget's students train on the labelled rows + its transfer set.
+    copies_for = per_budget(args.aug_copies, 2)
+    base_copies = int(args.aug_copies) if "=" not in args.aug_copies else 2
+
+    def transfer_for(copies: int) -> tuple[dict, dict]:
+        stats: dict = {}
+        return transfer_set(t, argparse.Namespace(**{**vars(args), "aug_copies": copies}), stats), stats["transfer"]
+
+    transfer, report["transfer"] = transfer_for(base_copies)
+    budgets_run = [b.strip() for b in args.budgets.split(",") if b.strip()]
+    other = {c: transfer_for(c) for c in sorted({copies_for(b) for b in budgets_run} - {base_copies})}
+    if other:
+        report["transfer_by_copies"] = {str(c): stats for c, (_, stats) in other.items()}
+    train_sets = {"train": transfer, **{f"train+{c}": tr for c, (tr, _) in other.items()}}
+
+    def split_for(budget_text: str) -> str:
+        return "train" if copies_for(budget_text) == base_copies else f"train+{copies_for(budget_text)}"
     report["teacher"] = {"pytorch_test_accuracy": t["teacher_pytorch_test_accuracy"],
                          "pytorch_val_accuracy": t["teacher_pytorch_val_accuracy"], "finetune": {
                              k: v for k, v in t["finetune"].items() if isinstance(v, (int, float, str))}}
@@ -547,17 +596,18 @@ def run(args) -> int:
     write_results(report)
 
     n_train = len(train)
-    train_texts = list(train.texts) + transfer["texts"]
-    y_train = np.concatenate([train.labels, transfer["labels"]]).astype(np.int64)
-    teacher_train = np.concatenate([t["logits_train"], transfer["logits"]]).astype(np.float32)
+    y_train = {k: np.concatenate([train.labels, tr["labels"]]).astype(np.int64) for k, tr in train_sets.items()}
+    teacher_train = {k: np.concatenate([t["logits_train"], tr["logits"]]).astype(np.float32)
+                     for k, tr in train_sets.items()}
     # Identifies the teacher by its outputs on train (so exports and teacher measurements are reused
     # across runs that differ only in the students).
     teacher_fp = hashlib.sha256(np.asarray(t["logits_train"]).astype(np.float32).tobytes()).hexdigest()[:12]
-    transfer_fp = hashlib.sha256("\x00".join(transfer["texts"]).encode()).hexdigest()[:8]
+    transfer_fp = {k: hashlib.sha256("\x00".join(tr["texts"]).encode()).hexdigest()[:8] for k, tr in train_sets.items()}
     from edge_kd.models.minilm import get_tokenizer
 
     emb = t["model"].encoder.get_input_embeddings().weight.detach().float().numpy()
-    texts = {"train": train_texts, "val": list(val.texts), "test": list(test.texts)}
+    texts = {**{k: list(train.texts) + tr["texts"] for k, tr in train_sets.items()}, "val": list(val.texts),
+             "test": list(test.texts)}
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     unknown = [f for f in families if f not in FEATURES]
     if unknown or not families:
@@ -576,30 +626,45 @@ def run(args) -> int:
     hidden_for = per_budget(args.hidden, 0)
     epochs_for, patience_for = per_budget(args.epochs, 20), per_budget(args.patience, 4)
     measure = default_measurer()
-    # (family, knob value, dim, hidden, mode, epochs, patience) -> the trained student and its figures
-    trained: dict[tuple[str, int, int, int, str, int, int], tuple] = {}
+    # (family, knob value, dim, hidden, mode, epochs, patience, training split) -> the trained student, figures
+    trained: dict[tuple[str, int, int, int, str, int, int, str], tuple] = {}
 
     def student_for(feat, value: int, dim: int, mode: str, budget_text: str):
-        """``mode``: "hard-label" (CE; teacher init and transfer rows as the full student), "distilled"
-        (KD + teacher init + transfer set) or an ablation "kd", "kd+init", "kd+transfer"."""
+        """``mode``: "hard-label" (CE, transfer rows), "distilled" (KD + transfer set), their first rows from
+        the teacher or random as ``--init`` says (``auto``: both trained, the better validation accuracy kept),
+        or an ablation "kd", "kd+init", "kd+transfer"."""
+        if mode not in ("hard-label", "distilled") or args.init == "teacher":
+            return train_one(feat, value, dim, mode, budget_text)
+        # The same student from random rows: for the distilled one that is the "kd+transfer" ablation.
+        random_rows = train_one(feat, value, dim, "hard-label-random-init" if mode == "hard-label" else "kd+transfer",
+                                budget_text)
+        if args.init == "random":
+            return random_rows
+        teacher_rows = train_one(feat, value, dim, mode, budget_text)
+        kept = random_rows if random_rows[2].best_metric > teacher_rows[2].best_metric else teacher_rows
+        return (*kept[:6], {**kept[6], "val_by_init": {"teacher": teacher_rows[2].best_metric,
+                                                       "random": random_rows[2].best_metric}})
+
+    def train_one(feat, value: int, dim: int, mode: str, budget_text: str):
         epochs, patience = epochs_for(budget_text), patience_for(budget_text)
         hidden = hidden_for(budget_text)
-        key = (feat.family_name, value, dim, hidden, mode, epochs, patience)
+        key = (feat.family_name, value, dim, hidden, mode, epochs, patience, split_for(budget_text))
         if key in trained:
             return trained[key]
         family = feat.family(dim, len(labels), hidden, args.dropout)
         use_init = mode in ("hard-label", "distilled", "kd+init")
-        use_transfer = mode in ("hard-label", "distilled", "kd+transfer")
-        rows = len(train_texts) if use_transfer else n_train
-        ids_tr = feat.ids("train", value, slice(0, rows))
+        use_transfer = mode in ("hard-label", "hard-label-random-init", "distilled", "kd+transfer")
+        split = split_for(budget_text)
+        rows = len(texts[split]) if use_transfer else n_train
+        ids_tr = feat.ids(split, value, slice(0, rows))
         ids_va = feat.ids("val", value)
         # The seed draws the student's initial rows and the data order (seeded here, not left to whatever
         # the global generator holds after the students trained or memoised before this one).
         torch.manual_seed(args.seed)
         model = family.build(value)
         if use_init:
-            feat.inits["with" if use_transfer else "without"].apply(model)
-        loss = build_loss("ce") if mode == "hard-label" else build_loss("hinton", temperature=args.temperature,
+            feat.inits[split if use_transfer else "without"].apply(model)
+        loss = build_loss("ce") if mode.startswith("hard-label") else build_loss("hinton", temperature=args.temperature,
                                                                         alpha=args.alpha)
         cfg = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=1e-4, patience=patience,
                           seed=args.seed, device="cpu", progress=False)
@@ -609,9 +674,9 @@ def run(args) -> int:
         ck = args.cache / "students" / (f"{feat.short}{value}-d{dim}-m{feat.max_ids}{arch}-{mode}-e{epochs}"
                                         f"-bs{args.batch_size}-lr{args.lr}-p{patience}-T{args.temperature}"
                                         f"-a{args.alpha}-s{args.seed}-t{teacher_fp}"
-                                        + (f"-x{transfer_fp}" if use_transfer else ""))
+                                        + (f"-x{transfer_fp[split]}" if use_transfer else ""))
         t1 = time.time()
-        res = train_student(model, loss, DistillData((ids_tr,), y_train[:rows], teacher_train[:rows]),
+        res = train_student(model, loss, DistillData((ids_tr,), y_train[split][:rows], teacher_train[split][:rows]),
                             EvalData((ids_va,), val.labels), cfg, checkpoint_dir=ck, resume=True)
         ids_te = feat.ids("test", value)
         acc = metric_value(predict(model, (ids_te,)), test.labels, "accuracy")
@@ -619,7 +684,8 @@ def run(args) -> int:
             f"{res.best_epoch}/{res.epochs_run}, test (PyTorch) {acc:.4f} ({time.time() - t1:.0f}s)")
         # Per-row correctness on validation: how a text_auto build compares the families.
         val_correct = predict(model, (ids_va,)).argmax(axis=1) == np.asarray(val.labels)
-        trained[key] = (model.eval(), acc, res, ids_te, ck.name, val_correct)
+        trained[key] = (model.eval(), acc, res, ids_te, ck.name, val_correct,
+                        {"init": "teacher" if use_init else "random"})
         return trained[key]
 
     sizing_cache = args.cache / "sizing.json"
@@ -706,12 +772,13 @@ def run(args) -> int:
             common = {"target": target_name, "family": feat.family_name, "budget": budget_text, feat.knob: value,
                       "dim": dim, "hidden": hidden, "params": decision["params"]}
             for mode in ("hard-label", "distilled", *ablations):
-                model, pt_acc, res, ids_te, trained_as, val_correct = student_for(feat, value, dim, mode, budget_text)
+                model, pt_acc, res, ids_te, trained_as, val_correct, init = student_for(feat, value, dim, mode,
+                                                                                        budget_text)
                 if mode == "distilled":
                     val_rows[(budget_text, feat.family_name)] = val_correct
                 if mode not in ("hard-label", "distilled") and not args.ablations_runtime:
                     # Ingredient ablations: the same student sizes, judged in PyTorch (see --ablations-runtime).
-                    report["rows"].append({**common, "model": f"ablation {mode}", "mode": mode,
+                    report["rows"].append({**common, "model": f"ablation {mode}", "mode": mode, **init,
                                            "pytorch_accuracy": pt_acc, "best_val": res.best_metric,
                                            "epochs": res.epochs_run, "how": "PyTorch only"})
                     write_results(report)
@@ -721,7 +788,7 @@ def run(args) -> int:
                 # The artifact's name carries every training setting (the checkpoint folder's name).
                 name = f"student-{trained_as}-cal{args.calib_samples}"
                 row = {**common, "model": f"student {mode}" if mode in ("hard-label", "distilled") else
-                       f"ablation {mode}", "mode": mode, "pytorch_accuracy": pt_acc, "best_val": res.best_metric,
+                       f"ablation {mode}", "mode": mode, **init, "pytorch_accuracy": pt_acc, "best_val": res.best_metric,
                        "epochs": res.epochs_run, "sizing": decision}
                 try:
                     t1 = time.time()

@@ -29,9 +29,9 @@ RESULTS = REPO / "benchmarks" / "results"
 GOALS = {"1MiB": 100.0, "256KiB": 99.5, "64KiB": 97.0}
 
 
-def run_seed(seed: int, cache: Path, passthrough: list[str]) -> dict:
+def run_seed(seed: int, cache: Path, passthrough: list[str], stem: str = "distill_seeds") -> dict:
     """distill.py with ``--seed``; its results file moved to ``<cache>/seeds/`` and returned."""
-    stem = f"distill_seed{seed}"
+    stem = f"{stem}_seed{seed}"
     cmd = [sys.executable, str(REPO / "benchmarks" / "distill.py"), "--cache", str(cache), "--seed", str(seed),
            "--results-stem", stem, *passthrough]
     print(f"[{time.strftime('%H:%M:%S')}] seed {seed}: {' '.join(cmd[1:])}", flush=True)
@@ -53,15 +53,19 @@ def summarize(reports: dict[int, dict]) -> list[dict]:
             key = (row["target"], row["family"], row["budget"], row["model"])
             cell = cells.setdefault(key, {"target": key[0], "family": key[1], "budget": key[2], "model": key[3],
                                           "seeds": [], "runtime_accuracy": [], "pct_of_teacher": [],
-                                          "bundle_bytes": []})
+                                          "bundle_bytes": [], "init": [], "best_val": []})
             cell["seeds"].append(seed)
             cell["runtime_accuracy"].append(row["runtime_accuracy"])
             cell["pct_of_teacher"].append(row["pct_of_teacher"])
             cell["bundle_bytes"].append(row["bundle_bytes"])
+            cell["init"].append(row.get("init", "teacher"))
+            cell["best_val"].append(row.get("best_val"))  # distill.py --init: where the first rows came from
     for cell in cells.values():
         pct = cell["pct_of_teacher"]
         cell["pct_mean"] = statistics.fmean(pct)
         cell["pct_sd"] = statistics.stdev(pct) if len(pct) > 1 else 0.0
+        vals = [v for v in cell["best_val"] if v is not None]
+        cell["val_mean"] = statistics.fmean(vals) if vals else None
         goal = GOALS.get(cell["budget"])
         cell["goal_pct"] = goal
         cell["seeds_meeting_goal"] = sum(p >= goal for p in pct) if goal is not None else None
@@ -74,15 +78,19 @@ def markdown(rows: list[dict], meta: dict) -> str:
              f"--seed N {shlex.join(meta['passthrough'])}` (its own results: `<cache>/seeds/`). The seed draws the "
              "students' initial rows (where teacher init leaves them) and the data order; the teacher, transfer "
              "set and sizing are the same in every run. % of teacher = runtime accuracy / the fp32 teacher's "
-             "runtime accuracy on the 3,080 test rows (one row = 0.03 pt).", "",
-             "| target | family | budget | student | seeds | % of teacher per seed | mean ± sd | goal | seeds at goal |",
-             "|---|---|---|---|---:|---|---:|---:|---:|"]
+             "runtime accuracy on the 3,080 test rows (one row = 0.03 pt); \"r\" marks a student trained from "
+             "random rows (distill.py --init random, or auto where validation chose them).", "",
+             "| target | family | budget | student | seeds | % of teacher per seed | mean ± sd | goal | seeds at goal "
+             "| validation accuracy (PyTorch), mean |",
+             "|---|---|---|---|---:|---|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: (r["target"], r["family"], -_bytes(r["budget"]), r["model"])):
-        per_seed = ", ".join(f"{p:.2f}" for p in r["pct_of_teacher"])
+        per_seed = ", ".join(f"{p:.2f}" + (" r" if i == "random" else "")
+                             for p, i in zip(r["pct_of_teacher"], r.get("init") or ["teacher"] * len(r["seeds"])))
         goal = f">= {r['goal_pct']}%" if r["goal_pct"] is not None else "-"
         at_goal = f"{r['seeds_meeting_goal']}/{len(r['seeds'])}" if r["goal_pct"] is not None else "-"
         lines.append(f"| {r['target']} | {r['family']} | {r['budget']} | {r['model']} | {len(r['seeds'])} | "
-                     f"{per_seed} | {r['pct_mean']:.2f}% ± {r['pct_sd']:.2f} | {goal} | {at_goal} |")
+                     f"{per_seed} | {r['pct_mean']:.2f}% ± {r['pct_sd']:.2f} | {goal} | {at_goal} | "
+                     + (f"{r['val_mean']:.4f} |" if r.get("val_mean") is not None else "- |"))
     return "\n".join(lines) + "\n"
 
 
@@ -99,6 +107,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", default="0,1,2,3,4")
     p.add_argument("--cache", type=Path, default=REPO / ".cache" / "distill-bench")
+    p.add_argument("--stem", default="distill_seeds",
+                   help="results name: results/STEM.md/.json, per seed <cache>/seeds/STEM_seedN.*")
     args = p.parse_args(own)
     if any(a in ("--seed", "--results-stem", "--cache") for a in passthrough):
         print("error: --seed, --results-stem and --cache are set by distill_seeds.py; give --seeds/--cache before --",
@@ -114,7 +124,7 @@ def main() -> int:
         return 2
     started = time.time()
     try:
-        reports = {seed: run_seed(seed, args.cache, passthrough) for seed in seeds}
+        reports = {seed: run_seed(seed, args.cache, passthrough, args.stem) for seed in seeds}
     except subprocess.CalledProcessError as exc:
         print(f"error: benchmarks/distill.py failed (exit {exc.returncode}); run it alone to see why", file=sys.stderr)
         return exc.returncode if exc.returncode in (1, 2) else 1
@@ -126,9 +136,9 @@ def main() -> int:
                                          for r in rep["rows"] if r.get("model") == "teacher fp32"}}
     from edge_kd.pipeline import atomic_write_json, atomic_write_text
 
-    atomic_write_json(RESULTS / "distill_seeds.json", {**meta, "rows": rows})
-    atomic_write_text(RESULTS / "distill_seeds.md", markdown(rows, meta))
-    print(f"wrote {RESULTS / 'distill_seeds.md'} ({meta['seconds']:.0f} s)")
+    atomic_write_json(RESULTS / f"{args.stem}.json", {**meta, "rows": rows})
+    atomic_write_text(RESULTS / f"{args.stem}.md", markdown(rows, meta))
+    print(f"wrote {RESULTS / (args.stem + '.md')} ({meta['seconds']:.0f} s)")
     return 0
 
 
