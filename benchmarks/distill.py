@@ -556,8 +556,9 @@ def run(args) -> int:
     t = teacher_logits(args.data, args.cache, aug_copies=0, threads=args.threads, log=log)
     train, val, test = t["train"], t["val"], t["test"]
     labels = tuple(train.label_names)
-    # The transfer set of the copies most budgets use ("train"), and one more per other --aug-copies value
-    # ("train+N"): a budget's students train on the labelled rows + its transfer set.
+    # The transfer set of the default copies ("train": a bare --aug-copies number, else 2 for a budget not
+    # named), and one per other value a budget names ("train+N"): a budget's students train on the labelled
+    # rows + its transfer set.
     copies_for = per_budget(args.aug_copies, 2)
     base_copies = int(args.aug_copies) if "=" not in args.aug_copies else 2
 
@@ -602,7 +603,8 @@ def run(args) -> int:
     # Identifies the teacher by its outputs on train (so exports and teacher measurements are reused
     # across runs that differ only in the students).
     teacher_fp = hashlib.sha256(np.asarray(t["logits_train"]).astype(np.float32).tobytes()).hexdigest()[:12]
-    transfer_fp = {k: hashlib.sha256("\x00".join(tr["texts"]).encode()).hexdigest()[:8] for k, tr in train_sets.items()}
+    transfer_fp = {k: hashlib.sha256("\x00".join(tr["texts"]).encode()).hexdigest()[:8]
+                   for k, tr in train_sets.items()}
     from edge_kd.models.minilm import get_tokenizer
 
     emb = t["model"].encoder.get_input_embeddings().weight.detach().float().numpy()
@@ -788,8 +790,8 @@ def run(args) -> int:
                 # The artifact's name carries every training setting (the checkpoint folder's name).
                 name = f"student-{trained_as}-cal{args.calib_samples}"
                 row = {**common, "model": f"student {mode}" if mode in ("hard-label", "distilled") else
-                       f"ablation {mode}", "mode": mode, **init, "pytorch_accuracy": pt_acc, "best_val": res.best_metric,
-                       "epochs": res.epochs_run, "sizing": decision}
+                       f"ablation {mode}", "mode": mode, **init, "pytorch_accuracy": pt_acc,
+                       "best_val": res.best_metric, "epochs": res.epochs_run, "sizing": decision}
                 try:
                     t1 = time.time()
                     path, how = export_student(model, example, target, calib, out, name, int8=True)
