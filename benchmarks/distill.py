@@ -456,12 +456,21 @@ def merge(stems: list[str]) -> int:
     return 0
 
 
-def per_budget(text: str, default: int) -> Callable[[str], int]:
+#: The options that take one number or one per budget (``per_budget``).
+PER_BUDGET_OPTIONS = ("epochs", "dims", "hidden", "patience", "aug_copies")
+
+
+def per_budget(text: str, default: int, option: str = "") -> Callable[[str], int]:
     """``"1MiB=20,64KiB=40"`` -> budget -> int (``default`` for a budget not named); a bare number applies
-    to every budget of the run."""
-    if "=" not in text:
-        return lambda _budget: int(text)
-    table = {k.strip(): int(v) for k, v in (item.split("=") for item in text.split(","))}
+    to every budget of the run. Anything else is an ``InputError`` naming ``option``."""
+    try:
+        if "=" not in text:
+            value = int(text)
+            return lambda _budget: value
+        table = {k.strip(): int(v) for k, v in (item.split("=") for item in text.split(","))}
+    except ValueError:
+        raise InputError(f"{option or 'per-budget option'} {text!r}: one whole number, or BUDGET=N,... "
+                         "(e.g. 1MiB=20,64KiB=40)") from None
     return lambda budget: table.get(budget, default)
 
 
@@ -529,6 +538,15 @@ def main() -> int:
     if args.merge:
         return merge(args.merge.split(","))
     try:
+        for name in PER_BUDGET_OPTIONS:  # before run() writes anything
+            per_budget(getattr(args, name), 0, "--" + name.replace("_", "-"))
+        from edge_kd.recipe import TransferConfig
+
+        for budget in args.budgets.split(","):  # the product's own limits on the copies
+            try:
+                TransferConfig(augment_copies=per_budget(args.aug_copies, 2)(budget.strip()))
+            except ValueError as exc:
+                raise InputError(f"--aug-copies: {exc}") from None
         return run(args)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,0 +1,18 @@
+"""benchmarks/distill.py: the per-budget options (epochs, dims, transfer copies, ...) parse or fail in one line."""
+import pytest
+
+from edge_kd.errors import InputError
+
+
+def test_per_budget_values_and_their_default(benchmark_script):
+    distill = benchmark_script("distill")
+    copies = distill.per_budget("1MiB=2,256KiB=4, 64KiB=4", 2)
+    assert [copies(b) for b in ("1MiB", "256KiB", "64KiB", "512KiB")] == [2, 4, 4, 2]  # unnamed: the default
+    assert distill.per_budget("3", 2)("1MiB") == 3  # a bare number applies to every budget
+
+
+@pytest.mark.parametrize("text", ["abc", "64KiB=x", "1MiB=2=3", "1MiB"])
+def test_bad_per_budget_text_is_an_input_error_naming_the_option(benchmark_script, text):
+    distill = benchmark_script("distill")
+    with pytest.raises(InputError, match=f"--aug-copies '{text}': one whole number, or BUDGET=N"):
+        distill.per_budget(text, 2, "--aug-copies")
