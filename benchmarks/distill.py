@@ -170,9 +170,9 @@ class HashedFeatures:
         self.inits = {"without": HashedInit.from_embeddings(base, emb, tokenizer, texts["train"][:n_train]),
                       **{k: HashedInit.from_embeddings(base, emb, tokenizer, v) for k, v in texts.items()
                          if k.startswith("train")}}
-        self.inits["with"] = self.inits["train"]
-        self.init_record = {"words": len(self.inits["with"].words),
-                            "features": int(len(self.inits["with"].feature_hashes)), "seconds": round(time.time() - t0, 1)}
+        self.init_record = {"words": len(self.inits["train"].words),
+                            "features": int(len(self.inits["train"].feature_hashes)),
+                            "seconds": round(time.time() - t0, 1)}
 
     def family(self, dim: int, num_classes: int, hidden: int = 0, dropout: float = 0.1):
         from edge_kd.models.students import make_family
@@ -210,7 +210,7 @@ class WordpieceFeatures:
         self.pieces = rank_wordpieces(texts["train"][:n_train], tokenizer.get_vocab())
         init = WordpieceInit.from_embeddings(self.pieces, emb, tokenizer.get_vocab())
         # the ranking reads the labelled sentences only: one init whatever the transfer set
-        self.inits = {"with": init, "without": init, **{k: init for k in texts if k.startswith("train")}}
+        self.inits = {"without": init, **{k: init for k in texts if k.startswith("train")}}
         self.init_record = {"pieces": len(self.pieces), "pieces_from_teacher": int(init.known.sum()),
                             "seconds": round(time.time() - t0, 1)}
         self._ids: dict[tuple[str, int], np.ndarray] = {}
@@ -542,9 +542,10 @@ def main() -> int:
             per_budget(getattr(args, name), 0, "--" + name.replace("_", "-"))
         from edge_kd.recipe import TransferConfig
 
+        copies_for = per_budget(args.aug_copies, 2)
         for budget in args.budgets.split(","):  # the product's own limits on the copies
             try:
-                TransferConfig(augment_copies=per_budget(args.aug_copies, 2)(budget.strip()))
+                TransferConfig(augment_copies=copies_for(budget.strip()))
             except ValueError as exc:
                 raise InputError(f"--aug-copies: {exc}") from None
         return run(args)
@@ -578,7 +579,7 @@ def run(args) -> int:
     # named), and one per other value a budget names ("train+N"): a budget's students train on the labelled
     # rows + its transfer set.
     copies_for = per_budget(args.aug_copies, 2)
-    base_copies = int(args.aug_copies) if "=" not in args.aug_copies else 2
+    base_copies = copies_for("")  # the copies of a budget the option does not name
 
     def transfer_for(copies: int) -> tuple[dict, dict]:
         stats: dict = {}
