@@ -14,5 +14,14 @@ def test_per_budget_values_and_their_default(benchmark_script):
 @pytest.mark.parametrize("text", ["abc", "64KiB=x", "1MiB=2=3", "1MiB"])
 def test_bad_per_budget_text_is_an_input_error_naming_the_option(benchmark_script, text):
     distill = benchmark_script("distill")
-    with pytest.raises(InputError, match=f"--aug-copies '{text}': one whole number, or BUDGET=N"):
+    with pytest.raises(InputError, match=f"--aug-copies '{text}': one whole number, or BUDGET=VALUE"):
         distill.per_budget(text, 2, "--aug-copies")
+
+
+def test_init_per_budget_names_the_rows_and_rejects_other_words(benchmark_script):
+    distill = benchmark_script("distill")
+    init = distill.per_budget("1MiB=random,256KiB=teacher", "teacher", "--init", distill.init_choice)
+    assert [init(b) for b in ("1MiB", "256KiB", "64KiB")] == ["random", "teacher", "teacher"]
+    assert distill.per_budget("auto", "teacher", "--init", distill.init_choice)("64KiB") == "auto"
+    with pytest.raises(InputError, match=r"--init '1MiB=pca': one of teacher\|random\|auto, or BUDGET=VALUE"):
+        distill.per_budget("1MiB=pca", "teacher", "--init", distill.init_choice)
