@@ -266,9 +266,9 @@ def write_results(report: dict) -> None:
         "sentence's label for CE), epochs and optimiser; only the loss differs "
         f"(CE vs Hinton KD, T={report['config']['temperature']}, alpha={report['config']['alpha']}). Their first "
         f"rows: --init {report['config'].get('init', 'teacher')} (teacher = the teacher-initialized rows of the "
-        "distill stage; random = the family's random rows; auto = trained from the teacher's rows and from random "
-        "rows, the better validation accuracy kept; 'rows from' names the one used). Ablation rows drop one or both ingredients (table "
-        "below).", "",
+        "distill stage; random = the family's random rows; auto = trained from the teacher's rows and from "
+        "random rows, the better validation accuracy kept; 'rows from' names the one used). Ablation rows drop "
+        "one or both ingredients (table below).", "",
         "| target | family | model | rows from | budget | size x dim | params | bundle bytes | fits | artifact "
         "| accuracy (runtime) | % of teacher (runtime) | accuracy (PyTorch) | val (PyTorch) | p50 ms "
         "| teacher p50 / p50 |",
@@ -468,9 +468,12 @@ def init_choice(text: str) -> str:
     return text
 
 
-#: The options that take one value or one per budget (``per_budget``).
+#: The options that take one value or one per budget (``per_budget``), with the parser of one value.
 PER_BUDGET_OPTIONS = {"epochs": int, "dims": int, "hidden": int, "patience": int, "aug_copies": int,
                       "init": init_choice}
+#: What a parser accepts, and an example, for the one-line error.
+_VALUE_HELP = {int: ("one whole number", "1MiB=20,64KiB=40"),
+               init_choice: ("one of " + "|".join(INITS), "1MiB=random,64KiB=teacher")}
 
 
 def per_budget(text: str, default: T, option: str = "", parse: Callable[[str], T] = int) -> Callable[[str], T]:
@@ -483,11 +486,20 @@ def per_budget(text: str, default: T, option: str = "", parse: Callable[[str], T
             return lambda _budget: value
         table = {k.strip(): parse(v.strip()) for k, v in (item.split("=") for item in text.split(","))}
     except ValueError:
-        what = "one of " + "|".join(INITS) if parse is init_choice else "one whole number"
-        example = "1MiB=random,64KiB=teacher" if parse is init_choice else "1MiB=20,64KiB=40"
+        what, example = _VALUE_HELP[parse]
         raise InputError(f"{option or 'per-budget option'} {text!r}: {what}, or BUDGET=VALUE,... "
                          f"(e.g. {example})") from None
     return lambda budget: table.get(budget, default)
+
+
+def student_families(text: str) -> list[str]:
+    """``--families`` as a list; an unknown or missing family is an ``InputError``."""
+    families = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = [f for f in families if f not in FEATURES]
+    if unknown or not families:
+        raise InputError(f"--families {text!r}: " + (f"unknown {', '.join(unknown)}" if unknown else "none given")
+                         + f"; known: {', '.join(FEATURES)}")
+    return families
 
 
 def main() -> int:
@@ -561,8 +573,8 @@ def main() -> int:
         return merge(args.merge.split(","))
     try:
         for name, parse in PER_BUDGET_OPTIONS.items():  # before run() writes anything
-            per_budget(getattr(args, name), parse("teacher" if parse is init_choice else "0"),
-                       "--" + name.replace("_", "-"), parse)
+            per_budget(getattr(args, name), None, "--" + name.replace("_", "-"), parse)
+        student_families(args.families)
         from edge_kd.recipe import TransferConfig
 
         copies_for = per_budget(args.aug_copies, 2)
@@ -652,10 +664,7 @@ def run(args) -> int:
     emb = t["model"].encoder.get_input_embeddings().weight.detach().float().numpy()
     texts = {**{k: list(train.texts) + tr["texts"] for k, tr in train_sets.items()}, "val": list(val.texts),
              "test": list(test.texts)}
-    families = [f.strip() for f in args.families.split(",") if f.strip()]
-    unknown = [f for f in families if f not in FEATURES]
-    if unknown or not families:
-        raise InputError(f"--families: unknown {unknown or families}; known: {', '.join(FEATURES)}")
+    families = student_families(args.families)
     features = {name: FEATURES[name](args, texts, labels, emb, get_tokenizer(), n_train) for name in families}
     report["teacher_init"] = {name: f.init_record for name, f in features.items()}
     log(f"teacher init: {report['teacher_init']}")

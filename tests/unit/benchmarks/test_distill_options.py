@@ -25,3 +25,19 @@ def test_init_per_budget_names_the_rows_and_rejects_other_words(benchmark_script
     assert distill.per_budget("auto", "teacher", "--init", distill.init_choice)("64KiB") == "auto"
     with pytest.raises(InputError, match=r"--init '1MiB=pca': one of teacher\|random\|auto, or BUDGET=VALUE"):
         distill.per_budget("1MiB=pca", "teacher", "--init", distill.init_choice)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--families", "text_hashed,nope"], "--families 'text_hashed,nope': unknown nope; known: text_hashed"),
+    (["--families", ","], "--families ',': none given"),
+    (["--init", "256KiB=pca"], "--init '256KiB=pca': one of teacher|random|auto"),
+])
+def test_bad_options_exit_2_before_any_results_file_is_written(benchmark_script, monkeypatch, tmp_path, capsys,
+                                                              argv, message):
+    distill = benchmark_script("distill")
+    stem = tmp_path / "results"
+    monkeypatch.setattr("sys.argv", ["distill.py", "--results-stem", str(stem), *argv])
+    assert distill.main() == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []  # nothing written (a bad --families used to blank distill.md)
