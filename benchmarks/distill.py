@@ -468,9 +468,11 @@ def init_choice(text: str) -> str:
     return text
 
 
-#: The options that take one value or one per budget (``per_budget``), with the parser of one value.
-PER_BUDGET_OPTIONS = {"epochs": int, "dims": int, "hidden": int, "patience": int, "aug_copies": int,
-                      "init": init_choice}
+#: The options that take one value or one per budget (``per_budget``): the parser of one value, and the
+#: value of a budget the option does not name.
+PER_BUDGET_OPTIONS: dict[str, tuple[Callable[[str], object], object]] = {
+    "epochs": (int, 20), "dims": (int, 64), "hidden": (int, 0), "patience": (int, 4), "aug_copies": (int, 2),
+    "init": (init_choice, "teacher")}
 #: What a parser accepts, and an example, for the one-line error.
 _VALUE_HELP = {int: ("one whole number", "1MiB=20,64KiB=40"),
                init_choice: ("one of " + "|".join(INITS), "1MiB=random,64KiB=teacher")}
@@ -490,6 +492,12 @@ def per_budget(text: str, default: T, option: str = "", parse: Callable[[str], T
         raise InputError(f"{option or 'per-budget option'} {text!r}: {what}, or BUDGET=VALUE,... "
                          f"(e.g. {example})") from None
     return lambda budget: table.get(budget, default)
+
+
+def by_budget(args, name: str) -> Callable[[str], object]:
+    """Option ``name`` of ``args`` (one of ``PER_BUDGET_OPTIONS``) as budget -> value."""
+    parse, default = PER_BUDGET_OPTIONS[name]
+    return per_budget(getattr(args, name), default, "--" + name.replace("_", "-"), parse)
 
 
 def student_families(text: str) -> list[str]:
@@ -572,12 +580,11 @@ def main() -> int:
     if args.merge:
         return merge(args.merge.split(","))
     try:
-        for name, parse in PER_BUDGET_OPTIONS.items():  # before run() writes anything
-            per_budget(getattr(args, name), None, "--" + name.replace("_", "-"), parse)
+        lookups = {name: by_budget(args, name) for name in PER_BUDGET_OPTIONS}  # before run() writes anything
         student_families(args.families)
         from edge_kd.recipe import TransferConfig
 
-        copies_for = per_budget(args.aug_copies, 2)
+        copies_for = lookups["aug_copies"]
         for budget in args.budgets.split(","):  # the product's own limits on the copies
             try:
                 TransferConfig(augment_copies=copies_for(budget.strip()))
@@ -613,7 +620,7 @@ def run(args) -> int:
     # The transfer set of the default copies ("train": a bare --aug-copies number, else 2 for a budget not
     # named), and one per other value a budget names ("train+N"): a budget's students train on the labelled
     # rows + its transfer set.
-    copies_for = per_budget(args.aug_copies, 2)
+    copies_for = by_budget(args, "aug_copies")
     base_copies = copies_for("")  # the copies of a budget the option does not name
 
     def transfer_for(copies: int) -> tuple[dict, dict]:
@@ -675,10 +682,8 @@ def run(args) -> int:
     calib_idx = list(calibration_sample(train, args.calib_samples, seed=0))
     eval_idx = np.arange(len(test)) if not args.eval_rows else np.random.default_rng(0).permutation(len(test))[:args.eval_rows]
 
-    dims = per_budget(args.dims, 64)
-    init_for = per_budget(args.init, "teacher", parse=init_choice)
-    hidden_for = per_budget(args.hidden, 0)
-    epochs_for, patience_for = per_budget(args.epochs, 20), per_budget(args.patience, 4)
+    dims, init_for, hidden_for = by_budget(args, "dims"), by_budget(args, "init"), by_budget(args, "hidden")
+    epochs_for, patience_for = by_budget(args, "epochs"), by_budget(args, "patience")
     measure = default_measurer()
     # (family, knob value, dim, hidden, mode, epochs, patience, training split) -> the trained student, figures
     trained: dict[tuple[str, int, int, int, str, int, int, str], tuple] = {}
