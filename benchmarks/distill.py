@@ -153,19 +153,24 @@ def transfer_set(t: dict, args, report: dict) -> dict:
 
 
 class HashedFeatures:
-    """The hashed n-gram student's inputs: feature hashes computed once, bucketed per knob value."""
+    """The hashed n-gram student's inputs: feature hashes computed once, bucketed per knob value.
+    ``hashes_per_feature`` ids per n-gram (``--hashes``); ``max_ids`` then grows with it, so the same
+    n-grams fit."""
 
     family_name, knob, short = "text_hashed", "buckets", "b"
 
-    def __init__(self, args, texts: dict[str, list[str]], labels: tuple[str, ...], emb, tokenizer, n_train: int):
+    def __init__(self, args, texts: dict[str, list[str]], labels: tuple[str, ...], emb, tokenizer, n_train: int,
+                 hashes_per_feature: int = 1):
         from edge_kd.distill.teacher_init import HashedInit
         from edge_kd.preprocess.text import TextPreprocessSpec, hash_texts
 
-        self.max_ids, self.labels = args.max_ids or 128, labels
-        base = TextPreprocessSpec(buckets=1, max_ids=self.max_ids, labels=labels)
+        self.hashes_per_feature = hashes_per_feature
+        self.max_ids, self.labels = (args.max_ids or 128) * hashes_per_feature, labels
+        base = TextPreprocessSpec(buckets=1, max_ids=self.max_ids, labels=labels, hashes_per_feature=hashes_per_feature)
         t0 = time.time()
         self.hashes = {k: hash_texts(base, v) for k, v in texts.items()}
-        log(f"hashed n-gram features of {sum(len(h) for h in self.hashes.values())} texts ({time.time() - t0:.1f}s)")
+        log(f"hashed n-gram features of {sum(len(h) for h in self.hashes.values())} texts, {hashes_per_feature} "
+            f"hash(es) per n-gram ({time.time() - t0:.1f}s)")
         t0 = time.time()
         # Teacher init per training split: the labelled sentences alone, or with a transfer set ("train" and,
         # for a budget with another --aug-copies, "train+N").
@@ -180,7 +185,12 @@ class HashedFeatures:
         from edge_kd.models.students import make_family
 
         return make_family("text_hashed", num_classes=num_classes, dim=dim, max_ids=self.max_ids, hidden=hidden,
-                           dropout=dropout)
+                           dropout=dropout, hashes_per_feature=self.hashes_per_feature)
+
+    @property
+    def variant(self) -> str:
+        """What sets these inputs apart in file names and tables ("" for one hash per n-gram)."""
+        return f"-k{self.hashes_per_feature}" if self.hashes_per_feature > 1 else ""
 
     def ids(self, split: str, value: int, rows: slice | list[int] = slice(None)):
         from edge_kd.preprocess.text import ids_from_hashes
@@ -191,7 +201,8 @@ class HashedFeatures:
     def spec(self, value: int):
         from edge_kd.preprocess.text import TextPreprocessSpec
 
-        return TextPreprocessSpec(buckets=value, max_ids=self.max_ids, labels=self.labels)
+        return TextPreprocessSpec(buckets=value, max_ids=self.max_ids, labels=self.labels,
+                                  hashes_per_feature=self.hashes_per_feature)
 
     def extra_bytes(self, value: int) -> int:
         return self.spec(262144).spec_bytes()  # the same for every bucket count (give or take digits)
@@ -208,6 +219,7 @@ class WordpieceFeatures:
         from edge_kd.preprocess.wordpiece import rank_wordpieces
 
         self.max_ids, self.labels, self.texts = args.max_ids or 64, labels, texts
+        self.variant = ""
         t0 = time.time()
         self.pieces = rank_wordpieces(texts["train"][:n_train], tokenizer.get_vocab())
         init = WordpieceInit.from_embeddings(self.pieces, emb, tokenizer.get_vocab())
@@ -279,9 +291,10 @@ def write_results(report: dict) -> None:
             v = r.get(key)
             return fmt.format(v) if isinstance(v, (int, float)) else (v if v is not None else "-")
         size = r.get("buckets", r.get("vocab"))
+        ids_per_ngram = f" ({r['hashes_per_feature']} ids/n-gram)" if (r.get("hashes_per_feature") or 1) > 1 else ""
         lines.append(f"| {r['target']} | {r.get('family', '-') if size else '-'} | {r['model']}"
                      f"{' (memoised)' if r.get('memoised') else ''} | {_rows_from(r)} | {r.get('budget', '-')} | "
-                     f"{size if size else '-'}{'x' + str(r['dim']) if r.get('dim') else ''} | "
+                     f"{size if size else '-'}{'x' + str(r['dim']) if r.get('dim') else ''}{ids_per_ngram} | "
                      f"{f('params', '{:,}')} | {f('bundle_bytes', '{:,}')} | {f('fits', '{}')} | {r.get('how', '-')} | "
                      f"{f('runtime_accuracy')} | {f('pct_of_teacher', '{:.2f}%')} | {f('pytorch_accuracy')} | "
                      f"{f('best_val')} | {f('p50_ms', '{:.3f}')} | {f('speedup', '{:.0f}x')} |")
@@ -472,7 +485,7 @@ def init_choice(text: str) -> str:
 #: value of a budget the option does not name.
 PER_BUDGET_OPTIONS: dict[str, tuple[Callable[[str], object], object]] = {
     "epochs": (int, 20), "dims": (int, 64), "hidden": (int, 0), "patience": (int, 4), "aug_copies": (int, 2),
-    "init": (init_choice, "teacher")}
+    "init": (init_choice, "teacher"), "hashes": (int, 1)}
 #: What a parser accepts, and an example, for the one-line error.
 _VALUE_HELP = {int: ("one whole number", "1MiB=20,64KiB=40"),
                init_choice: ("one of " + "|".join(INITS), "1MiB=random,64KiB=teacher")}
@@ -555,6 +568,14 @@ def main() -> int:
                    help="the hard-label and distilled students' first rows: teacher ([student] init = \"teacher\"), "
                         "random, or auto = both trained, the better validation accuracy kept; one for every "
                         "budget or per budget (BUDGET=VALUE,...; teacher for a budget not named)")
+    # Ids per n-gram of the hashed students ([student] options hashes_per_feature), chosen on validation (2026-12-06,
+    # ORT-sized hashed students from random rows, each budget's copies, epochs and patience, 5 seeds; a one-off
+    # sweep): 256KiB 1 / 2 / 3 ids 0.9086 / 0.9148 / 0.9106 (2: every seed higher than 1); 1MiB 1 / 2 0.9146 /
+    # 0.9128 (kept at 1); 64KiB 1 / 2 0.8946 / 0.8908 (kept at 1). With 2 ids at 256KiB, this script's runs
+    # (5 seeds, ORT) read teacher rows 0.9130 vs random rows 0.9148 (4/5 seeds, within noise): --init kept.
+    p.add_argument("--hashes", default="256KiB=2",
+                   help="hashed n-gram students: ids per n-gram (edge_kd.preprocess.text hashes_per_feature; the "
+                        "input grows to 128 ids per hash): one number or per budget (1 for a budget not named)")
     p.add_argument("--ablations", default="kd,kd+init,kd+transfer",
                    help="ingredient ablations measured beside the full student (kd = no teacher init, no "
                         "transfer set); empty for none")
@@ -584,6 +605,11 @@ def main() -> int:
         student_families(args.families)
         from edge_kd.recipe import TransferConfig
 
+        from edge_kd.preprocess.text import MAX_HASHES_PER_FEATURE
+
+        for budget in args.budgets.split(","):
+            if not 1 <= lookups["hashes"](budget.strip()) <= MAX_HASHES_PER_FEATURE:
+                raise InputError(f"--hashes {args.hashes!r}: ids per n-gram must be 1..{MAX_HASHES_PER_FEATURE}")
         copies_for = lookups["aug_copies"]
         for budget in args.budgets.split(","):  # the product's own limits on the copies
             try:
@@ -651,6 +677,11 @@ def run(args) -> int:
         "0.8727 (fewer, wider rows: 1,024 buckets x 32 beat 2,304 x 16; adopted), wordpiece dims 16 / 32 "
         "0.8908 / 0.8958. At 1MiB dim 128 (0.9148) and at 256KiB dim 64 (0.9008) were within noise of the "
         "current widths, which were kept.",
+        f"Ids per n-gram of the hashed students: --hashes {args.hashes} (edge_kd.preprocess.text hashes_per_feature; "
+        "the input is 128 ids per hash). Chosen on validation (2026-12-06, ORT-sized students from random rows, 5 "
+        "seeds, a one-off sweep): 256KiB 1 / 2 / 3 ids 0.9086 / 0.9148 / 0.9106, 1MiB 1 / 2 0.9146 / 0.9128, 64KiB "
+        "1 / 2 0.8946 / 0.8908. At 256KiB with 2 ids, dims 24 / 32 / 48 gave 0.9078 / 0.9148 / 0.9106 and a hidden "
+        "layer of 64 in the head 0.8922 (same bytes): the width stays 32, the head linear.",
         EMBEDDING_NOTE,
         "Sizing: each decision is a real export of the candidate (edge_kd.distill.sizing.default_measurer); "
         "decisions are cached in the --cache folder and every shipped artifact's bytes above are re-measured.",
@@ -672,8 +703,20 @@ def run(args) -> int:
     texts = {**{k: list(train.texts) + tr["texts"] for k, tr in train_sets.items()}, "val": list(val.texts),
              "test": list(test.texts)}
     families = student_families(args.families)
-    features = {name: FEATURES[name](args, texts, labels, emb, get_tokenizer(), n_train) for name in families}
-    report["teacher_init"] = {name: f.init_record for name, f in features.items()}
+    hashes_for = by_budget(args, "hashes")
+    # Each family's inputs once per hashes-per-n-gram value a budget asks for (--hashes: hashed n-grams only).
+    features: dict[tuple[str, int], HashedFeatures | WordpieceFeatures] = {}
+
+    def features_for(name: str, budget_text: str):
+        k = hashes_for(budget_text) if name == HashedFeatures.family_name else 1
+        if (name, k) not in features:
+            extra = {"hashes_per_feature": k} if k > 1 else {}
+            features[(name, k)] = FEATURES[name](args, texts, labels, emb, get_tokenizer(), n_train, **extra)
+        return features[(name, k)]
+    for budget_text in budgets_run:
+        for name in families:
+            features_for(name, budget_text)
+    report["teacher_init"] = {name + f.variant: f.init_record for (name, _k), f in features.items()}
     log(f"teacher init: {report['teacher_init']}")
     # Calibration rows: stratified by intent (the training file is grouped by label, so its first rows
     # would calibrate on two or three intents only).
@@ -685,7 +728,8 @@ def run(args) -> int:
     dims, init_for, hidden_for = by_budget(args, "dims"), by_budget(args, "init"), by_budget(args, "hidden")
     epochs_for, patience_for = by_budget(args, "epochs"), by_budget(args, "patience")
     measure = default_measurer()
-    # (family, knob value, dim, hidden, mode, epochs, patience, training split) -> the trained student, figures
+    # (family + inputs variant, knob value, dim, hidden, mode, epochs, patience, training split) -> the trained
+    # student, figures
     trained: dict[tuple[str, int, int, int, str, int, int, str], tuple] = {}
 
     def student_for(feat, value: int, dim: int, mode: str, budget_text: str):
@@ -708,7 +752,7 @@ def run(args) -> int:
     def train_one(feat, value: int, dim: int, mode: str, budget_text: str):
         epochs, patience = epochs_for(budget_text), patience_for(budget_text)
         hidden = hidden_for(budget_text)
-        key = (feat.family_name, value, dim, hidden, mode, epochs, patience, split_for(budget_text))
+        key = (feat.family_name + feat.variant, value, dim, hidden, mode, epochs, patience, split_for(budget_text))
         if key in trained:
             return trained[key]
         family = feat.family(dim, len(labels), hidden, args.dropout)
@@ -731,7 +775,7 @@ def run(args) -> int:
         # The checkpoint folder names everything the student depends on, incl. the teacher's outputs.
         arch = "".join(f"-{k[0]}{v}" for k, v in sorted(family.kwargs.items()) if k in ("kernel", "hidden") and v)
         arch += f"-dr{args.dropout}" if args.dropout != 0.1 else ""
-        ck = args.cache / "students" / (f"{feat.short}{value}-d{dim}-m{feat.max_ids}{arch}-{mode}-e{epochs}"
+        ck = args.cache / "students" / (f"{feat.short}{value}-d{dim}-m{feat.max_ids}{feat.variant}{arch}-{mode}-e{epochs}"
                                         f"-bs{args.batch_size}-lr{args.lr}-p{patience}-T{args.temperature}"
                                         f"-a{args.alpha}-s{args.seed}-t{teacher_fp}"
                                         + (f"-x{transfer_fp[split]}" if use_transfer else ""))
@@ -797,8 +841,7 @@ def run(args) -> int:
         report["rows"].append(trow)
         write_results(report)
         val_rows: dict[tuple[str, str], np.ndarray] = {}
-        for budget_text, feat in [(b.strip(), f) for b in args.budgets.split(",") if b.strip()
-                                  for f in features.values()]:
+        for budget_text, feat in [(b, features_for(name, b)) for b in budgets_run for name in families]:
             budget = parse_bytes(budget_text)
             dim = dims(budget_text)
             hidden = hidden_for(budget_text)
@@ -809,8 +852,10 @@ def run(args) -> int:
             from edge_kd.targets import TargetProfile
 
             target = TargetProfile.from_dict(d, source=f"{target_name} with a {budget_text} budget")
-            # Everything the decision depends on: the family, its knob values and architecture options.
-            options = ",".join(f"{k}={v}" for k, v in sorted(family.kwargs.items()))
+            # Everything the decision depends on: the family, its knob values and architecture options (one hash
+            # per n-gram, the default, left out: decisions made before the option existed stay valid).
+            options = ",".join(f"{k}={v}" for k, v in sorted(family.kwargs.items())
+                               if (k, v) != ("hashes_per_feature", 1))
             memo_key = (f"{feat.family_name}|{target_name}|{budget}|{feat.extra_bytes(family.values[-1])}|"
                         f"{family.values[0]}..{family.values[-1]}/{len(family.values)}|{options}")
             t1 = time.time()
@@ -830,7 +875,8 @@ def run(args) -> int:
             if target_name not in [s.strip() for s in args.ablation_targets.split(",")]:
                 ablations = []
             common = {"target": target_name, "family": feat.family_name, "budget": budget_text, feat.knob: value,
-                      "dim": dim, "hidden": hidden, "params": decision["params"]}
+                      "dim": dim, "hidden": hidden, "params": decision["params"],
+                      "hashes_per_feature": getattr(feat, "hashes_per_feature", None), "max_ids": feat.max_ids}
             for mode in ("hard-label", "distilled", *ablations):
                 model, pt_acc, res, ids_te, trained_as, val_correct, init = student_for(feat, value, dim, mode,
                                                                                         budget_text)
@@ -875,9 +921,9 @@ def run(args) -> int:
                 report["rows"].append(row)
                 report["checks"] = checks(report)
                 write_results(report)
-            if feat is list(features.values())[-1] and len(features) > 1:
+            if feat.family_name == families[-1] and len(families) > 1:
                 report.setdefault("family_choice", {})[f"{target_name}|{budget_text}"] = family_choice(
-                    {name: val_rows[(budget_text, name)] for name in features})
+                    {name: val_rows[(budget_text, name)] for name in families})
                 report["checks"] = checks(report)
                 write_results(report)
     report["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

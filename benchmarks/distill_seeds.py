@@ -53,7 +53,8 @@ def summarize(reports: dict[int, dict]) -> list[dict]:
             key = (row["target"], row["family"], row["budget"], row["model"])
             cell = cells.setdefault(key, {"target": key[0], "family": key[1], "budget": key[2], "model": key[3],
                                           "seeds": [], "runtime_accuracy": [], "pct_of_teacher": [],
-                                          "bundle_bytes": [], "init": [], "best_val": []})
+                                          "bundle_bytes": [], "init": [], "best_val": [],
+                                          "hashes_per_feature": row.get("hashes_per_feature")})
             cell["seeds"].append(seed)
             cell["runtime_accuracy"].append(row["runtime_accuracy"])
             cell["pct_of_teacher"].append(row["pct_of_teacher"])
@@ -88,7 +89,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
                              for p, i in zip(r["pct_of_teacher"], r.get("init") or ["teacher"] * len(r["seeds"])))
         goal = f">= {r['goal_pct']}%" if r["goal_pct"] is not None else "-"
         at_goal = f"{r['seeds_meeting_goal']}/{len(r['seeds'])}" if r["goal_pct"] is not None else "-"
-        lines.append(f"| {r['target']} | {r['family']} | {r['budget']} | {r['model']} | {len(r['seeds'])} | "
+        ids = f" ({r['hashes_per_feature']} ids/n-gram)" if (r.get("hashes_per_feature") or 1) > 1 else ""
+        lines.append(f"| {r['target']} | {r['family']} | {r['budget']}{ids} | {r['model']} | {len(r['seeds'])} | "
                      f"{per_seed} | {r['pct_mean']:.2f}% ± {r['pct_sd']:.2f} | {goal} | {at_goal} | "
                      + (f"{r['val_mean']:.4f} |" if r.get("val_mean") is not None else "- |"))
     return "\n".join(lines) + "\n"

@@ -209,7 +209,8 @@ class StudentData:
                 from edge_kd.preprocess.text import TextPreprocessSpec
 
                 spec = TextPreprocessSpec(buckets=int(kw["buckets"]), max_ids=int(kw["max_ids"]),
-                                          labels=tuple(self.label_names))
+                                          labels=tuple(self.label_names),
+                                          hashes_per_feature=int(kw.get("hashes_per_feature", 1)))
             self._text_specs[value] = spec
         return self._text_specs[value]
 

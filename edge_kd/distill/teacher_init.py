@@ -64,14 +64,15 @@ def pca_basis(embeddings: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]
 class HashedInit:
     """Features of the hashed featurizer with their words, ready to be bucketed at any size.
 
-    ``feature_hashes[f]`` is feature f's 32-bit hash; (``link_feature[k]``, ``link_word[k]``,
+    ``feature_hashes[f]`` holds feature f's 32-bit hashes, one per id it emits (``hashes_per_feature`` of
+    the spec; each of those rows starts from the feature's vector); (``link_feature[k]``, ``link_word[k]``,
     ``link_weight[k]``) say that word ``link_word[k]`` contributes ``link_weight[k]`` of feature
     ``link_feature[k]``'s vector (weights of a feature sum to 1)."""
 
     word_vecs: np.ndarray          # [W, hidden], teacher space
     mean: np.ndarray               # [hidden]
     components: np.ndarray         # [hidden, hidden], PCA, largest variance first
-    feature_hashes: np.ndarray     # [F] int64
+    feature_hashes: np.ndarray     # [F, hashes per feature] int64
     link_feature: np.ndarray       # [K] int64
     link_word: np.ndarray          # [K] int64
     link_weight: np.ndarray        # [K] float32
@@ -82,8 +83,6 @@ class HashedInit:
         """From a teacher's input embedding matrix and its tokenizer (``tokenizer(words,
         add_special_tokens=False)["input_ids"]`` and ``get_vocab()``), for the featurizer ``spec``
         (an ``edge_kd.preprocess.text.TextPreprocessSpec``; its ``buckets`` do not matter)."""
-        from edge_kd.preprocess.text import fnv1a_32
-
         texts = list(texts)
         words: dict[str, int] = {}
         for piece in tokenizer.get_vocab():
@@ -127,7 +126,9 @@ class HashedInit:
         weights = np.array(list(links.values()), dtype=np.float32)
         totals = np.bincount(keys[:, 0], weights=weights, minlength=len(feat_index)).astype(np.float32)
         weights = weights / totals[keys[:, 0]]
-        hashes = np.array([fnv1a_32(f.encode("utf-8")) for f in feat_index], dtype=np.int64)
+        # The spec's own hashing (step 4 of edge_kd.preprocess.text), feature by feature.
+        per_feature = int(spec.hashes_per_feature)
+        hashes = np.array([spec.feature_hashes(f) for f in feat_index], dtype=np.int64).reshape(-1, per_feature)
         return cls(vecs, mean, comps, hashes, keys[:, 0].copy(), keys[:, 1].copy(), weights, word_list)
 
     @classmethod
@@ -152,9 +153,10 @@ class HashedInit:
         feats = torch.zeros(len(self.feature_hashes), z.shape[1])
         feats.index_add_(0, torch.from_numpy(self.link_feature),
                          z[torch.from_numpy(self.link_word)] * torch.from_numpy(self.link_weight)[:, None])
-        bucket = torch.from_numpy(1 + self.feature_hashes % int(buckets))
+        per_feature = self.feature_hashes.shape[1]
+        bucket = torch.from_numpy(1 + self.feature_hashes % int(buckets)).reshape(-1)
         sums = torch.zeros(int(buckets) + 1, z.shape[1])
-        sums.index_add_(0, bucket, feats)
+        sums.index_add_(0, bucket, feats.repeat_interleave(per_feature, dim=0))
         counts = torch.bincount(bucket, minlength=int(buckets) + 1).float()
         filled = counts > 0
         rows = torch.where(filled[:, None], sums / counts.clamp(min=1.0)[:, None], torch.zeros(()))

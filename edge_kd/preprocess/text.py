@@ -15,7 +15,9 @@ that the benchmarks use. The algorithm, in the order an app must follow:
    - for n in ``char_ngrams`` (default ``[3]``), for every token ``t`` with ``len(t) >= 2``, every
      n-character window of ``"<" + t + ">"``, prefixed ``"c{n}:"``; e.g. ``"c3:<ca"``.
 4. ``h = fnv1a_32(feature.encode("utf-8"))`` (offset basis 2166136261, prime 16777619, xor then
-   multiply, modulo 2**32), ``id = 1 + h % buckets``. Id 0 is padding.
+   multiply, modulo 2**32), ``id = 1 + h % buckets``. Id 0 is padding. With ``hashes_per_feature``
+   k > 1 (spec version 2), each feature emits k ids in a row: the one above, then for j = 1 .. k-1
+   ``1 + fnv1a_32(f"{j}|{feature}".encode("utf-8")) % buckets`` (e.g. ``"1|w1:card"``).
 5. Keep the first ``max_ids`` ids; pad with 0 up to ``max_ids``. The model input is one integer
    tensor of shape ``[1, max_ids]``; the model averages the embeddings of the non-zero ids. Its dtype
    is the artifact's: the ``input`` (and ``contract``) of the shipped ``bundle/preprocess.json`` say it
@@ -23,6 +25,15 @@ that the benchmarks use. The algorithm, in the order an app must follow:
    spec this module writes for the PyTorch student says int64.
 
 ``labels`` lists the class names in output order, so the app can name the prediction.
+
+Why several ids per feature: a small table has far fewer rows than the text has features (Banking77's
+10,003 training sentences: 25,545 distinct n-grams, into ~7,000 rows at 256 KiB), so many share a row. With k ids per
+feature, two features that share one row rarely share the others, and the model learns rows that
+tell them apart (the Bloom-filter idea of spaCy's ``HashEmbed`` and Svenstrup et al.'s hash
+embeddings, 2017). The table and the model are unchanged; the mean runs over k times as many ids.
+Measured on Banking77's validation split (benchmarks/distill.py ``--hashes``): two ids per n-gram paid
+at 256 KiB (~7,000 rows) and not at 1 MiB (~15,000 rows) or 64 KiB (~1,150 rows, where every row is
+already shared by many n-grams); see the README.
 
     spec = TextPreprocessSpec(buckets=4096, max_ids=64, labels=["refund", "track_order"])
     ids = spec.encode("Where is my order?")          # list of 64 ints
@@ -42,7 +53,11 @@ import numpy as np
 from edge_kd.errors import InputError
 
 SPEC_FORMAT = "edge_kd.text.hashed_ngrams"
+#: Version 1: one id per feature. Version 2 adds ``hashes_per_feature``; a spec with one hash per feature is
+#: still written as version 1, byte for byte as before, so apps that read version 1 keep working.
 SPEC_VERSION = 1
+SPEC_VERSION_HASHES = 2
+MAX_HASHES_PER_FEATURE = 8
 FNV_OFFSET = 2166136261
 FNV_PRIME = 16777619
 DEFAULT_TOKEN_PATTERN = r"[a-z0-9]+|[^\sa-z0-9]"
@@ -64,6 +79,8 @@ class ShippedSpec:
     spec_format: ClassVar[str]
     spec_version: ClassVar[int]
     spec_kind: ClassVar[str]
+    #: Versions this edge_kd reads (default: ``spec_version`` only).
+    readable_versions: ClassVar[tuple[int, ...]] = ()
 
     def to_dict(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -75,9 +92,10 @@ class ShippedSpec:
         if d.get("format") != cls.spec_format:
             raise InputError(f"{source}: not a {cls.spec_kind} spec (format {d.get('format')!r}, "
                              f"expected {cls.spec_format!r})")
-        if d.get("version") != cls.spec_version:
+        readable = cls.readable_versions or (cls.spec_version,)
+        if d.get("version") not in readable:
             raise InputError(f"{source}: {cls.spec_kind} spec version {d.get('version')!r} is not supported "
-                             f"(this edge_kd reads version {cls.spec_version})")
+                             f"(this edge_kd reads version {' and '.join(map(str, readable))})")
 
     def to_json(self) -> str:
         # Compact separators: these bytes ship in the app and count against the size budget.
@@ -100,6 +118,7 @@ class TextPreprocessSpec(ShippedSpec):
     spec_format: ClassVar[str] = SPEC_FORMAT
     spec_version: ClassVar[int] = SPEC_VERSION
     spec_kind: ClassVar[str] = "text preprocessing"
+    readable_versions: ClassVar[tuple[int, ...]] = (SPEC_VERSION, SPEC_VERSION_HASHES)
 
     buckets: int = 8192
     max_ids: int = 128
@@ -110,6 +129,7 @@ class TextPreprocessSpec(ShippedSpec):
     labels: tuple[str, ...] = ()
     hash: str = "fnv1a_32"
     pad_id: int = 0
+    hashes_per_feature: int = 1
 
     def __post_init__(self) -> None:
         if self.buckets < 1:
@@ -118,6 +138,9 @@ class TextPreprocessSpec(ShippedSpec):
             raise InputError(f"text preprocessing: max_ids must be >= 1, got {self.max_ids}")
         if self.hash != "fnv1a_32":
             raise InputError(f"text preprocessing: unknown hash {self.hash!r}; known: fnv1a_32")
+        if not 1 <= self.hashes_per_feature <= MAX_HASHES_PER_FEATURE:
+            raise InputError(f"text preprocessing: hashes_per_feature must be 1..{MAX_HASHES_PER_FEATURE}, "
+                             f"got {self.hashes_per_feature}")
         if self.pad_id != 0:
             raise InputError("text preprocessing: pad_id must be 0 (ids are 1 + hash % buckets)")
         if any(n < 1 for n in (*self.word_ngrams, *self.char_ngrams)):
@@ -156,8 +179,14 @@ class TextPreprocessSpec(ShippedSpec):
         return out
 
     def hashes(self, text: str) -> list[int]:
-        """The 32-bit hashes of the features, before ``% buckets`` (lets a size search re-bucket cheaply)."""
-        return [fnv1a_32(f.encode("utf-8")) for f in self.features(text)]
+        """The 32-bit hashes of the features, ``hashes_per_feature`` per feature in a row (step 4), before
+        ``% buckets`` (lets a size search re-bucket cheaply)."""
+        return [h for f in self.features(text) for h in self.feature_hashes(f)]
+
+    def feature_hashes(self, feature: str) -> list[int]:
+        """The ``hashes_per_feature`` 32-bit hashes of one feature string (step 4)."""
+        data = feature.encode("utf-8")
+        return [fnv1a_32(f"{j}|".encode("utf-8") + data if j else data) for j in range(self.hashes_per_feature)]
 
     def encode(self, text: str) -> list[int]:
         """Fixed-length ids for one text: ``1 + hash % buckets``, truncated and zero-padded to max_ids."""
@@ -174,12 +203,23 @@ class TextPreprocessSpec(ShippedSpec):
         d["word_ngrams"] = list(self.word_ngrams)
         d["char_ngrams"] = list(self.char_ngrams)
         d["labels"] = list(self.labels)
-        return {"format": SPEC_FORMAT, "version": SPEC_VERSION, **d,
+        version = SPEC_VERSION
+        if self.hashes_per_feature == 1:
+            d.pop("hashes_per_feature")  # the version 1 file, unchanged
+        else:
+            version = SPEC_VERSION_HASHES
+        return {"format": SPEC_FORMAT, "version": version, **d,
                 "input": {"name": "input_ids", "dtype": "int64", "shape": [1, self.max_ids]}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, source: str = "<dict>") -> "TextPreprocessSpec":
         cls.check_header(d, source)
+        # The version says how many ids a feature emits; the field and the version must agree, so that an app
+        # reading version 1 never meets several hashes per feature.
+        if (d.get("version") == SPEC_VERSION_HASHES) != ("hashes_per_feature" in d):
+            raise InputError(f"{source}: hashes_per_feature belongs to version {SPEC_VERSION_HASHES} text "
+                             f"preprocessing specs (version {d.get('version')!r}, hashes_per_feature "
+                             f"{d.get('hashes_per_feature', 'missing')})")
         fields = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         try:
             return cls(**fields)

@@ -60,10 +60,15 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class HashedNgramStudent(nn.Module):
+    """``hashes_per_feature`` is the featurizer's (how many ids each n-gram emits, see
+    :mod:`edge_kd.preprocess.text`): the model averages whatever ids it gets, it is kept here so the
+    bundle's spec and the model cannot disagree."""
+
     def __init__(self, buckets: int = 8192, dim: int = 64, num_classes: int = 2, hidden: int = 0,
-                 dropout: float = 0.1, max_ids: int = 128):
+                 dropout: float = 0.1, max_ids: int = 128, hashes_per_feature: int = 1):
         super().__init__()
         self.buckets, self.dim, self.max_ids = int(buckets), int(dim), int(max_ids)
+        self.hashes_per_feature = int(hashes_per_feature)
         self.embed, token = _id_table(self.buckets + 1, self.dim)
         self.register_buffer("token_mask", token, persistent=False)
         self.head = _head(self.dim, hidden, num_classes, dropout)
@@ -77,9 +82,9 @@ class HashedNgramStudent(nn.Module):
 
 
 def hashed_text_student(buckets: int = 8192, dim: int = 64, num_classes: int = 2, hidden: int = 0,
-                        dropout: float = 0.1, max_ids: int = 128) -> HashedNgramStudent:
+                        dropout: float = 0.1, max_ids: int = 128, hashes_per_feature: int = 1) -> HashedNgramStudent:
     """Factory used by ModelSpec (``edge_kd.models.students.text:hashed_text_student``)."""
-    return HashedNgramStudent(buckets, dim, num_classes, hidden, dropout, max_ids)
+    return HashedNgramStudent(buckets, dim, num_classes, hidden, dropout, max_ids, hashes_per_feature)
 
 
 def _text_inputs(value: Any, kwargs: dict[str, Any]) -> tuple[InputSpec, ...]:
@@ -89,8 +94,11 @@ def _text_inputs(value: Any, kwargs: dict[str, Any]) -> tuple[InputSpec, ...]:
 @FAMILIES.register("text_hashed")
 def text_family(num_classes: int, *, knob: str = "buckets", low: int | None = None, high: int | None = None,
                 step: int | None = None, buckets: int = 8192, dim: int = 64, hidden: int = 0,
-                dropout: float = 0.1, max_ids: int = 128) -> StudentFamily:
+                dropout: float = 0.1, max_ids: int | None = None, hashes_per_feature: int = 1) -> StudentFamily:
     """The hashed n-gram family; knob ``buckets`` (default, 256..262144 in steps of 64) or ``dim`` (4..512).
+
+    ``hashes_per_feature``: ids per n-gram (:mod:`edge_kd.preprocess.text`; 2 pays in small tables);
+    ``max_ids`` (the input length, in ids) defaults to 128 per hash, so the same n-grams fit.
 
     Steps of 64 rows (2 KiB at dim 32 in int8): the sizing search predicts the size of every value and
     exports only a few, so a fine step costs nothing and fills a small budget (a 64 KiB bundle lost up to
@@ -103,8 +111,14 @@ def text_family(num_classes: int, *, knob: str = "buckets", low: int | None = No
         low, high, step = low or 4, high or 512, step or 4
     else:
         raise InputError(f"text_hashed student: knob must be 'buckets' or 'dim', got {knob!r}")
+    from edge_kd.preprocess.text import MAX_HASHES_PER_FEATURE
+
+    if not isinstance(hashes_per_feature, int) or not 1 <= hashes_per_feature <= MAX_HASHES_PER_FEATURE:
+        raise InputError(f"text_hashed student: hashes_per_feature must be an integer 1..{MAX_HASHES_PER_FEATURE}, "
+                         f"got {hashes_per_feature!r}")
     kwargs = {"buckets": buckets, "dim": dim, "num_classes": num_classes, "hidden": hidden, "dropout": dropout,
-              "max_ids": max_ids}
+              "max_ids": 128 * hashes_per_feature if max_ids is None else max_ids,
+              "hashes_per_feature": hashes_per_feature}
     kwargs.pop(knob)
     return StudentFamily("text_hashed", "edge_kd.models.students.text:hashed_text_student", knob,
                          knob_values(low, high, step), kwargs, input_fn=_text_inputs)

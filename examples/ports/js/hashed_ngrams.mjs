@@ -1,5 +1,5 @@
 // A port of edge_kd's text preprocessing (bundle/preprocess.json, format "edge_kd.text.hashed_ngrams",
-// version 1) written from the documented algorithm only, as an app team would write it.
+// versions 1 and 2) written from the documented algorithm only, as an app team would write it.
 // Node >= 18 or any modern browser; no dependencies. See README.md beside this file.
 
 // Python's `\s` in a str pattern is str.isspace(); JavaScript's `\s` differs (it has U+FEFF, lacks
@@ -38,11 +38,16 @@ const utf8 = new TextEncoder();
 
 export class HashedNgrams {
   constructor(spec) {
-    if (spec.format !== "edge_kd.text.hashed_ngrams" || spec.version !== 1) {
-      throw new Error(`not a version 1 hashed n-gram spec: ${spec.format} v${spec.version}`);
+    if (spec.format !== "edge_kd.text.hashed_ngrams" || (spec.version !== 1 && spec.version !== 2)) {
+      throw new Error(`not a version 1 or 2 hashed n-gram spec: ${spec.format} v${spec.version}`);
     }
     if (spec.hash !== "fnv1a_32") throw new Error(`unknown hash ${spec.hash}`);
     this.spec = spec;
+    // Version 2: each feature emits hashes_per_feature ids in a row; version 1: one.
+    this.hashesPerFeature = spec.version === 2 ? spec.hashes_per_feature : 1;
+    if (!Number.isInteger(this.hashesPerFeature) || this.hashesPerFeature < 1) {
+      throw new Error(`bad hashes_per_feature ${spec.hashes_per_feature}`);
+    }
     // "u": match code points, not UTF-16 halves (an emoji is one token, as in Python).
     this.regex = new RegExp(pythonPatternToJs(spec.token_pattern), "gu");
   }
@@ -69,10 +74,17 @@ export class HashedNgrams {
     return out;
   }
 
-  // Fixed-length ids: 1 + hash % buckets, first max_ids kept, zero-padded.
+  // Fixed-length ids: 1 + hash % buckets (hash j > 0 of a feature is over `${j}|${feature}`), first max_ids
+  // kept, zero-padded.
   encode(text) {
     const { buckets, max_ids: maxIds } = this.spec;
-    const ids = this.features(text).slice(0, maxIds).map((f) => 1 + (fnv1a32(utf8.encode(f)) % buckets));
+    const ids = [];
+    for (const f of this.features(text)) {
+      for (let j = 0; j < this.hashesPerFeature; j++) {
+        ids.push(1 + (fnv1a32(utf8.encode(j === 0 ? f : `${j}|${f}`)) % buckets));
+      }
+    }
+    ids.length = Math.min(ids.length, maxIds);
     while (ids.length < maxIds) ids.push(0);
     return ids;
   }

@@ -31,6 +31,8 @@ def test_init_per_budget_names_the_rows_and_rejects_other_words(benchmark_script
     (["--families", "text_hashed,nope"], "--families 'text_hashed,nope': unknown nope; known: text_hashed"),
     (["--families", ","], "--families ',': none given"),
     (["--init", "256KiB=pca"], "--init '256KiB=pca': one of teacher|random|auto"),
+    (["--hashes", "256KiB=0"], "--hashes '256KiB=0': ids per n-gram must be 1..8"),
+    (["--hashes", "two"], "--hashes 'two': one whole number"),
 ])
 def test_bad_options_exit_2_before_any_results_file_is_written(benchmark_script, monkeypatch, tmp_path, capsys,
                                                               argv, message):

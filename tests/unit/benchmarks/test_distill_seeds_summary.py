@@ -27,3 +27,12 @@ def test_cells_average_over_seeds_and_count_those_at_the_goal(benchmark_script):
     reports[1]["rows"][1]["init"] = "random"
     text = seeds.markdown(seeds.summarize(reports), {"finished": "now", "command": "python x", "passthrough": []})
     assert "| 2 | 100.20, 99.40 r | 99.80% ± 0.57 |" in text
+
+
+def test_cells_name_their_ids_per_ngram(benchmark_script):
+    seeds = benchmark_script("distill_seeds")
+    reports = {0: {"rows": [{**_row("student distilled", "256KiB", 99.7), "hashes_per_feature": 2},
+                            {**_row("student distilled", "1MiB", 100.1), "hashes_per_feature": 1}]}}
+    text = seeds.markdown(seeds.summarize(reports), {"finished": "now", "command": "python x", "passthrough": []})
+    assert "| text_hashed | 256KiB (2 ids/n-gram) | student distilled |" in text
+    assert "| text_hashed | 1MiB | student distilled |" in text  # one id: the budget alone, as before

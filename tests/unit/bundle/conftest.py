@@ -2,8 +2,8 @@
 
 ``make_bundle(root, kind, target)`` exports a tiny model for ``target`` (fp32, or static int8 with
 ``int8=True``), records it in a real ``edge_kd.pipeline.Build`` and writes its bundle from the
-small data the repository ships (tests/fixtures): support intents (text: hashed n-grams, or
-wordpieces), online-shopper sessions
+small data the repository ships (tests/fixtures): support intents (text: hashed n-grams with one
+or two ids per n-gram, or wordpieces), online-shopper sessions
 (tabular), 24x24 product-colour patches (image). Other test folders load this file by path.
 """
 from __future__ import annotations
@@ -17,13 +17,13 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 TEXT_SPEC = {"buckets": 99, "max_ids": 16}
 
 
-def _text(n: int):
+def _text(n: int, hashes_per_feature: int = 1):
     from edge_kd.data.text import load_text_csv
     from edge_kd.preprocess.text import TextPreprocessSpec
     from edge_kd.testing.tiny_models import tiny_text
 
     ds = load_text_csv(FIXTURES / "intents_small.csv", "instruction", "intent")
-    spec = TextPreprocessSpec(**TEXT_SPEC, labels=tuple(ds.label_names))
+    spec = TextPreprocessSpec(**TEXT_SPEC, labels=tuple(ds.label_names), hashes_per_feature=hashes_per_feature)
     ids = spec.encode_batch(ds.texts)
     model = tiny_text(vocab_size=spec.vocab_size + 1, num_classes=ds.num_classes, seq_len=spec.max_ids)
     return ds, model, (ids,), {"text_spec": spec}
@@ -68,7 +68,13 @@ def _image(n: int):
     return ds, model, ds.inputs(), {}
 
 
-KINDS = {"text": _text, "wordpiece": _wordpiece, "tabular": _tabular, "image": _image}
+def _text_two_hashes(n: int):
+    """Hashed n-grams with two ids per n-gram (a version 2 spec)."""
+    return _text(n, hashes_per_feature=2)
+
+
+KINDS = {"text": _text, "text_two_hashes": _text_two_hashes, "wordpiece": _wordpiece, "tabular": _tabular,
+         "image": _image}
 
 
 def make_bundle(root: Path, kind: str, target: str, *, int8: bool = False, count: int = 8) -> Path:

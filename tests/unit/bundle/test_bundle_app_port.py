@@ -62,7 +62,7 @@ def _plain_runtime_logits(path: Path, ids: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("target", ["android-arm64-xnnpack", "ort-mobile", "tflite-int8"])
-@pytest.mark.parametrize("kind", ["text", "wordpiece"])
+@pytest.mark.parametrize("kind", ["text", "text_two_hashes", "wordpiece"])
 def test_js_port_ids_through_plain_runtimes(bundle_factory, kind, target):
     root = bundle_factory(kind, target)
     result = subprocess.run([NODE, str(PORT / "check_vectors.mjs"), str(root)], capture_output=True, text=True,
@@ -89,7 +89,7 @@ EDGE_TEXTS = [
 ]
 
 
-@pytest.mark.parametrize("kind", ["text", "wordpiece"])
+@pytest.mark.parametrize("kind", ["text", "text_two_hashes", "wordpiece"])
 def test_js_port_matches_the_reference_on_every_bundled_sentence(kind):
     from edge_kd.data.text import load_text_csv
     from edge_kd.preprocess.text import TextPreprocessSpec
@@ -100,6 +100,8 @@ def test_js_port_matches_the_reference_on_every_bundled_sentence(kind):
     texts = list(texts) + EDGE_TEXTS
     if kind == "text":
         spec = TextPreprocessSpec(buckets=55001, max_ids=64)
+    elif kind == "text_two_hashes":
+        spec = TextPreprocessSpec(buckets=55001, max_ids=128, hashes_per_feature=2)
     else:
         # The pieces of every word and character of the texts, then a short prefix: common words whole,
         # the rest split into pieces or unknown (non-ASCII characters that never start a word).

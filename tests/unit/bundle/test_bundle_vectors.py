@@ -28,6 +28,7 @@ def _contract_check(root):
 
 @pytest.mark.parametrize("kind,target,int8", [("text", "tflite-int8", False), ("text", "ort-mobile", False),
                                               ("text", "android-arm64-xnnpack", False),
+                                              ("text_two_hashes", "ort-mobile", False),
                                               ("wordpiece", "tflite-int8", True),
                                               ("wordpiece", "android-arm64-xnnpack", True),
                                               ("tabular", "tflite-int8", True), ("image", "ort-mobile", False)])
@@ -45,7 +46,7 @@ def test_vectors_replay_in_the_runtime(bundle_factory, kind, target, int8):
         assert vec["label"] in labels and 0 <= vec["top1"] < len(labels)
         assert int(np.argmax(vec["outputs"][0])) == vec["top1"]
         raw = vec["raw"]
-        if kind in ("text", "wordpiece"):
+        if kind in ("text", "text_two_hashes", "wordpiece"):
             assert isinstance(raw["text"], str) and len(vec["inputs"][0]) == 16
         elif kind == "tabular":
             assert set(raw["row"]) >= {"Month", "VisitorType", "PageValues"}

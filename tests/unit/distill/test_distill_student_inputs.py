@@ -49,3 +49,18 @@ def test_wordpiece_inputs_per_vocabulary_size_and_per_data_set():
         (got,) = sdata.inputs(sub, 64)
         del sub
         np.testing.assert_array_equal(got, sdata.text_spec(64).encode_batch([ds.texts[r] for r in rows]))
+
+
+def test_hashes_per_feature_reach_the_spec_and_the_ids():
+    """``[student] options = { hashes_per_feature = 2 }``: the shipped spec (version 2) and the training ids agree."""
+    ds = load_text_csv(FIXTURES / "intents_small.csv", "instruction", "intent")
+    family = make_family("text_hashed", num_classes=ds.num_classes, hashes_per_feature=2)
+    sdata = StudentData(family, list(ds.label_names), "text")
+    spec = sdata.text_spec(512)
+    assert spec.hashes_per_feature == 2 and spec.max_ids == 256 and spec.to_dict()["version"] == 2
+    (ids,) = sdata.inputs(ds, 512)
+    np.testing.assert_array_equal(ids, spec.encode_batch(ds.texts))
+    one = make_family("text_hashed", num_classes=ds.num_classes)
+    (ids_one,) = StudentData(one, list(ds.label_names), "text").inputs(ds, 512)
+    assert ((ids > 0).sum(axis=1) == 2 * (ids_one > 0).sum(axis=1)).all()  # no text here reaches 128 features
+    np.testing.assert_array_equal(ids[:, 0::2][:, :128], ids_one)  # hash 0 of each n-gram is version 1's id

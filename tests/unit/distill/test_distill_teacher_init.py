@@ -144,3 +144,23 @@ def test_wordpiece_rows_are_the_teacher_rows_of_their_pieces(setup):
     assert torch.equal(short.embed.weight[1:4], student.embed.weight[1:4])
     with pytest.raises(InputError, match="wordpiece student"):
         init.apply(hashed_text_student(buckets=16, dim=4, num_classes=3))
+
+
+def test_two_hashes_fill_both_rows_of_a_feature(setup):
+    emb = setup[0]
+    spec2 = TextPreprocessSpec(buckets=1, max_ids=64, hashes_per_feature=2)
+    texts = ["cancel my order", "refunds for my card", "it was refunded", "sunny weather"]
+    init = HashedInit.from_embeddings(spec2, emb, TinyWordPiece(), texts)
+    assert init.feature_hashes.shape == (len(setup[2].feature_hashes), 2)
+    assert np.array_equal(init.feature_hashes[:, 0], setup[2].feature_hashes[:, 0])  # hash 0 is version 1's
+    buckets, dim = 4096, 12
+    student = hashed_text_student(buckets=buckets, dim=dim, num_classes=3, max_ids=64, hashes_per_feature=2)
+    stats = init.apply(student)
+    # "card" alone in both of its buckets (checked): both rows are the projection of the piece's embedding
+    first, second = (1 + h % buckets for h in spec2.feature_hashes("w1:card"))
+    z = torch.from_numpy(init.projected_words(dim)[init.words.index("card")])
+    assert first != second
+    assert torch.allclose(student.embed.weight[first], z, atol=1e-5)
+    assert torch.allclose(student.embed.weight[second], z, atol=1e-5)
+    assert stats["buckets_filled"] > setup[2].apply(hashed_text_student(buckets=buckets, dim=dim, num_classes=3))[
+        "buckets_filled"]
