@@ -541,7 +541,8 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--max-ids", type=int, default=0,
-                   help="ids per text (0 = the family's default: 128 hashed features, 64 wordpieces)")
+                   help="ids per text, for hashed students per hash of an n-gram (0 = the default: 128 hashed, "
+                        "64 wordpieces)")
     p.add_argument("--families", default="text_hashed,text_wordpiece",
                    help="student families measured side by side (text_hashed, text_wordpiece)")
     # T and alpha were chosen on the validation split (not test) with a side sweep on the 256KiB student.
@@ -603,9 +604,8 @@ def main() -> int:
     try:
         lookups = {name: by_budget(args, name) for name in PER_BUDGET_OPTIONS}  # before run() writes anything
         student_families(args.families)
-        from edge_kd.recipe import TransferConfig
-
         from edge_kd.preprocess.text import MAX_HASHES_PER_FEATURE
+        from edge_kd.recipe import TransferConfig
 
         for budget in args.budgets.split(","):
             if not 1 <= lookups["hashes"](budget.strip()) <= MAX_HASHES_PER_FEATURE:
@@ -713,6 +713,7 @@ def run(args) -> int:
             extra = {"hashes_per_feature": k} if k > 1 else {}
             features[(name, k)] = FEATURES[name](args, texts, labels, emb, get_tokenizer(), n_train, **extra)
         return features[(name, k)]
+
     for budget_text in budgets_run:
         for name in families:
             features_for(name, budget_text)
@@ -775,7 +776,8 @@ def run(args) -> int:
         # The checkpoint folder names everything the student depends on, incl. the teacher's outputs.
         arch = "".join(f"-{k[0]}{v}" for k, v in sorted(family.kwargs.items()) if k in ("kernel", "hidden") and v)
         arch += f"-dr{args.dropout}" if args.dropout != 0.1 else ""
-        ck = args.cache / "students" / (f"{feat.short}{value}-d{dim}-m{feat.max_ids}{feat.variant}{arch}-{mode}-e{epochs}"
+        ck = args.cache / "students" / (f"{feat.short}{value}-d{dim}-m{feat.max_ids}{feat.variant}{arch}-{mode}"
+                                        f"-e{epochs}"
                                         f"-bs{args.batch_size}-lr{args.lr}-p{patience}-T{args.temperature}"
                                         f"-a{args.alpha}-s{args.seed}-t{teacher_fp}"
                                         + (f"-x{transfer_fp[split]}" if use_transfer else ""))
