@@ -138,9 +138,10 @@ class TextPreprocessSpec(ShippedSpec):
             raise InputError(f"text preprocessing: max_ids must be >= 1, got {self.max_ids}")
         if self.hash != "fnv1a_32":
             raise InputError(f"text preprocessing: unknown hash {self.hash!r}; known: fnv1a_32")
-        if not 1 <= self.hashes_per_feature <= MAX_HASHES_PER_FEATURE:
-            raise InputError(f"text preprocessing: hashes_per_feature must be 1..{MAX_HASHES_PER_FEATURE}, "
-                             f"got {self.hashes_per_feature}")
+        k = self.hashes_per_feature
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_HASHES_PER_FEATURE:
+            raise InputError(f"text preprocessing: hashes_per_feature must be an integer 1..{MAX_HASHES_PER_FEATURE}, "
+                             f"got {k!r}")
         if self.pad_id != 0:
             raise InputError("text preprocessing: pad_id must be 0 (ids are 1 + hash % buckets)")
         if any(n < 1 for n in (*self.word_ngrams, *self.char_ngrams)):

@@ -61,8 +61,8 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 class HashedNgramStudent(nn.Module):
     """``hashes_per_feature`` is the featurizer's (how many ids each n-gram emits, see
-    :mod:`edge_kd.preprocess.text`): the model averages whatever ids it gets, it is kept here so the
-    bundle's spec and the model cannot disagree."""
+    :mod:`edge_kd.preprocess.text`): the model averages whatever ids it gets; like ``max_ids`` it is
+    recorded on the model so that it says which preprocessing it was trained for."""
 
     def __init__(self, buckets: int = 8192, dim: int = 64, num_classes: int = 2, hidden: int = 0,
                  dropout: float = 0.1, max_ids: int = 128, hashes_per_feature: int = 1):
@@ -97,8 +97,9 @@ def text_family(num_classes: int, *, knob: str = "buckets", low: int | None = No
                 dropout: float = 0.1, max_ids: int | None = None, hashes_per_feature: int = 1) -> StudentFamily:
     """The hashed n-gram family; knob ``buckets`` (default, 256..262144 in steps of 64) or ``dim`` (4..512).
 
-    ``hashes_per_feature``: ids per n-gram (:mod:`edge_kd.preprocess.text`; 2 pays in small tables);
-    ``max_ids`` (the input length, in ids) defaults to 128 per hash, so the same n-grams fit.
+    ``hashes_per_feature``: ids per n-gram (:mod:`edge_kd.preprocess.text`; on Banking77 two paid at
+    256 KiB and not at 1 MiB or 64 KiB, see the README); ``max_ids`` (the input length, in ids) defaults
+    to 128 per hash, so the same n-grams fit.
 
     Steps of 64 rows (2 KiB at dim 32 in int8): the sizing search predicts the size of every value and
     exports only a few, so a fine step costs nothing and fills a small budget (a 64 KiB bundle lost up to
@@ -113,7 +114,8 @@ def text_family(num_classes: int, *, knob: str = "buckets", low: int | None = No
         raise InputError(f"text_hashed student: knob must be 'buckets' or 'dim', got {knob!r}")
     from edge_kd.preprocess.text import MAX_HASHES_PER_FEATURE
 
-    if not isinstance(hashes_per_feature, int) or not 1 <= hashes_per_feature <= MAX_HASHES_PER_FEATURE:
+    if (isinstance(hashes_per_feature, bool) or not isinstance(hashes_per_feature, int)
+            or not 1 <= hashes_per_feature <= MAX_HASHES_PER_FEATURE):
         raise InputError(f"text_hashed student: hashes_per_feature must be an integer 1..{MAX_HASHES_PER_FEATURE}, "
                          f"got {hashes_per_feature!r}")
     kwargs = {"buckets": buckets, "dim": dim, "num_classes": num_classes, "hidden": hidden, "dropout": dropout,

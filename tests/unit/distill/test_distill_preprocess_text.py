@@ -73,8 +73,9 @@ def test_one_hash_writes_the_version_1_file_unchanged_and_two_hashes_version_2(t
 @pytest.mark.parametrize("edit, message", [
     ({"version": 1}, "hashes_per_feature belongs to version 2"),            # an app reading v1 would be wrong
     ({"hashes_per_feature": None}, "hashes_per_feature belongs to version 2"),  # v2 without the field
-    ({"hashes_per_feature": 0}, "hashes_per_feature must be 1..8"),
-    ({"hashes_per_feature": "2"}, "bad preprocessing spec"),
+    ({"hashes_per_feature": 0}, "hashes_per_feature must be an integer 1..8, got 0"),
+    ({"hashes_per_feature": "2"}, "hashes_per_feature must be an integer 1..8, got '2'"),
+    ({"hashes_per_feature": 2.0}, "hashes_per_feature must be an integer 1..8, got 2.0"),
 ])
 def test_spec_version_and_hashes_must_agree(edit, message):
     data = TextPreprocessSpec(buckets=64, max_ids=16, hashes_per_feature=2).to_dict()
@@ -95,5 +96,6 @@ def test_family_passes_hashes_to_the_spec_and_sizes_max_ids_per_hash():
     assert make_family("text_hashed", num_classes=3, dim=8).kwargs["max_ids"] == 128
     assert make_family("text_hashed", num_classes=3, dim=8, hashes_per_feature=2, max_ids=64).kwargs["max_ids"] == 64
     assert family.build(100).hashes_per_feature == 2
-    with pytest.raises(InputError, match="hashes_per_feature must be an integer 1..8"):
-        make_family("text_hashed", num_classes=3, dim=8, hashes_per_feature=9)
+    for bad in (9, 0, True, 2.0):
+        with pytest.raises(InputError, match="hashes_per_feature must be an integer 1..8"):
+            make_family("text_hashed", num_classes=3, dim=8, hashes_per_feature=bad)
