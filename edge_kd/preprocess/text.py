@@ -63,6 +63,14 @@ FNV_PRIME = 16777619
 DEFAULT_TOKEN_PATTERN = r"[a-z0-9]+|[^\sa-z0-9]"
 
 
+def check_hashes_per_feature(value: Any, who: str) -> int:
+    """``value`` if it is a whole number 1..MAX_HASHES_PER_FEATURE (not a bool, not 2.0), else an
+    ``InputError`` naming ``who``: the one check of the spec and of the student family's option."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_HASHES_PER_FEATURE:
+        raise InputError(f"{who}: hashes_per_feature must be an integer 1..{MAX_HASHES_PER_FEATURE}, got {value!r}")
+    return value
+
+
 def fnv1a_32(data: bytes) -> int:
     """FNV-1a, 32 bits. ``fnv1a_32(b"a") == 0xE40C292C`` (the published test vector)."""
     h = FNV_OFFSET
@@ -138,10 +146,7 @@ class TextPreprocessSpec(ShippedSpec):
             raise InputError(f"text preprocessing: max_ids must be >= 1, got {self.max_ids}")
         if self.hash != "fnv1a_32":
             raise InputError(f"text preprocessing: unknown hash {self.hash!r}; known: fnv1a_32")
-        k = self.hashes_per_feature
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_HASHES_PER_FEATURE:
-            raise InputError(f"text preprocessing: hashes_per_feature must be an integer 1..{MAX_HASHES_PER_FEATURE}, "
-                             f"got {k!r}")
+        check_hashes_per_feature(self.hashes_per_feature, "text preprocessing")
         if self.pad_id != 0:
             raise InputError("text preprocessing: pad_id must be 0 (ids are 1 + hash % buckets)")
         if any(n < 1 for n in (*self.word_ngrams, *self.char_ngrams)):

@@ -112,12 +112,9 @@ def text_family(num_classes: int, *, knob: str = "buckets", low: int | None = No
         low, high, step = low or 4, high or 512, step or 4
     else:
         raise InputError(f"text_hashed student: knob must be 'buckets' or 'dim', got {knob!r}")
-    from edge_kd.preprocess.text import MAX_HASHES_PER_FEATURE
+    from edge_kd.preprocess.text import check_hashes_per_feature
 
-    if (isinstance(hashes_per_feature, bool) or not isinstance(hashes_per_feature, int)
-            or not 1 <= hashes_per_feature <= MAX_HASHES_PER_FEATURE):
-        raise InputError(f"text_hashed student: hashes_per_feature must be an integer 1..{MAX_HASHES_PER_FEATURE}, "
-                         f"got {hashes_per_feature!r}")
+    check_hashes_per_feature(hashes_per_feature, "text_hashed student")  # at recipe load, before any data
     kwargs = {"buckets": buckets, "dim": dim, "num_classes": num_classes, "hidden": hidden, "dropout": dropout,
               "max_ids": 128 * hashes_per_feature if max_ids is None else max_ids,
               "hashes_per_feature": hashes_per_feature}
